@@ -1,0 +1,1 @@
+"""nerfstudio plugin of nerf_edit (installed as `nerf_edit_methods`)."""

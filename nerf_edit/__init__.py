@@ -1,0 +1,21 @@
+"""nerf_edit: local image and scene editing by text instruction (Watch Your Steps and friends).
+
+The 2D library needs torch, diffusers and transformers only; the nerfstudio plugin lives in `nerf_edit_methods`.
+"""
+
+from nerf_edit.editors import (
+    EDITORS,
+    Editor,
+    EditorConfig,
+    EditorError,
+    EditResult,
+    GlobalEditor,
+    RelevanceGuidedEditor,
+    editor_class,
+    make_editor,
+)
+from nerf_edit.ip2p import InstructPix2Pix
+from nerf_edit.loading import IP2P_MODEL_ID, TINY_MODEL, ModelUnavailableError, load_ip2p_pipeline
+from nerf_edit.relevance import clip_and_normalize, relevance_map, relevance_mask
+
+__version__ = "0.1.0"

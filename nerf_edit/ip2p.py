@@ -1,0 +1,117 @@
+"""InstructPix2Pix over diffusers components: encode/decode, cached text embeddings, batched guidance."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
+
+from nerf_edit.loading import IP2P_MODEL_ID, load_ip2p_pipeline
+
+
+class InstructPix2Pix:
+    """The IP2P networks with the calls WYS needs. Images are [B, 3, H, W] in [0, 1], H and W multiples of 8.
+
+    The sampler is DDIM (as in WYS and instruct-nerf2nerf): its `add_noise` is defined at any training timestep,
+    which relevance maps (t = 0.8 T) and the relevance-guided blend (re-noising the input at every step) rely on.
+    """
+
+    def __init__(self, pipe: StableDiffusionInstructPix2PixPipeline):
+        self.unet = pipe.unet
+        self.vae = pipe.vae
+        self.text_encoder = pipe.text_encoder
+        self.tokenizer = pipe.tokenizer
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        self.device = pipe.unet.device
+        self.dtype = pipe.unet.dtype
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self._text_embeddings: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str = IP2P_MODEL_ID, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
+    ) -> "InstructPix2Pix":
+        return cls(load_ip2p_pipeline(model, device=device, dtype=dtype))
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.scheduler.config.num_train_timesteps
+
+    @torch.no_grad()
+    def embed_text(self, instruction: str) -> torch.Tensor:
+        """CLIP hidden states of one instruction, cached: the dataset update re-uses the prompt thousands of times."""
+        if instruction not in self._text_embeddings:
+            tokens = self.tokenizer(
+                instruction,
+                padding="max_length",
+                max_length=self.tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            )
+            hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]  # [1, L, D]
+            self._text_embeddings[instruction] = hidden.to(self.dtype)
+        return self._text_embeddings[instruction]
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Diffusion latents z0 of images (the distribution's mode, scaled), [B, 4, H/8, W/8]."""
+        return self.encode_condition(images) * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def encode_condition(self, images: torch.Tensor) -> torch.Tensor:
+        """IP2P's image-condition latents: the unscaled mode, as diffusers' IP2P pipeline feeds the UNet."""
+        pixels = images.to(self.device, self.dtype) * 2 - 1
+        return self.vae.encode(pixels).latent_dist.mode()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        images = self.vae.decode(latents.to(self.dtype) / self.vae.config.scaling_factor).sample
+        return ((images.float() + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def predict_text_and_null(
+        self, noisy_latents: torch.Tensor, timestep: torch.Tensor, image_latents: torch.Tensor, instruction: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ε(z_t, image, text) and ε(z_t, image, ∅) in one UNet call of batch 2B."""
+        batch = noisy_latents.shape[0]
+        text = self.embed_text(instruction).expand(batch, -1, -1)
+        null = self.embed_text("").expand(batch, -1, -1)
+        latents = torch.cat([noisy_latents, noisy_latents]).to(self.dtype)
+        images = torch.cat([image_latents, image_latents]).to(self.dtype)
+        eps = self.unet(torch.cat([latents, images], dim=1), timestep, encoder_hidden_states=torch.cat([text, null])).sample
+        eps_text, eps_null = eps.float().chunk(2)
+        return eps_text, eps_null
+
+    @torch.no_grad()
+    def predict_guided(
+        self,
+        noisy_latents: torch.Tensor,
+        timestep: torch.Tensor,
+        image_latents: torch.Tensor,
+        instruction: str,
+        guidance_scale: float = 7.5,
+        image_guidance_scale: float = 1.5,
+    ) -> torch.Tensor:
+        """3-way classifier-free guidance ε_∅ + s_I(ε_I − ε_∅) + s_T(ε_{I,T} − ε_I), one UNet call of batch 3B."""
+        batch = noisy_latents.shape[0]
+        text = self.embed_text(instruction).expand(batch, -1, -1)
+        null = self.embed_text("").expand(batch, -1, -1)
+        latents = torch.cat([noisy_latents] * 3).to(self.dtype)
+        images = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)]).to(self.dtype)
+        eps = self.unet(
+            torch.cat([latents, images], dim=1), timestep, encoder_hidden_states=torch.cat([text, null, null])
+        ).sample.float()
+        eps_text_image, eps_image, eps_null = eps.chunk(3)
+        return eps_null + image_guidance_scale * (eps_image - eps_null) + guidance_scale * (eps_text_image - eps_image)
+
+    def edit_timesteps(self, steps: int, strength: float = 1.0) -> torch.Tensor:
+        """`steps` DDIM timesteps starting near strength·T (img2img's schedule, stretched so `steps` steps run).
+
+        strength 1 is a full denoise from noise (2D editing); the 3D dataset update draws it in [lower, upper].
+        """
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        total = max(steps, math.ceil(steps / strength))
+        self.scheduler.set_timesteps(total, device=self.device)
+        return self.scheduler.timesteps[total - steps :]
