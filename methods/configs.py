@@ -1,0 +1,94 @@
+"""Method configs registered with nerfstudio (entry points `nerfstudio.method_configs` in pyproject.toml)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
+from nerfstudio.configs.base_config import ViewerConfig
+from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.plugins.types import MethodSpecification
+
+from nerf_edit_methods.compat import allow_nerfstudio_checkpoints
+from nerf_edit_methods.datamanager import WYSDataManagerConfig
+from nerf_edit_methods.model import WYSModelConfig
+from nerf_edit_methods.pipeline import WYSPipelineConfig
+
+# ns-render / ns-eval / --load-dir import this module through the entry points before loading checkpoints.
+allow_nerfstudio_checkpoints()
+
+
+def _adam(lr: float, lr_final: float, max_steps: int) -> dict:
+    return {
+        "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
+        "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr_final, max_steps=max_steps),
+    }
+
+
+def wys_trainer_config(
+    method_name: str = "wys",
+    rays_per_batch: int = 4096,
+    editor_dtype: str = "fp32",
+    editor: str = "relevance",
+    use_relevance: bool = True,
+) -> TrainerConfig:
+    """WYS on nerfacto, with the official code's schedule: 4000 iterations, an edit every 10 steps."""
+    return TrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=500,
+        steps_per_eval_image=500,
+        steps_per_save=250,
+        save_only_latest_checkpoint=True,
+        max_num_iterations=4000,
+        mixed_precision=True,
+        pipeline=WYSPipelineConfig(
+            datamanager=WYSDataManagerConfig(
+                dataparser=NerfstudioDataParserConfig(),
+                train_num_rays_per_batch=rays_per_batch,
+                eval_num_rays_per_batch=rays_per_batch,
+            ),
+            model=WYSModelConfig(
+                eval_num_rays_per_chunk=1 << 15,
+                average_init_density=0.01,
+                camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
+            ),
+            editor=editor,
+            use_relevance=use_relevance,
+            editor_dtype=editor_dtype,
+        ),
+        optimizers={
+            "proposal_networks": _adam(1e-2, 1e-4, 200000),
+            "fields": _adam(1e-2, 1e-4, 200000),
+            "camera_opt": _adam(1e-3, 1e-4, 5000),
+            "relevance_field": _adam(1e-2, 1e-3, 20000),
+        },
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        vis="viewer",
+    )
+
+
+def _tiny_memory(config: TrainerConfig) -> TrainerConfig:
+    config.pipeline.model.eval_num_rays_per_chunk = 1 << 13
+    config.viewer = dataclasses.replace(config.viewer, num_rays_per_chunk=1 << 13)
+    return config
+
+
+wys_method = MethodSpecification(
+    config=wys_trainer_config("wys"),
+    description="Watch Your Steps: relevance-guided InstructPix2Pix edits of a nerfacto scene (IP2P in fp32).",
+)
+wys_small_method = MethodSpecification(
+    config=wys_trainer_config("wys-small", editor_dtype="fp16"),
+    description="WYS with InstructPix2Pix in fp16 (less GPU memory).",
+)
+wys_tiny_method = MethodSpecification(
+    config=_tiny_memory(wys_trainer_config("wys-tiny", rays_per_batch=1024, editor_dtype="fp16")),
+    description="WYS with fp16 InstructPix2Pix, 1024 rays per batch and small render chunks (least GPU memory).",
+)
+wys_global_method = MethodSpecification(
+    config=wys_trainer_config("wys-global", editor="global", use_relevance=False),
+    description="The same loop with global IP2P edits and no relevance (instruct-nerf2nerf's behaviour), for comparison.",
+)

@@ -1,0 +1,50 @@
+"""A datamanager whose training images (and relevance targets) live in memory and can be replaced by edits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Tuple, Type
+
+import torch
+
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+
+
+@dataclass
+class WYSDataManagerConfig(VanillaDataManagerConfig):
+    """Vanilla datamanager over all training images, kept editable in memory."""
+
+    _target: Type = field(default_factory=lambda: WYSDataManager)
+
+
+class WYSDataManager(VanillaDataManager):
+    """`image_batch` holds every training view in dataset order:
+    image [N, H, W, 3] (current, possibly edited), relevance [N, H, W, 1] and relevance_valid [N, H, W, 1].
+    `original_images` keeps the unedited views. Pixel sampling draws from `image_batch`, so an edit written
+    there is trained on from the next step on, and relevance targets reach the model as batch["relevance"].
+    """
+
+    config: WYSDataManagerConfig
+
+    def setup_train(self):
+        super().setup_train()
+        batch = next(self.iter_train_image_dataloader)
+        if not isinstance(batch.get("image"), torch.Tensor):
+            raise SystemExit("error: the wys datamanager needs all training images at one resolution; "
+                             "resize the dataset (e.g. ns-process-data) so every image has the same size")
+        order = torch.argsort(batch["image_idx"])  # the cache collates in random order; index by dataset order
+        self.image_batch: Dict[str, torch.Tensor] = {
+            key: value[order.to(value.device)] for key, value in batch.items() if isinstance(value, torch.Tensor)
+        }
+        self.original_images = self.image_batch["image"].clone()  # [N, H, W, 3]
+        num_images, height, width = self.original_images.shape[:3]
+        self.image_batch["relevance"] = torch.zeros(num_images, height, width, 1)
+        self.image_batch["relevance_valid"] = torch.zeros(num_images, height, width, 1, dtype=torch.bool)
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        self.train_count += 1
+        assert self.train_pixel_sampler is not None
+        batch = self.train_pixel_sampler.sample(self.image_batch)
+        ray_bundle = self.train_ray_generator(batch["indices"])
+        return ray_bundle, batch

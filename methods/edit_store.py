@@ -1,0 +1,56 @@
+"""The run's record of edits: every edited view and relevance target, on disk the moment it is made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+from nerf_edit.io import atomic_save_array, atomic_save_image, load_image
+
+EDITS_FOLDER = "edits"
+
+
+class EditStore:
+    """`<run>/edits/images/<view>.png` (latest edit of a view) and `<run>/edits/relevance/<view>.npy` (its target).
+
+    Files are written to a temporary name and renamed, so a kill at any moment leaves each file whole.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.images_dir = self.root / "images"
+        self.relevance_dir = self.root / "relevance"
+
+    @classmethod
+    def for_run(cls, run_dir: Path) -> "EditStore":
+        return cls(Path(run_dir) / EDITS_FOLDER)
+
+    def save_image(self, view: str, image: torch.Tensor) -> Path:
+        """image [H, W, 3] in [0, 1]."""
+        path = self.images_dir / f"{view}.png"
+        atomic_save_image(path, image.detach().cpu().permute(2, 0, 1))
+        return path
+
+    def save_relevance(self, view: str, relevance: torch.Tensor) -> Path:
+        """relevance [H, W] in [0, 1]."""
+        path = self.relevance_dir / f"{view}.npy"
+        atomic_save_array(path, relevance.detach().cpu().float().numpy())
+        return path
+
+    def clear_images(self) -> None:
+        for path in self.images_dir.glob("*.png"):
+            path.unlink()
+
+    def num_images(self) -> int:
+        return len(list(self.images_dir.glob("*.png")))
+
+    def load(self) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """(edited images by view [H, W, 3], relevance targets by view [H, W])."""
+        images = {path.stem: load_image(path).permute(1, 2, 0) for path in sorted(self.images_dir.glob("*.png"))}
+        relevance = {
+            path.stem: torch.from_numpy(np.load(path)) for path in sorted(self.relevance_dir.glob("*.npy"))
+        }
+        return images, relevance

@@ -1,0 +1,131 @@
+"""Nerfacto with a relevance field: a scalar head rendered with the main field's detached weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple, Type
+
+import torch
+from torch import nn
+from torch.nn import Parameter
+
+from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.field_components.mlp import MLPWithHashEncoding
+from nerfstudio.field_components.spatial_distortions import SceneContraction
+from nerfstudio.model_components.renderers import SemanticRenderer
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from nerfstudio.utils import colormaps
+
+from nerf_edit_methods.compat import offline_lpips
+
+
+class RelevanceField(nn.Module):
+    """Relevance r(x) in [0, 1] per sample: a small hash grid + MLP of position only.
+
+    Its own field rather than a copy of nerfacto's: relevance is a smooth, view-independent scalar, so a
+    coarse grid and a 2-layer MLP suffice at a fraction of the cost; the geometry comes from the main field's
+    weights, never from this field, so it needs no density of its own.
+    """
+
+    def __init__(self, log2_hashmap_size: int = 16, num_levels: int = 12, max_res: int = 512, hidden_dim: int = 32,
+                 implementation: str = "tcnn"):
+        super().__init__()
+        self.spatial_distortion = SceneContraction(order=float("inf"))
+        self.mlp = MLPWithHashEncoding(
+            num_levels=num_levels,
+            min_res=16,
+            max_res=max_res,
+            log2_hashmap_size=log2_hashmap_size,
+            features_per_level=2,
+            num_layers=2,
+            layer_width=hidden_dim,
+            out_dim=1,
+            activation=nn.ReLU(),
+            out_activation=nn.Sigmoid(),
+            implementation=implementation,
+        )
+
+    def forward(self, ray_samples: RaySamples) -> torch.Tensor:
+        positions = self.spatial_distortion(ray_samples.frustums.get_positions())  # [..., S, 3] in [-2, 2]
+        positions = (positions + 2.0) / 4.0  # the hash grid's unit cube, as in nerfacto's field
+        flat = positions.reshape(-1, 3)
+        return self.mlp(flat).reshape(*positions.shape[:-1], 1).float()  # [..., S, 1]
+
+
+@dataclass
+class WYSModelConfig(NerfactoModelConfig):
+    """Nerfacto plus the WYS relevance field."""
+
+    _target: Type = field(default_factory=lambda: WYSModel)
+    relevance_loss_mult: float = 1.0
+    """Weight of the relevance MSE (on pixels that have a relevance target)."""
+    relevance_log2_hashmap_size: int = 16
+    """Hash table size (log2) of the relevance field."""
+    relevance_num_levels: int = 12
+    """Hash grid levels of the relevance field."""
+    relevance_max_res: int = 512
+    """Finest hash grid resolution of the relevance field."""
+    relevance_hidden_dim: int = 32
+    """MLP width of the relevance field."""
+
+
+class WYSModel(NerfactoModel):
+    """Nerfacto whose outputs include `relevance` [..., 1]; works offline (LPIPS falls back when unavailable)."""
+
+    config: WYSModelConfig
+
+    def populate_modules(self):
+        with offline_lpips():
+            super().populate_modules()
+        self.relevance_field = RelevanceField(
+            log2_hashmap_size=self.config.relevance_log2_hashmap_size,
+            num_levels=self.config.relevance_num_levels,
+            max_res=self.config.relevance_max_res,
+            hidden_dim=self.config.relevance_hidden_dim,
+            implementation=self.config.implementation,
+        )
+        self.renderer_relevance = SemanticRenderer()
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        param_groups = super().get_param_groups()
+        param_groups["relevance_field"] = list(self.relevance_field.parameters())
+        return param_groups
+
+    def get_outputs(self, ray_bundle: RayBundle):
+        # Nerfacto's final pass keeps its samples and weights to itself; record them from the field call.
+        final_pass: Dict[str, object] = {}
+        main_forward = self.field.forward
+
+        def recording_forward(ray_samples, compute_normals=False):
+            field_outputs = main_forward(ray_samples, compute_normals=compute_normals)
+            final_pass["ray_samples"], final_pass["density"] = ray_samples, field_outputs[FieldHeadNames.DENSITY]
+            return field_outputs
+
+        self.field.forward = recording_forward
+        try:
+            outputs = super().get_outputs(ray_bundle)
+        finally:
+            del self.field.forward  # back to the class method
+        ray_samples = final_pass["ray_samples"]
+        # Detached: the relevance loss must not move the main field's geometry.
+        weights = ray_samples.get_weights(final_pass["density"]).detach()  # [..., S, 1]
+        outputs["relevance"] = self.renderer_relevance(self.relevance_field(ray_samples), weights=weights)
+        return outputs
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None):
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        if "relevance" in batch and "relevance_valid" in batch:
+            valid = batch["relevance_valid"].to(self.device).float()  # [R, 1]
+            if valid.sum() > 0:
+                target = batch["relevance"].to(self.device)  # [R, 1]
+                squared = (outputs["relevance"] - target) ** 2 * valid
+                loss_dict["relevance_loss"] = self.config.relevance_loss_mult * squared.sum() / valid.sum()
+        return loss_dict
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
+        metrics_dict, images_dict = super().get_image_metrics_and_images(outputs, batch)
+        images_dict["relevance"] = colormaps.apply_colormap(outputs["relevance"])
+        return metrics_dict, images_dict

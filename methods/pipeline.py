@@ -1,0 +1,283 @@
+"""The WYS pipeline: relevance targets for every view, then iterative relevance-guided dataset updates."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Type
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from nerfstudio.data.datamanagers.base_datamanager import DataManagerConfig
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.models.base_model import ModelConfig
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerSlider, ViewerText
+
+from nerf_edit.editors import Editor, EditorConfig, EditorError, editor_class
+from nerf_edit.loading import IP2P_MODEL_ID, ModelUnavailableError
+from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
+from nerf_edit_methods.edit_store import EditStore
+from nerf_edit_methods.model import WYSModelConfig
+
+
+@dataclass
+class WYSPipelineConfig(VanillaPipelineConfig):
+    """Watch Your Steps: edit a trained scene where the instruction is relevant, and nowhere else."""
+
+    _target: Type = field(default_factory=lambda: WYSPipeline)
+    datamanager: DataManagerConfig = field(default_factory=WYSDataManagerConfig)
+    model: ModelConfig = field(default_factory=WYSModelConfig)
+    prompt: str = ""
+    """The edit instruction, e.g. "turn the ball blue" (required)."""
+    guidance_scale: float = 7.5
+    """Text guidance of InstructPix2Pix."""
+    image_guidance_scale: float = 1.5
+    """Image guidance of InstructPix2Pix."""
+    edit_rate: int = 10
+    """Edit training views every this many steps."""
+    edit_count: int = 1
+    """Views edited at each dataset update."""
+    diffusion_steps: int = 20
+    """Denoising steps per edit."""
+    lower_bound: float = 0.02
+    """Least noise level of an edit's starting point (fraction of the diffusion timesteps)."""
+    upper_bound: float = 0.98
+    """Greatest noise level of an edit's starting point."""
+    tau: float = 0.5
+    """Rendered relevance at or above tau is editable."""
+    relevance_timestep: float = 0.8
+    """Relevance maps are measured at this fraction of the diffusion timesteps."""
+    relevance_iqr_k: float = 2.0
+    """Relevance outliers above Q3 + k·IQR are clipped (WYS uses 2 in 3D)."""
+    relevance_warmup_steps: int = 100
+    """Steps the relevance field trains on fresh targets before the first edit."""
+    use_relevance: bool = True
+    """Guide edits by the relevance field; off gives instruct-nerf2nerf's global updates."""
+    edit_start_step: int = 0
+    """Steps of plain reconstruction before relevance and edits begin (0 when starting from --load-dir)."""
+    editor: str = "relevance"
+    """Editor: `relevance` (WYS), `global` (plain IP2P), or an import path `package.module:Class`."""
+    editor_model: str = IP2P_MODEL_ID
+    """IP2P-architecture weights for the editor: hub id, local directory, or `tiny` (random, offline tests)."""
+    editor_device: str = "auto"
+    """Device of the editor (`auto`: the NeRF's device; e.g. cuda:1 to keep IP2P off the training GPU)."""
+    editor_dtype: str = "auto"
+    """Precision of the editor: fp32, fp16, bf16, or `auto` (fp16 on CUDA, fp32 on CPU)."""
+    seed: int = 0
+    """Seed of the edit order, noise levels and diffusion noise."""
+
+
+class WYSPipeline(VanillaPipeline):
+    config: WYSPipelineConfig
+    datamanager: WYSDataManager
+
+    def __init__(
+        self,
+        config: WYSPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler=None,
+    ):
+        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        self.training_run = test_mode == "val"  # ns-train; ns-render/ns-eval need no editor
+        self.editor: Optional[Editor] = None
+        self.edit_store: Optional[EditStore] = None
+        self.relevance_ready = False
+        self.first_edit_step: Optional[int] = None
+        self.edits_done = 0
+        self._rng = random.Random(config.seed)
+        self._generator = torch.Generator().manual_seed(config.seed)
+        self._view_order: List[int] = []
+        self._start_step: Optional[int] = None
+        # Viewer controls (nerfstudio finds ViewerElements on the pipeline).
+        self.viewer_prompt = ViewerText("Edit prompt", config.prompt, hint="takes effect at the next edit")
+        self.viewer_guidance = ViewerSlider("Text guidance", config.guidance_scale, 0.0, 20.0, 0.5)
+        self.viewer_image_guidance = ViewerSlider("Image guidance", config.image_guidance_scale, 0.0, 5.0, 0.1)
+        self.viewer_tau = ViewerSlider("Relevance threshold τ", config.tau, 0.0, 1.0, 0.05)
+        self.viewer_pause = ViewerCheckbox("Pause edits", False)
+        self.viewer_reset = ViewerButton("Reset edits", cb_hook=lambda _: self.reset_edits())
+        if self.training_run:
+            self.editor = self._make_editor()
+
+    # ----------------------------------------------------------------------------------------- set-up
+    def _make_editor(self) -> Editor:
+        config = self.config
+        if not config.prompt.strip():
+            raise SystemExit('error: --pipeline.prompt is empty: say what to change, e.g. --pipeline.prompt "turn the ball blue"')
+        if not 0 < config.lower_bound <= config.upper_bound <= 1:
+            raise SystemExit(f"error: need 0 < --pipeline.lower-bound <= --pipeline.upper-bound <= 1, "
+                             f"got {config.lower_bound} and {config.upper_bound}")
+        device = str(self.device) if config.editor_device == "auto" else config.editor_device
+        editor_config = EditorConfig(
+            model=config.editor_model,
+            device=device,
+            dtype=config.editor_dtype,
+            steps=config.diffusion_steps,
+            guidance_scale=config.guidance_scale,
+            image_guidance_scale=config.image_guidance_scale,
+            tau=config.tau,
+            relevance_timestep=config.relevance_timestep,
+            iqr_k=config.relevance_iqr_k,
+        )
+        try:
+            return editor_class(config.editor)(editor_config)
+        except (EditorError, ModelUnavailableError, ValueError) as error:
+            raise SystemExit(f"error: {error}") from error
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        trainer = training_callback_attributes.trainer
+        if trainer is not None and self.training_run:
+            self.edit_store = EditStore.for_run(trainer.base_dir)
+            load_dir = trainer.config.load_dir
+            if load_dir is not None:
+                self.restore_edits(EditStore.for_run(Path(load_dir).parent))
+        return super().get_training_callbacks(training_callback_attributes)
+
+    def view_names(self) -> List[str]:
+        names = [Path(f).stem for f in self.datamanager.train_dataparser_outputs.image_filenames]
+        if len(set(names)) != len(names):
+            names = [f"{i:05d}_{name}" for i, name in enumerate(names)]
+        return names
+
+    def restore_edits(self, previous: EditStore) -> None:
+        """Resume: put back the edited views and relevance targets a previous run wrote, and keep them here."""
+        images, relevance = previous.load()
+        if not images and not relevance:
+            return
+        batch = self.datamanager.image_batch
+        for index, name in enumerate(self.view_names()):
+            if name in images:
+                batch["image"][index] = images[name].to(batch["image"])
+                if self.edit_store is not None and previous.root != self.edit_store.root:
+                    self.edit_store.save_image(name, images[name])
+            if name in relevance:
+                batch["relevance"][index, ..., 0] = relevance[name]
+                batch["relevance_valid"][index] = True
+                if self.edit_store is not None and previous.root != self.edit_store.root:
+                    self.edit_store.save_relevance(name, relevance[name])
+        self.relevance_ready = bool(batch["relevance_valid"].flatten(1).any(1).all())
+        CONSOLE.print(f"[green]Restored {len(images)} edited views and {len(relevance)} relevance targets "
+                      f"from {previous.root}")
+
+    # ----------------------------------------------------------------------------------------- training
+    def get_train_loss_dict(self, step: int):
+        if self.training_run and self.editor is not None:
+            self._maybe_update_dataset(step)
+        return super().get_train_loss_dict(step)
+
+    def _maybe_update_dataset(self, step: int) -> None:
+        if self._start_step is None:
+            self._start_step = step
+        if step < self._start_step + self.config.edit_start_step:
+            return
+        if self.config.use_relevance and not self.relevance_ready:
+            self.compute_relevance_targets()
+            self.first_edit_step = step + self.config.relevance_warmup_steps
+        if self.first_edit_step is None:
+            self.first_edit_step = step
+        if self.viewer_pause.value or step < self.first_edit_step:
+            return
+        if (step - self.first_edit_step) % self.config.edit_rate == 0:
+            for _ in range(self.config.edit_count):
+                self.edit_view(self._next_view())
+
+    def _next_view(self) -> int:
+        if not self._view_order:
+            self._view_order = list(range(len(self.datamanager.original_images)))
+            self._rng.shuffle(self._view_order)
+        return self._view_order.pop()
+
+    @torch.no_grad()
+    def render_train_view(self, index: int) -> Dict[str, torch.Tensor]:
+        """Render training camera `index` (with its optimised pose) in eval mode: rgb [H, W, 3], relevance [H, W, 1]."""
+        camera = self.datamanager.train_dataset.cameras[index : index + 1].to(self.device)
+        pose_correction = self.model.camera_optimizer(torch.tensor([index], device=self.device))
+        bundle = camera.generate_rays(camera_indices=0, keep_shape=True, camera_opt_to_camera=pose_correction)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.model.get_outputs_for_camera_ray_bundle(bundle)
+        finally:
+            self.model.train(was_training)
+
+    def _prompt(self) -> str:
+        prompt = self.viewer_prompt.value.strip()
+        return prompt if prompt else self.config.prompt
+
+    def _sync_editor_settings(self) -> None:
+        """Viewer sliders act on the next edit."""
+        settings = getattr(self.editor, "config", None)
+        if isinstance(settings, EditorConfig):
+            settings.guidance_scale = float(self.viewer_guidance.value)
+            settings.image_guidance_scale = float(self.viewer_image_guidance.value)
+            settings.tau = float(self.viewer_tau.value)
+
+    def compute_relevance_targets(self) -> None:
+        """Relevance of every training view: the original image's latent, conditioned on the rendered view."""
+        assert self.editor is not None
+        batch = self.datamanager.image_batch
+        names = self.view_names()
+        with _progress() as progress:
+            task = progress.add_task("Relevance maps of the training views", total=len(names))
+            for index, name in enumerate(names):
+                render = self.render_train_view(index)["rgb"]
+                self._set_relevance_target(index, name, render)
+                progress.advance(task)
+        self.relevance_ready = True
+
+    def _set_relevance_target(self, index: int, name: str, render: torch.Tensor) -> None:
+        assert self.editor is not None
+        original = self.datamanager.original_images[index]
+        relevance = self.editor.relevance(_bchw(original), self._prompt(), conditioning=_bchw(render))[0].cpu()
+        batch = self.datamanager.image_batch
+        batch["relevance"][index, ..., 0] = relevance
+        batch["relevance_valid"][index] = True
+        if self.edit_store is not None:
+            self.edit_store.save_relevance(name, relevance)
+
+    def edit_view(self, index: int) -> None:
+        """Render a training view and its relevance, edit it where relevant, and put it back into training."""
+        assert self.editor is not None
+        self._sync_editor_settings()
+        outputs = self.render_train_view(index)
+        render = outputs["rgb"].clamp(0, 1)  # [H, W, 3]
+        mask = None
+        if self.config.use_relevance:
+            mask = (outputs["relevance"][..., 0] >= float(self.viewer_tau.value))[None]  # [1, H, W]
+        original = self.datamanager.original_images[index].to(render)
+        strength = self._rng.uniform(self.config.lower_bound, self.config.upper_bound)
+        result = self.editor.edit(
+            _bchw(render), self._prompt(), conditioning=_bchw(original), mask=mask, strength=strength,
+            generator=self._generator,
+        )
+        edited = result.images[0].permute(1, 2, 0).to(self.datamanager.image_batch["image"])
+        self.datamanager.image_batch["image"][index] = edited
+        name = self.view_names()[index]
+        if self.edit_store is not None:
+            self.edit_store.save_image(name, edited)
+        if self.config.use_relevance:
+            self._set_relevance_target(index, name, render)
+        self.edits_done += 1
+
+    def reset_edits(self) -> None:
+        """Viewer button: back to the original views (the dataset on disk was never touched)."""
+        self.datamanager.image_batch["image"][:] = self.datamanager.original_images
+        if self.edit_store is not None:
+            self.edit_store.clear_images()
+        CONSOLE.print("[yellow]Edits reset: training on the original views again")
+
+
+def _bchw(image: torch.Tensor) -> torch.Tensor:
+    """[H, W, 3] -> [1, 3, H, W]"""
+    return image.permute(2, 0, 1)[None].float()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeRemainingColumn(), console=CONSOLE, transient=True)
