@@ -28,7 +28,7 @@ class RelevanceField(nn.Module):
     weights, never from this field, so it needs no density of its own.
     """
 
-    def __init__(self, log2_hashmap_size: int = 16, num_levels: int = 12, max_res: int = 512, hidden_dim: int = 32,
+    def __init__(self, log2_hashmap_size: int = 16, num_levels: int = 8, max_res: int = 512, hidden_dim: int = 32,
                  implementation: str = "tcnn"):
         super().__init__()
         self.spatial_distortion = SceneContraction(order=float("inf"))
@@ -62,7 +62,7 @@ class WYSModelConfig(NerfactoModelConfig):
     """Weight of the relevance MSE (on pixels that have a relevance target)."""
     relevance_log2_hashmap_size: int = 16
     """Hash table size (log2) of the relevance field."""
-    relevance_num_levels: int = 12
+    relevance_num_levels: int = 8
     """Hash grid levels of the relevance field."""
     relevance_max_res: int = 512
     """Finest hash grid resolution of the relevance field."""

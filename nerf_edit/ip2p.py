@@ -22,7 +22,8 @@ class InstructPix2Pix:
         self.vae = pipe.vae
         self.text_encoder = pipe.text_encoder
         self.tokenizer = pipe.tokenizer
-        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        # "trailing" spacing: the first of n steps is T itself, so strength s starts at s·T (img2img semantics).
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)

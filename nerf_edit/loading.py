@@ -7,8 +7,11 @@ from pathlib import Path
 
 import torch
 from diffusers import StableDiffusionInstructPix2PixPipeline
+from diffusers.pipelines import pipeline_utils as diffusers_pipeline_utils
 from diffusers.utils import logging as diffusers_logging
 
+# diffusers >= 0.36 renamed from_pretrained's `torch_dtype` to `dtype` (the old name warns).
+_DTYPE_KWARG = "dtype" if hasattr(diffusers_pipeline_utils, "_resolve_dtype") else "torch_dtype"
 IP2P_MODEL_ID = "timbrooks/instruct-pix2pix"
 TINY_MODEL = "tiny"
 
@@ -64,7 +67,7 @@ def load_ip2p_pipeline(
         try:
             pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
                 str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model,
-                torch_dtype=torch_dtype,
+                **{_DTYPE_KWARG: torch_dtype},
                 safety_checker=None,
                 requires_safety_checker=False,
             )

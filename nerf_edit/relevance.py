@@ -23,7 +23,10 @@ def clip_and_normalize(relevance: torch.Tensor, iqr_k: float = 1.5) -> torch.Ten
     """Clip each map to [0, Q3 + k·IQR] (outlier suppression) and min-max normalise to [0, 1]. [B, h, w]"""
     flat = relevance.float().flatten(1)  # [B, h*w]
     q1, q3 = torch.quantile(flat, torch.tensor([0.25, 0.75], device=flat.device), dim=1)  # [B] each
-    upper = (q3 + iqr_k * (q3 - q1))[:, None, None]
+    upper = q3 + iqr_k * (q3 - q1)
+    # A sparse map (relevant region under a quarter of the image, zero elsewhere) has Q3 = IQR = 0: clipping
+    # there would erase it, so such maps are only normalised.
+    upper = torch.where(upper > flat.amin(dim=1), upper, flat.amax(dim=1))[:, None, None]
     clipped = torch.minimum(relevance.float().clamp(min=0), upper)
     low = clipped.amin(dim=(1, 2), keepdim=True)
     high = clipped.amax(dim=(1, 2), keepdim=True)

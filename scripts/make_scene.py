@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from nerf_edit.io import atomic_save_image, atomic_write
 
 MASKS_FILE = "masks.json"
 
@@ -153,20 +153,8 @@ def _shade(spec: SceneSpec, origins, directions):
     return np.clip(color, 0, 1), labels
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    """Write then rename, so an interrupted run never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    Image.fromarray(array).save(tmp)
-    os.replace(tmp, path)
-
-
 def _save_json(data: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
 
 
 def make_scene(
@@ -179,8 +167,8 @@ def make_scene(
     for i, c2w in enumerate(camera_ring(num_views, seed)):
         rgb, labels = render_view(spec, c2w, size, size, focal)
         image_path, mask_path = f"images/frame_{i:05d}.png", f"masks/frame_{i:05d}.png"
-        _save_png((rgb * 255).round().astype(np.uint8), output / image_path)
-        _save_png(labels, output / mask_path)
+        atomic_save_image(output / image_path, rgb)
+        atomic_save_image(output / mask_path, labels)
         frames.append({"file_path": image_path, "transform_matrix": c2w.tolist()})
         mask_frames.append({"file_path": image_path, "object_mask": mask_path})
     transforms = {

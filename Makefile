@@ -1,0 +1,22 @@
+# The two commands of the README: `make demo` (edit the bundled scene, render a video) and `make test`.
+VENV := .venv
+BIN := $(VENV)/bin
+# The demo runs offline on CPU with the tiny random-weight IP2P; on a GPU machine with the real weights:
+#   make demo DEVICE=cuda MODEL=timbrooks/instruct-pix2pix PROMPT="turn the ball blue"
+DEVICE ?= cpu
+MODEL ?= tiny
+PROMPT ?= turn the red ball blue
+
+.PHONY: setup demo test bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@DEVICE="$(DEVICE)" MODEL="$(MODEL)" PROMPT="$(PROMPT)" bash scripts/demo.sh
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python scripts/benchmarks/run_all.py

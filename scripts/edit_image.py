@@ -1,0 +1,126 @@
+"""nerf-edit-image: edit images by text instruction, only where the instruction is relevant (Watch Your Steps)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import torch
+
+from nerf_edit.editors import EditorConfig, EditorError, check_instruction, editor_class
+from nerf_edit.io import ImageReadError, atomic_save_image, load_image, to_uint8
+from nerf_edit.loading import IP2P_MODEL_ID, ModelUnavailableError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+@dataclass
+class EditImage:
+    """Edit one image or a folder of images by instruction; writes the edit, a relevance map and a mask overlay."""
+
+    input: Path
+    """An image file, or a folder of images."""
+    instruction: str
+    """What to change, e.g. "turn the ball blue"."""
+    output: Path = Path("edited")
+    """Folder for <name>_edited.png, <name>_relevance.png and <name>_mask.png."""
+    editor: str = "relevance"
+    """`relevance` (WYS), `global` (plain IP2P), or an import path `package.module:Class`."""
+    model: str = IP2P_MODEL_ID
+    """IP2P-architecture weights: hub id, local directory, or `tiny` (random weights, offline)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:1, ... (`auto`: cuda when available)."""
+    dtype: str = "auto"
+    """fp32, fp16 or bf16 (`auto`: fp16 on CUDA, fp32 on CPU)."""
+    steps: int = 20
+    """Denoising steps."""
+    guidance_scale: float = 7.5
+    """Text guidance."""
+    image_guidance_scale: float = 1.5
+    """Image guidance."""
+    tau: float = 0.5
+    """Relevance threshold of the edit mask."""
+    dilate_px: int = 0
+    """Grow the edit mask by this many pixels."""
+    feather_px: int = 0
+    """Soften the composite edge over this many pixels inside the mask."""
+    iqr_k: float = 1.5
+    """Relevance outliers above Q3 + k·IQR are clipped."""
+    relevance_samples: int = 1
+    """Noise draws averaged per relevance map."""
+    seed: int = 0
+    """Seed of the diffusion noise."""
+
+    def main(self) -> None:
+        inputs = self.find_inputs()
+        check_instruction(self.instruction)
+        images = [load_image(path) for path in inputs]  # fail on a bad file before loading any model
+        editor_cls = editor_class(self.editor)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        config = EditorConfig(
+            model=self.model, device=device, dtype=self.dtype, steps=self.steps, guidance_scale=self.guidance_scale,
+            image_guidance_scale=self.image_guidance_scale, tau=self.tau, dilate_px=self.dilate_px,
+            feather_px=self.feather_px, iqr_k=self.iqr_k, relevance_samples=self.relevance_samples,
+        )
+        editor = editor_cls(config)
+        from rich.progress import track
+
+        for path, image in track(list(zip(inputs, images)), description="Editing", transient=True):
+            generator = torch.Generator().manual_seed(self.seed)
+            result = editor.edit(image[None], self.instruction, generator=generator)
+            relevance = result.relevance
+            if relevance is None and hasattr(editor, "relevance"):
+                relevance = editor.relevance(image[None], self.instruction)
+            self.write(path.stem, image, result.images[0], relevance[0] if relevance is not None else None,
+                       result.mask[0] if result.mask is not None else None)
+        print(f"wrote {len(inputs)} edit(s) to {self.output}")
+
+    def find_inputs(self) -> List[Path]:
+        if self.input.is_dir():
+            inputs = sorted(p for p in self.input.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inputs:
+                raise ImageReadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {str(self.input)!r}")
+            return inputs
+        if not self.input.exists():
+            raise ImageReadError(f"input {str(self.input)!r} does not exist: pass an image file or a folder of images")
+        return [self.input]
+
+    def write(self, name: str, image: torch.Tensor, edited: torch.Tensor, relevance, mask) -> None:
+        atomic_save_image(self.output / f"{name}_edited.png", edited)
+        if relevance is not None:
+            atomic_save_image(self.output / f"{name}_relevance.png", colorize(relevance))
+        if mask is not None:
+            atomic_save_image(self.output / f"{name}_mask.png", overlay(image, mask))
+
+
+def colorize(relevance: torch.Tensor) -> np.ndarray:
+    """[H, W] in [0, 1] -> uint8 [H, W, 3] with matplotlib's turbo colour map."""
+    from matplotlib import colormaps
+
+    return to_uint8(colormaps["turbo"](relevance.detach().cpu().float().clamp(0, 1).numpy())[..., :3])
+
+
+def overlay(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The image [3, H, W] with the mask [H, W] tinted red: what the edit was allowed to change."""
+    tinted = image.clone()
+    red = torch.tensor([1.0, 0.0, 0.0])[:, None]
+    tinted[:, mask] = 0.5 * tinted[:, mask] + 0.5 * red
+    return to_uint8(tinted)
+
+
+def entrypoint() -> None:
+    import tyro
+
+    args = tyro.cli(EditImage)
+    try:
+        args.main()
+    except (ImageReadError, EditorError, ModelUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from nerf_edit.editors import (
+    EditorConfig,
+    EditorError,
+    GlobalEditor,
+    RelevanceGuidedEditor,
+    editor_class,
+    make_editor,
+    pad_to_multiple,
+)
+
+
+class HalfImageEditor:
+    """A user editor, plugged in by import path: the left half is relevant; the edit inverts colours there."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def relevance(self, images, instruction, conditioning=None):
+        relevance = torch.zeros(images.shape[0], *images.shape[-2:])
+        relevance[..., : images.shape[-1] // 2] = 1.0
+        return relevance
+
+    def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
+        from nerf_edit.editors import EditResult
+
+        mask = self.relevance(images, instruction) > 0.5 if mask is None else mask
+        return EditResult(images=torch.where(mask[:, None], 1 - images, images), mask=mask)
+
+
+def test_registered_names():
+    assert editor_class("relevance") is RelevanceGuidedEditor
+    assert editor_class("wys") is RelevanceGuidedEditor
+    assert editor_class("global") is GlobalEditor
+
+
+def test_import_path_plugs_in_a_user_editor():
+    editor = make_editor(f"{__name__}:HalfImageEditor", EditorConfig(model="tiny"))
+    images = torch.rand(1, 3, 8, 8)
+    out = editor.edit(images, "invert the left").images
+    assert torch.equal(out[..., :4], 1 - images[..., :4]) and torch.equal(out[..., 4:], images[..., 4:])
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nonsense", "unknown editor 'nonsense'"),
+        ("no_such_module:Editor", "cannot import editor"),
+        ("nerf_edit.editors:NoSuchClass", "cannot import editor"),
+        ("nerf_edit.editors:EditorConfig", "lacks relevance()/edit()"),
+    ],
+)
+def test_bad_editor_specs_say_what_is_wrong(spec, message):
+    with pytest.raises(EditorError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        editor_class(spec)
+
+
+def test_bad_inputs_are_named(tiny_ip2p):
+    editor = RelevanceGuidedEditor(EditorConfig(model="tiny", steps=1), ip2p=tiny_ip2p)
+    with pytest.raises(EditorError, match="instruction is empty"):
+        editor.edit(torch.rand(1, 3, 16, 16), "   ")
+    with pytest.raises(EditorError, match=r"\[B, 3, H, W\]"):
+        editor.edit(torch.rand(3, 16, 16), "make it red")
+    with pytest.raises(EditorError, match="at least 8x8"):
+        editor.relevance(torch.rand(1, 3, 4, 16), "make it red")
+    with pytest.raises(EditorError, match="mask must be"):
+        editor.edit(torch.rand(1, 3, 16, 16), "make it red", mask=torch.ones(1, 8, 8, dtype=torch.bool))
+
+
+def test_pad_to_multiple_keeps_the_image_in_the_top_left():
+    image = torch.rand(1, 3, 13, 17)
+    padded = pad_to_multiple(image, 8)
+    assert padded.shape == (1, 3, 16, 24)
+    assert torch.equal(padded[..., :13, :17], image)
+    assert pad_to_multiple(padded, 8) is padded
+
+
+def test_text_embeddings_are_cached(tiny_ip2p):
+    first = tiny_ip2p.embed_text("make the cube red")
+    assert tiny_ip2p.embed_text("make the cube red") is first
+    assert not torch.equal(tiny_ip2p.embed_text("make the cube blue"), first)

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+import torch
+
+from nerf_edit.io import ImageReadError, atomic_save_array, atomic_save_image, atomic_write, load_image
+
+
+def test_image_round_trip(tmp_path):
+    image = torch.rand(3, 5, 7)
+    atomic_save_image(tmp_path / "a.png", image)
+    loaded = load_image(tmp_path / "a.png")
+    assert loaded.shape == (3, 5, 7)
+    assert (loaded - image).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "keep.npy"
+    atomic_save_array(target, np.arange(3))
+
+    def broken(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert np.array_equal(np.load(target), np.arange(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.npy"]
+
+
+def test_unreadable_image_is_one_line(tmp_path):
+    (tmp_path / "bad.png").write_text("not an image")
+    with pytest.raises(ImageReadError, match="cannot read image") as info:
+        load_image(tmp_path / "bad.png")
+    assert "\n" not in str(info.value)

@@ -1,0 +1,75 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nerf_edit.io import atomic_save_image, load_image
+from nerf_edit_scripts.edit_image import EditImage
+
+
+@pytest.fixture()
+def images(tmp_path):
+    folder = tmp_path / "in"
+    generator = torch.Generator().manual_seed(0)
+    atomic_save_image(folder / "a.png", torch.rand(3, 30, 42, generator=generator))  # not multiples of 8
+    atomic_save_image(folder / "b.png", torch.rand(3, 32, 32, generator=generator))
+    return folder
+
+
+def test_folder_round_trip(images, tmp_path):
+    out = tmp_path / "out"
+    EditImage(input=images, instruction="turn the ball blue", output=out, model="tiny", device="cpu", steps=2).main()
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"{s}_{kind}.png" for s in "ab" for kind in ("edited", "mask", "relevance")]
+    original = load_image(images / "a.png")
+    edited = load_image(out / "a_edited.png")
+    assert edited.shape == original.shape == (3, 30, 42)
+    # the mask overlay is the input where the mask is off, and tinted red where it is on
+    overlay = np.asarray(Image.open(out / "a_mask.png")).astype(int)
+    plain = np.asarray(Image.open(images / "a.png")).astype(int)
+    tinted = (overlay != plain).any(-1)
+    assert 0 < tinted.mean() < 1
+    # pixels outside the mask are the input's
+    unchanged = (load_image(out / "a_edited.png") == original).all(0).numpy()
+    assert unchanged[~tinted].all()
+    relevance = np.asarray(Image.open(out / "a_relevance.png"))
+    assert relevance.shape == (30, 42, 3)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "nerf_edit_scripts.edit_image", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "missing.png", "--instruction", "make it red"], "does not exist"),
+        (["--input", "{bad}", "--instruction", "make it red"], "cannot read image"),
+        (["--input", "{good}", "--instruction", " "], "instruction is empty"),
+        (["--input", "{good}", "--instruction", "make it red", "--editor", "nowhere:Editor"], "cannot import editor"),
+        (["--input", "{good}", "--instruction", "make it red", "--model", "some-org/not-downloaded"], "is not available"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, message, images, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    out = tmp_path / "out"
+    args = [a.format(bad=bad, good=images / "a.png") for a in args]
+    result = run_cli(*args, "--output", str(out))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()  # nothing written
+
+
+def test_existing_outputs_are_replaced_whole(images, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b_edited.png").write_bytes(b"old")
+    EditImage(input=images / "b.png", instruction="make it red", output=out, model="tiny", device="cpu", steps=1).main()
+    assert load_image(out / "b_edited.png").shape == (3, 32, 32)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
