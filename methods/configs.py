@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from typing import Sequence
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import ViewerConfig
@@ -19,6 +21,34 @@ from nerf_edit_methods.pipeline import WYSPipelineConfig
 
 # ns-render / ns-eval / --load-dir import this module through the entry points before loading checkpoints.
 allow_nerfstudio_checkpoints()
+
+
+# The light CPU configuration (README, tests, benchmarks): ~0.15 s/iteration on a 64x64 scene with 2 cores.
+LIGHT_CPU_ARGS = [
+    "--machine.device-type", "cpu",
+    "--vis", "tensorboard",
+    "--pipeline.model.implementation", "torch",
+    "--pipeline.datamanager.train-num-rays-per-batch", "512",
+    "--pipeline.model.num-proposal-samples-per-ray", "64", "32",
+    "--pipeline.model.num-nerf-samples-per-ray", "32",
+    "--pipeline.model.log2-hashmap-size", "16",
+    "--pipeline.model.proposal-net-args-list.0.log2-hashmap-size", "14",
+    "--pipeline.model.proposal-net-args-list.1.log2-hashmap-size", "14",
+    "--pipeline.model.camera-optimizer.mode", "off",
+]
+
+
+def method_config(method: str, args: Sequence[str] = ()) -> TrainerConfig:
+    """The config `ns-train METHOD ARGS...` would build, for in-process runs (tests, benchmarks)."""
+    import tyro
+
+    specs = {spec.config.method_name: spec for spec in (wys_method, wys_small_method, wys_tiny_method, wys_global_method)}
+    if method not in specs:
+        raise ValueError(f"unknown method {method!r}: one of {sorted(specs)}")
+    config = tyro.cli(TrainerConfig, default=copy.deepcopy(specs[method].config), args=list(args))
+    if config.data is not None:
+        config.pipeline.datamanager.data = config.data
+    return config
 
 
 def _adam(lr: float, lr_final: float, max_steps: int) -> dict:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import Parameter
 
-from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLPWithHashEncoding
 from nerfstudio.field_components.spatial_distortions import SceneContraction
@@ -28,7 +28,7 @@ class RelevanceField(nn.Module):
     weights, never from this field, so it needs no density of its own.
     """
 
-    def __init__(self, log2_hashmap_size: int = 16, num_levels: int = 8, max_res: int = 512, hidden_dim: int = 32,
+    def __init__(self, log2_hashmap_size: int = 16, num_levels: int = 4, max_res: int = 256, hidden_dim: int = 32,
                  implementation: str = "tcnn"):
         super().__init__()
         self.spatial_distortion = SceneContraction(order=float("inf"))
@@ -46,11 +46,10 @@ class RelevanceField(nn.Module):
             implementation=implementation,
         )
 
-    def forward(self, ray_samples: RaySamples) -> torch.Tensor:
-        positions = self.spatial_distortion(ray_samples.frustums.get_positions())  # [..., S, 3] in [-2, 2]
-        positions = (positions + 2.0) / 4.0  # the hash grid's unit cube, as in nerfacto's field
-        flat = positions.reshape(-1, 3)
-        return self.mlp(flat).reshape(*positions.shape[:-1], 1).float()  # [..., S, 1]
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """World positions [N, 3] -> relevance [N, 1]."""
+        contracted = self.spatial_distortion(positions)  # [N, 3] in [-2, 2]
+        return self.mlp((contracted + 2.0) / 4.0).float()  # the hash grid's unit cube, as in nerfacto's field
 
 
 @dataclass
@@ -62,12 +61,14 @@ class WYSModelConfig(NerfactoModelConfig):
     """Weight of the relevance MSE (on pixels that have a relevance target)."""
     relevance_log2_hashmap_size: int = 16
     """Hash table size (log2) of the relevance field."""
-    relevance_num_levels: int = 8
+    relevance_num_levels: int = 4
     """Hash grid levels of the relevance field."""
-    relevance_max_res: int = 512
+    relevance_max_res: int = 256
     """Finest hash grid resolution of the relevance field."""
     relevance_hidden_dim: int = 32
     """MLP width of the relevance field."""
+    relevance_min_weight: float = 1e-4
+    """Samples whose render weight is below this skip the relevance field (their contribution is negligible)."""
 
 
 class WYSModel(NerfactoModel):
@@ -110,7 +111,13 @@ class WYSModel(NerfactoModel):
         ray_samples = final_pass["ray_samples"]
         # Detached: the relevance loss must not move the main field's geometry.
         weights = ray_samples.get_weights(final_pass["density"]).detach()  # [..., S, 1]
-        outputs["relevance"] = self.renderer_relevance(self.relevance_field(ray_samples), weights=weights)
+        # Only samples that contribute to the render are worth a field query (most of them are empty space).
+        contributing = weights[..., 0] > self.config.relevance_min_weight  # [..., S]
+        relevance = torch.zeros_like(weights)
+        if contributing.any():
+            positions = ray_samples.frustums.get_positions()[contributing]  # [K, 3]
+            relevance[contributing] = self.relevance_field(positions).to(relevance.dtype)
+        outputs["relevance"] = self.renderer_relevance(relevance, weights=weights)  # [..., 1]
         return outputs
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None):

@@ -20,7 +20,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(temporary path) in `path`'s folder, then rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    # A hidden `.tmp` name: readers globbing `*.png`/`*.npy` never see a file being written.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
@@ -42,7 +43,8 @@ def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def atomic_save_image(path: Path, image: torch.Tensor | np.ndarray) -> None:
     array = to_uint8(image)
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG" if tmp.suffix == ".png" else None))
+    image_format = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))
 
 
 def atomic_save_array(path: Path, array: np.ndarray) -> None:

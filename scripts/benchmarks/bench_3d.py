@@ -1,0 +1,111 @@
+"""3D benchmark: `wys` iteration time ÷ `nerfacto` iteration time at the same light CPU config, and the time
+of one dataset update (render a training view + edit it + refresh its relevance), measured in one run.
+
+    python scripts/benchmarks/bench_3d.py [--iterations 40] [--size 64]
+
+Both methods train on the same synthetic scene; iterations alternate in blocks so machine load hits both alike.
+The dataset update uses the tiny random-weight IP2P (the real model's cost is in the 2D/GPU benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def build_trainer(config, output_dir: Path):
+    config.output_dir = output_dir
+    config.set_timestamp()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    return trainer
+
+
+def nerfacto_config(args):
+    import tyro
+    from nerfstudio.configs.method_configs import method_configs
+    from nerfstudio.engine.trainer import TrainerConfig
+
+    from nerf_edit_methods.configs import LIGHT_CPU_ARGS
+
+    config = tyro.cli(TrainerConfig, default=copy.deepcopy(method_configs["nerfacto"]), args=LIGHT_CPU_ARGS + args)
+    config.pipeline.datamanager.data = config.data
+    return config
+
+
+def time_iterations(trainer, steps, start: int) -> list[float]:
+    times = []
+    for step in range(start, start + steps):
+        begin = time.perf_counter()
+        trainer.train_iteration(step)
+        times.append(time.perf_counter() - begin)
+    return times
+
+
+import os
+EXTRA = os.environ.get("EXTRA", "").split()
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=40, help="timed iterations per method")
+    parser.add_argument("--size", type=int, default=64, help="scene resolution")
+    parser.add_argument("--threads", type=int, default=2)
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+
+    from nerf_edit_methods.compat import offline_lpips
+    from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
+    from nerf_edit_scripts.make_scene import make_scene
+
+    work = Path(tempfile.mkdtemp(prefix="bench3d-"))
+    scene = make_scene(work / "scene", num_views=24, size=options.size, seed=0)
+    common = ["--data", str(scene), "--max-num-iterations", "100000"]
+    wys = method_config("wys", LIGHT_CPU_ARGS + common + ["--pipeline.prompt", "turn the ball blue",
+                                                          "--pipeline.editor-model", "tiny", "--pipeline.edit-start-step", "1000000"] + EXTRA)
+    with offline_lpips():
+        nerfacto = build_trainer(nerfacto_config(common), work / "out")
+    wys_trainer = build_trainer(wys, work / "out")
+
+    # wys as it trains between dataset updates: every pixel has a relevance target, so the relevance loss and its
+    # backward pass are part of each iteration (targets' values don't change the cost).
+    wys_trainer.pipeline.datamanager.image_batch["relevance_valid"][:] = True
+    warmup = 5
+    time_iterations(nerfacto, warmup, 0)
+    time_iterations(wys_trainer, warmup, 0)
+    nerfacto_times, wys_times = [], []
+    block = 10
+    for start in range(warmup, warmup + options.iterations, block):
+        nerfacto_times += time_iterations(nerfacto, block, start)
+        wys_times += time_iterations(wys_trainer, block, start)
+    nerfacto_s, wys_s = statistics.median(nerfacto_times), statistics.median(wys_times)
+
+    pipeline = wys_trainer.pipeline
+    update_times = []
+    for index in range(3):
+        begin = time.perf_counter()
+        pipeline.edit_view(index)
+        update_times.append(time.perf_counter() - begin)
+    render_times = []
+    for index in range(3):
+        begin = time.perf_counter()
+        pipeline.render_train_view(index)
+        render_times.append(time.perf_counter() - begin)
+
+    print(f"scene {options.size}x{options.size}, light CPU config, {options.threads} threads, median of {len(wys_times)} iterations")
+    print(f"nerfacto iteration      {nerfacto_s * 1000:8.1f} ms")
+    print(f"wys iteration           {wys_s * 1000:8.1f} ms")
+    print(f"wys / nerfacto          {wys_s / nerfacto_s:8.3f}   (goal <= 1.20)")
+    update_s = statistics.median(update_times)
+    print(f"dataset update (1 view) {update_s * 1000:8.1f} ms  (render {statistics.median(render_times) * 1000:.1f} ms + tiny IP2P edit + relevance)")
+    edit_rate = pipeline.config.edit_rate
+    print(f"wys incl. updates       {(wys_s + update_s / edit_rate) * 1000:8.1f} ms  (one update every {edit_rate} steps)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""An editor whose right answer is known, for end-to-end tests on the synthetic scene.
+
+The instruction is taken to concern the red ball. Relevance is the ball's region, found by colour in the
+original image; the edit turns the ball blue (red and blue channels swapped) and, like IP2P, also touches the
+background a little (brighter by OVER_EDIT). With a mask, pixels outside it stay the input's, as the WYS
+editor guarantees; without one (the global editor), the over-edit reaches the whole view.
+"""
+
+import torch
+
+from nerf_edit.editors import EditResult
+
+OVER_EDIT = 0.15
+
+
+def red_region(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, H, W] bool: clearly red pixels (the ball; floor and sky are not red)."""
+    r, g, b = images.unbind(1)
+    return (r > 0.25) & (r > 2 * g) & (r > 2 * b)
+
+
+class OracleEditor:
+    def __init__(self, config):
+        self.config = config
+        self.relevance_calls = 0
+        self.edit_calls = 0
+
+    def relevance(self, images, instruction, conditioning=None):
+        self.relevance_calls += 1
+        return red_region(images).float()
+
+    def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
+        self.edit_calls += 1
+        source = conditioning if conditioning is not None else images
+        source = source.to(images)
+        ball = red_region(source)[:, None]
+        edited = torch.where(ball, source[:, [2, 1, 0]], (source + OVER_EDIT).clamp(0, 1))
+        if mask is not None:
+            edited = torch.where(mask[:, None].to(images.device), edited, images)
+        return EditResult(images=edited, mask=mask)
