@@ -17,7 +17,7 @@ from nerfstudio.model_components.renderers import SemanticRenderer
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import colormaps
 
-from nerf_edit_methods.compat import offline_lpips
+from nerf_edit_methods.compat import UnavailableLPIPS, offline_lpips
 
 
 class RelevanceField(nn.Module):
@@ -134,5 +134,7 @@ class WYSModel(NerfactoModel):
         self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
     ) -> Tuple[Dict[str, float], Dict[str, torch.Tensor]]:
         metrics_dict, images_dict = super().get_image_metrics_and_images(outputs, batch)
+        if isinstance(self.lpips, UnavailableLPIPS):
+            metrics_dict.pop("lpips", None)  # not computed offline: report nothing rather than NaN
         images_dict["relevance"] = colormaps.apply_colormap(outputs["relevance"])
         return metrics_dict, images_dict

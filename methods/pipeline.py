@@ -162,6 +162,13 @@ class WYSPipeline(VanillaPipeline):
                 if self.edit_store is not None and previous.root != self.edit_store.root:
                     self.edit_store.save_relevance(name, relevance[name])
         self.relevance_ready = bool(batch["relevance_valid"].flatten(1).any(1).all())
+        # Finish the interrupted cycle first: views without an edit yet come next (pop() takes from the end).
+        names = self.view_names()
+        done = [i for i, name in enumerate(names) if name in images]
+        pending = [i for i, name in enumerate(names) if name not in images]
+        self._rng.shuffle(done)
+        self._rng.shuffle(pending)
+        self._view_order = done + pending
         CONSOLE.print(f"[green]Restored {len(images)} edited views and {len(relevance)} relevance targets "
                       f"from {previous.root}")
 

@@ -1,0 +1,69 @@
+"""The relevance field: rendered with the main field's detached weights, supervised only where targets exist."""
+
+import pytest
+import torch
+
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import SceneBox
+
+from nerf_edit_methods.model import WYSModelConfig
+
+
+@pytest.fixture(scope="module")
+def model():
+    config = WYSModelConfig(implementation="torch", num_proposal_samples_per_ray=(16, 8), num_nerf_samples_per_ray=8,
+                            log2_hashmap_size=12, relevance_min_weight=0.0)
+    config.camera_optimizer.mode = "off"
+    torch.manual_seed(0)
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={})
+    model.train()
+    return model
+
+
+def rays(count=64):
+    generator = torch.Generator().manual_seed(1)
+    origins = torch.randn(count, 3, generator=generator) * 0.1 + torch.tensor([0.0, 0.0, 2.0])
+    directions = torch.nn.functional.normalize(torch.tensor([0.0, 0.0, -1.0]) + 0.2 * torch.randn(count, 3, generator=generator), dim=-1)
+    return RayBundle(origins=origins, directions=directions, pixel_area=torch.full((count, 1), 1e-4),
+                     camera_indices=torch.zeros(count, 1, dtype=torch.long), nears=torch.full((count, 1), 0.05),
+                     fars=torch.full((count, 1), 4.0))
+
+
+def batch(valid: torch.Tensor, count=64):
+    return {"image": torch.rand(count, 3), "relevance": torch.ones(count, 1), "relevance_valid": valid}
+
+
+def test_relevance_is_rendered_per_ray_in_unit_range(model):
+    outputs = model(rays())
+    assert outputs["relevance"].shape == (64, 1)
+    assert (outputs["relevance"] >= 0).all() and (outputs["relevance"] <= outputs["accumulation"] + 1e-5).all()
+
+
+def test_relevance_loss_moves_only_the_relevance_field(model):
+    model.zero_grad()
+    outputs = model(rays())
+    loss = model.get_loss_dict(outputs, batch(torch.ones(64, 1, dtype=torch.bool)), model.get_metrics_dict(outputs, batch(torch.ones(64, 1, dtype=torch.bool))))["relevance_loss"]
+    loss.backward()
+    relevance_grads = [p.grad for p in model.relevance_field.parameters() if p.grad is not None]
+    assert relevance_grads and any(g.abs().sum() > 0 for g in relevance_grads)
+    for name, parameter in list(model.field.named_parameters()) + list(model.proposal_networks.named_parameters()):
+        assert parameter.grad is None or parameter.grad.abs().sum() == 0, name
+
+
+def test_pixels_without_target_are_masked_out(model):
+    outputs = model(rays())
+    valid = torch.zeros(64, 1, dtype=torch.bool)
+    assert "relevance_loss" not in model.get_loss_dict(outputs, batch(valid), model.get_metrics_dict(outputs, batch(valid)))
+    valid[:16] = True
+    targets = batch(valid)
+    targets["relevance"][16:] = 123.0  # would dominate the loss if it were not masked
+    loss = model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))["relevance_loss"]
+    expected = ((outputs["relevance"][:16] - 1.0) ** 2).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_relevance_field_has_its_own_parameter_group(model):
+    groups = model.get_param_groups()
+    assert set(groups) >= {"fields", "proposal_networks", "relevance_field"}
+    relevance_ids = {id(p) for p in groups["relevance_field"]}
+    assert relevance_ids.isdisjoint(id(p) for p in groups["fields"])

@@ -1,0 +1,79 @@
+"""Helpers of the 3D tests: train wys runs in-process on the synthetic scene, and measure them on held-out views."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
+from nerf_edit_scripts.make_scene import load_object_masks
+
+PROMPT = "turn the red ball blue"
+# Every 4th view is held out (6 of 24), so the metrics are on cameras the edits never saw.
+HOLD_OUT = ["nerfstudio-data", "--eval-mode", "interval", "--eval-interval", "4"]
+QUIET = ["--steps-per-eval-batch", "1000000", "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000"]
+
+
+def cli(name: str) -> str:
+    """A console script of this environment (its bin folder need not be on PATH)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def train(method: str, scene: Path, output_dir: Path, timestamp: str, args: Sequence[str]) -> Path:
+    """ns-train METHOD in this process; returns the run folder."""
+    from nerfstudio.scripts.train import main as train_main
+
+    config = method_config(
+        method,
+        LIGHT_CPU_ARGS + QUIET + ["--data", str(scene), "--output-dir", str(output_dir), "--timestamp", timestamp,
+                                  "--pipeline.prompt", PROMPT, *args] + HOLD_OUT,
+    )
+    train_main(config)
+    return config.get_base_dir()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a - b) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    mask_t = torch.from_numpy(mask)[None, None].float()
+    return (torch.nn.functional.max_pool2d(mask_t, 2 * pixels + 1, stride=1, padding=pixels)[0, 0] > 0).numpy()
+
+
+def evaluate(run_dir: Path, scene: Path) -> Dict[str, float]:
+    """Render the held-out views of a finished run (loaded from its checkpoint, as ns-render does) and compare to
+    the original scene: relevance IoU vs the ball's ground-truth mask, background PSNR outside it, ball colour."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, _, _ = eval_setup(run_dir / "config.yml", test_mode="inference")
+    outputs = pipeline.datamanager.dataparser.get_dataparser_outputs(split="test")
+    masks = load_object_masks(scene)
+    ious: List[float] = []
+    background: List[float] = []
+    ball_blue_minus_red: List[float] = []
+    for index, filename in enumerate(outputs.image_filenames):
+        key = str(Path(filename).relative_to(scene))
+        ball = masks[key] == 1
+        original = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(filename), dtype=np.float32) / 255
+        with torch.no_grad():
+            rendered = pipeline.model.get_outputs_for_camera(outputs.cameras[index : index + 1].to(pipeline.device))
+        rgb = rendered["rgb"].clamp(0, 1).cpu().numpy()
+        relevance = rendered["relevance"][..., 0].cpu().numpy() >= 0.5
+        ious.append(float((relevance & ball).sum() / max((relevance | ball).sum(), 1)))
+        outside = ~dilate(masks[key] > 0, 2)  # away from both objects' edges
+        background.append(psnr(rgb[outside], original[outside]))
+        if ball.sum() > 0:
+            ball_blue_minus_red.append(float(rgb[ball][:, 2].mean() - rgb[ball][:, 0].mean()))
+    return {
+        "relevance_iou": float(np.mean(ious)),
+        "background_psnr": float(np.mean(background)),
+        "ball_blue_minus_red": float(np.mean(ball_blue_minus_red)),
+        "views": len(ious),
+    }
