@@ -119,3 +119,41 @@ def build_tiny_ip2p_pipeline(seed: int = 0) -> StableDiffusionInstructPix2PixPip
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def build_full_size_ip2p_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32) -> StableDiffusionInstructPix2PixPipeline:
+    """The real IP2P architecture (SD 1.5 UNet with 8 input channels, SD VAE, CLIP ViT-L/14 text encoder) with
+    random weights: the same FLOPs as `timbrooks/instruct-pix2pix`, for GPU benchmarks without a download.
+    The tokenizer is the tiny one (its ids are valid for the full vocabulary; tokenizing costs nothing here)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=64,
+            in_channels=8,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+        ).to(dtype)
+        vae = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=2,
+            sample_size=512,
+        ).to(dtype)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                           num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu")
+        ).to(dtype)
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1
+    )
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=build_tiny_tokenizer(), unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )

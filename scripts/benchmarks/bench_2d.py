@@ -1,0 +1,83 @@
+"""2D benchmark on CPU with the tiny random-weight IP2P, measured side by side in one run:
+
+  * relevance-guided edit (relevance map + masked denoising + composite) ÷ diffusers'
+    StableDiffusionInstructPix2PixPipeline, same scheduler (DDIM), steps and size   (goal <= 1.10)
+  * throughput of one batched call on 8 images ÷ 8 one-by-one calls                (higher is better)
+
+    python scripts/benchmarks/bench_2d.py [--size 128] [--steps 20] [--repeats 5]
+
+Runs alternate between the two sides so that machine load hits both alike; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
+
+from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
+from nerf_edit.ip2p import InstructPix2Pix
+from nerf_edit.loading import load_ip2p_pipeline
+
+INSTRUCTION = "turn the ball blue"
+
+
+def timed(function) -> float:
+    begin = time.perf_counter()
+    function()
+    return time.perf_counter() - begin
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+
+    pipe = load_ip2p_pipeline("tiny")
+    reference = StableDiffusionInstructPix2PixPipeline(**pipe.components)
+    ip2p = InstructPix2Pix(pipe)
+    reference.scheduler = DDIMScheduler.from_config(ip2p.scheduler.config)
+    reference.set_progress_bar_config(disable=True)
+    editor = RelevanceGuidedEditor(EditorConfig(model="tiny", steps=options.steps), ip2p=ip2p)
+    image = torch.rand(1, 3, options.size, options.size, generator=torch.Generator().manual_seed(0))
+    batch = torch.rand(8, 3, options.size, options.size, generator=torch.Generator().manual_seed(1))
+
+    def run_reference():
+        reference(INSTRUCTION, image=image, num_inference_steps=options.steps, output_type="pt",
+                  generator=torch.Generator().manual_seed(0))
+
+    def run_guided(images=image):
+        editor.edit(images, INSTRUCTION, generator=torch.Generator().manual_seed(0))
+
+    def run_one_by_one():
+        for i in range(len(batch)):
+            run_guided(batch[i : i + 1])
+
+    run_reference(), run_guided()  # warm-up
+    reference_times, guided_times, batched_times, single_times = [], [], [], []
+    for _ in range(options.repeats):
+        reference_times.append(timed(run_reference))
+        guided_times.append(timed(run_guided))
+    for _ in range(max(1, options.repeats // 2)):
+        batched_times.append(timed(lambda: run_guided(batch)))
+        single_times.append(timed(run_one_by_one))
+    reference_s, guided_s = statistics.median(reference_times), statistics.median(guided_times)
+    batched_s, single_s = statistics.median(batched_times), statistics.median(single_times)
+    print(f"tiny IP2P, {options.size}x{options.size}, {options.steps} DDIM steps, {options.threads} threads, medians")
+    print(f"diffusers IP2P pipeline     {reference_s * 1000:8.1f} ms")
+    print(f"relevance-guided edit       {guided_s * 1000:8.1f} ms")
+    print(f"guided / diffusers          {guided_s / reference_s:8.3f}   (goal <= 1.10)")
+    print(f"8 images, one batched call  {batched_s * 1000:8.1f} ms")
+    print(f"8 images, one by one        {single_s * 1000:8.1f} ms")
+    print(f"batched / one-by-one throughput {single_s / batched_s:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""GPU benchmark: the full-size IP2P architecture with random weights (same FLOPs as the real model, no download).
+
+Reports seconds per 512x512 relevance-guided edit at 20 steps in fp16 and bf16, the FLOPs of one guided UNet call
+(batch 3, torch's FLOP counter), and the floor those FLOPs imply at this GPU's measured bf16 matmul rate.
+
+    python scripts/benchmarks/bench_gpu.py [--steps 20] [--repeats 3]
+
+Without a CUDA GPU it prints "skipped: no GPU" and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def matmul_tflops(dtype: torch.dtype, size: int = 8192, repeats: int = 20) -> float:
+    a = torch.randn(size, size, device="cuda", dtype=dtype)
+    b = torch.randn(size, size, device="cuda", dtype=dtype)
+    a @ b
+    torch.cuda.synchronize()
+    begin = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - begin) / 1e12
+
+
+def unet_call_flops(ip2p, latents: torch.Tensor, image_latents: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        ip2p.predict_guided(latents, torch.tensor([500], device="cuda"), image_latents, "turn the ball blue")
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=512)
+    options = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("full-size IP2P on GPU: skipped: no GPU")
+        return
+
+    from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
+    from nerf_edit.ip2p import InstructPix2Pix
+    from nerf_edit.tiny import build_full_size_ip2p_pipeline
+
+    print(f"GPU: {torch.cuda.get_device_name()}, {options.size}x{options.size}, {options.steps} steps, random weights")
+    image = torch.rand(1, 3, options.size, options.size, device="cuda")
+    for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        ip2p = InstructPix2Pix(build_full_size_ip2p_pipeline(dtype=dtype).to("cuda"))
+        editor = RelevanceGuidedEditor(EditorConfig(model="full-size random", device="cuda", steps=options.steps), ip2p=ip2p)
+        editor.edit(image, "turn the ball blue")  # warm-up
+        times = []
+        for _ in range(options.repeats):
+            torch.cuda.synchronize()
+            begin = time.perf_counter()
+            editor.edit(image, "turn the ball blue")
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - begin)
+        seconds = statistics.median(times)
+        latents = torch.randn(1, 4, options.size // 8, options.size // 8, device="cuda", dtype=dtype)
+        flops = unet_call_flops(ip2p, latents, latents)
+        rate = matmul_tflops(dtype)
+        floor = flops * options.steps / (rate * 1e12)
+        print(f"{name}: {seconds:.3f} s per edit; UNet call (batch 3) {flops / 1e12:.2f} TFLOP; "
+              f"matmul {rate:.0f} TFLOP/s -> floor {floor:.3f} s for {options.steps} calls ({floor / seconds:.0%} of measured)")
+        print(f"{name}: peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        del editor, ip2p
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+if __name__ == "__main__":
+    main()
