@@ -121,25 +121,39 @@ class IP2PEditor:
         generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
         """WYS relevance of `instruction` for `images`' latents, conditioned on `conditioning`. -> [B, H, W]"""
+        images, conditioning = self._check(images, instruction, conditioning)
+        return self._relevance(*self._encode(images, conditioning), instruction, generator, images)
+
+    def _check(self, images, instruction, conditioning):
         check_images(images)
         check_instruction(instruction)
         conditioning = images if conditioning is None else conditioning
         check_images(conditioning, "conditioning")
+        return images, conditioning
+
+    def _encode(self, images: torch.Tensor, conditioning: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z0 of `images` [B, 4, h, w], IP2P condition latents of `conditioning`), padded to the VAE's factor.
+        One VAE pass when the two are the same images (z0 is the scaled condition latent)."""
         factor = self.ip2p.vae_scale_factor
-        latents = self.ip2p.encode(pad_to_multiple(images, factor))
         image_latents = self.ip2p.encode_condition(pad_to_multiple(conditioning, factor))
+        if conditioning is images:
+            return image_latents * self.ip2p.vae.config.scaling_factor, image_latents
+        return self.ip2p.encode(pad_to_multiple(images, factor)), image_latents
+
+    def _relevance(self, clean, image_latents, instruction, generator, images) -> torch.Tensor:
+        factor = self.ip2p.vae_scale_factor
 
         def predict(noisy, t):
             return self.ip2p.predict_text_and_null(noisy, t, image_latents, instruction)
 
         relevance = relevance_map(
             predict,
-            latents,
+            clean,
             self.ip2p.scheduler.add_noise,
             timestep=int(self.config.relevance_timestep * self.ip2p.num_train_timesteps),
             num_samples=self.config.relevance_samples,
             iqr_k=self.config.iqr_k,
-            output_size=(latents.shape[-2] * factor, latents.shape[-1] * factor),
+            output_size=(clean.shape[-2] * factor, clean.shape[-1] * factor),
             generator=generator,
         )
         height, width = images.shape[-2:]
@@ -155,20 +169,19 @@ class IP2PEditor:
 
     def _denoise(
         self,
-        images: torch.Tensor,
+        clean: torch.Tensor,
+        image_latents: torch.Tensor,
         instruction: str,
-        conditioning: torch.Tensor,
         pixel_mask: Optional[torch.Tensor],
         strength: float,
         noise: torch.Tensor,
+        images: torch.Tensor,
         on_step=None,
     ) -> torch.Tensor:
-        """Edit padded copies of `images` with fixed `noise` (from `draw_noise`); only latent cells touched by
-        `pixel_mask` [B, H, W] may change."""
+        """Edit from z0 `clean` with fixed `noise` (from `draw_noise`); only latent cells touched by `pixel_mask`
+        [B, H, W] may change. Returns decoded images cropped to `images`' size, on its device."""
         factor = self.ip2p.vae_scale_factor
         height, width = images.shape[-2:]
-        clean = self.ip2p.encode(pad_to_multiple(images, factor))
-        image_latents = self.ip2p.encode_condition(pad_to_multiple(conditioning, factor))
         latent_mask = None
         if pixel_mask is not None:
             padded_mask = pad_to_multiple(pixel_mask[:, None].float(), factor)[:, 0] > 0
@@ -205,21 +218,19 @@ class RelevanceGuidedEditor(IP2PEditor):
         on_step=None,
     ) -> EditResult:
         """Edit `images`; `mask` [B, H, W] bool overrides the relevance mask (3D passes the rendered relevance's)."""
-        check_images(images)
-        check_instruction(instruction)
-        conditioning = images if conditioning is None else conditioning
-        check_images(conditioning, "conditioning")
+        images, conditioning = self._check(images, instruction, conditioning)
         noise = self.draw_noise(images, generator)
+        encoded = self._encode(images, conditioning)
         relevance = None
         if mask is None:
-            relevance = self.relevance(images, instruction, conditioning, generator=generator)
+            relevance = self._relevance(*encoded, instruction, generator, images)
             mask = relevance_mask(relevance, self.config.tau)
         if mask.shape != (images.shape[0], *images.shape[-2:]):
             raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
         mask = mask.to(images.device).bool()
         if self.config.dilate_px > 0:
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
-        edited = self._denoise(images, instruction, conditioning, mask, strength, noise, on_step)
+        edited = self._denoise(*encoded, instruction, mask, strength, noise, images, on_step)
         result = composite(edited, images.float(), feathered_weights(mask, self.config.feather_px))
         return EditResult(images=result, relevance=relevance, mask=mask)
 
@@ -237,12 +248,9 @@ class GlobalEditor(IP2PEditor):
         generator: Optional[torch.Generator] = None,
         on_step=None,
     ) -> EditResult:
-        check_images(images)
-        check_instruction(instruction)
-        conditioning = images if conditioning is None else conditioning
-        check_images(conditioning, "conditioning")
+        images, conditioning = self._check(images, instruction, conditioning)
         noise = self.draw_noise(images, generator)
-        edited = self._denoise(images, instruction, conditioning, None, strength, noise, on_step)
+        edited = self._denoise(*self._encode(images, conditioning), instruction, None, strength, noise, images, on_step)
         return EditResult(images=edited)
 
 

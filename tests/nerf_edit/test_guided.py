@@ -106,13 +106,26 @@ def test_strength_starts_from_the_noised_input(tiny_ip2p):
     assert int(timesteps[0]) == 499 and int(timesteps[-1]) == 99
     full = tiny_ip2p.edit_timesteps(5, strength=1.0)
     assert int(full[0]) == 999
-    # a light edit stays close to the input, a full one does not
+    # the first UNet call sees the input's z0 noised to the first timestep with the edit's noise
     editor = GlobalEditor(EditorConfig(model="tiny", steps=5), ip2p=tiny_ip2p)
     image = torch.rand(1, 3, 32, 32)
-    decoded = tiny_ip2p.decode(tiny_ip2p.encode(image))
-    light = editor.edit(image, INSTRUCTION, strength=0.05, generator=torch.Generator().manual_seed(0)).images
-    heavy = editor.edit(image, INSTRUCTION, strength=1.0, generator=torch.Generator().manual_seed(0)).images
-    assert (light - decoded).abs().mean() < (heavy - decoded).abs().mean()
+    first_inputs = []
+    original = tiny_ip2p.predict_guided
+
+    def spy(noisy, t, *args):
+        first_inputs.append((noisy.clone(), int(t)))
+        return original(noisy, t, *args)
+
+    tiny_ip2p.predict_guided = spy
+    try:
+        editor.edit(image, INSTRUCTION, strength=0.5, generator=torch.Generator().manual_seed(0))
+    finally:
+        del tiny_ip2p.predict_guided
+    noise = editor.draw_noise(image, torch.Generator().manual_seed(0))
+    clean = tiny_ip2p.encode(image)
+    expected = tiny_ip2p.scheduler.add_noise(clean, noise, torch.tensor([499]))
+    assert first_inputs[0][1] == 499 and len(first_inputs) == 5
+    torch.testing.assert_close(first_inputs[0][0], expected)
 
 
 def test_batched_edit_equals_one_by_one(tiny_ip2p):
@@ -121,6 +134,9 @@ def test_batched_edit_equals_one_by_one(tiny_ip2p):
     mask = torch.zeros(3, 32, 32, dtype=torch.bool)
     mask[:, 8:24, 8:24] = True
     noise = editor.draw_noise(images, torch.Generator().manual_seed(0))
-    batched = editor._denoise(images, INSTRUCTION, images, mask, 1.0, noise)
-    single = torch.cat([editor._denoise(images[i : i + 1], INSTRUCTION, images[i : i + 1], mask[i : i + 1], 1.0, noise[i : i + 1]) for i in range(3)])
+    def denoise(images, mask, noise):
+        return editor._denoise(*editor._encode(images, images), INSTRUCTION, mask, 1.0, noise, images)
+
+    batched = denoise(images, mask, noise)
+    single = torch.cat([denoise(images[i : i + 1], mask[i : i + 1], noise[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
