@@ -18,6 +18,7 @@ from nerf_edit_methods.compat import allow_nerfstudio_checkpoints
 from nerf_edit_methods.datamanager import WYSDataManagerConfig
 from nerf_edit_methods.model import WYSModelConfig
 from nerf_edit_methods.pipeline import WYSPipelineConfig
+from nerf_edit_methods.trainer import WYSTrainerConfig
 
 # ns-render / ns-eval / --load-dir import this module through the entry points before loading checkpoints.
 allow_nerfstudio_checkpoints()
@@ -45,7 +46,8 @@ def method_config(method: str, args: Sequence[str] = ()) -> TrainerConfig:
     specs = {spec.config.method_name: spec for spec in (wys_method, wys_small_method, wys_tiny_method, wys_global_method)}
     if method not in specs:
         raise ValueError(f"unknown method {method!r}: one of {sorted(specs)}")
-    config = tyro.cli(TrainerConfig, default=copy.deepcopy(specs[method].config), args=list(args))
+    default = copy.deepcopy(specs[method].config)
+    config = tyro.cli(type(default), default=default, args=list(args))
     if config.data is not None:
         config.pipeline.datamanager.data = config.data
     return config
@@ -66,7 +68,7 @@ def wys_trainer_config(
     use_relevance: bool = True,
 ) -> TrainerConfig:
     """WYS on nerfacto, with the official code's schedule: 4000 iterations, an edit every 10 steps."""
-    return TrainerConfig(
+    return WYSTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
         steps_per_eval_image=500,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -16,12 +16,13 @@ class ImageReadError(ValueError):
     """An input image could not be read; the message is one line."""
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(temporary path) in `path`'s folder, then rename it onto `path`."""
+def atomic_write(path: Path, write: Callable[[Path], None], temporary_dir: Optional[Path] = None) -> None:
+    """Call write(temporary path), then rename the file onto `path`. The temporary file lives in `path`'s folder
+    unless `temporary_dir` (on the same file system) is given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A hidden `.tmp` name: readers globbing `*.png`/`*.npy` never see a file being written.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=temporary_dir or path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))

@@ -24,13 +24,16 @@ class OracleEditor:
         self.config = config
         self.relevance_calls = 0
         self.edit_calls = 0
+        self.instructions = []
 
     def relevance(self, images, instruction, conditioning=None):
         self.relevance_calls += 1
+        self.instructions.append(instruction)
         return red_region(images).float()
 
     def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
         self.edit_calls += 1
+        self.instructions.append(instruction)
         source = conditioning if conditioning is not None else images
         source = source.to(images)
         ball = red_region(source)[:, None]

@@ -1,0 +1,136 @@
+"""The WYS pipeline's dataset update, viewer controls, edit store and restore, without training runs."""
+
+import numpy as np
+import pytest
+import torch
+
+from nerfstudio.viewer.utils import parse_object
+from nerfstudio.viewer.viewer_elements import ViewerElement
+
+from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
+from nerf_edit_methods.edit_store import EditStore
+from nerf_edit_scripts.make_scene import make_scene
+from wys_runs import HOLD_OUT, PROMPT
+
+ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_scene(tmp_path_factory.mktemp("scene") / "small", num_views=8, size=32, seed=0)
+
+
+def setup_trainer(scene, output_dir, args=()):
+    config = method_config("wys", LIGHT_CPU_ARGS + ORACLE + ["--data", str(scene), "--output-dir", str(output_dir),
+                                                             "--pipeline.prompt", PROMPT, *args] + HOLD_OUT)
+    config.set_timestamp()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    return trainer
+
+
+@pytest.fixture()
+def trainer(scene, tmp_path):
+    return setup_trainer(scene, tmp_path)
+
+
+def test_viewer_finds_the_controls_on_the_pipeline(trainer):
+    names = {element.name for _, element in parse_object(trainer.pipeline, ViewerElement, "Custom Elements")}
+    assert names >= {"Edit prompt", "Text guidance", "Image guidance", "Relevance threshold τ", "Pause edits", "Reset edits"}
+
+
+def test_edit_replaces_the_training_view_and_writes_it(trainer):
+    pipeline = trainer.pipeline
+    batch = pipeline.datamanager.image_batch
+    before = batch["image"].clone()
+    pipeline.compute_relevance_targets()
+    assert batch["relevance_valid"].all()
+    pipeline.edit_view(2)
+    changed = (batch["image"] != before).flatten(1).any(1)
+    assert changed.tolist() == [i == 2 for i in range(len(changed))]
+    store = pipeline.edit_store
+    images, relevance = store.load()
+    name = pipeline.view_names()[2]
+    assert list(images) == [name] and len(relevance) == len(changed)
+    assert (images[name] - batch["image"][2]).abs().max() <= 0.5 / 255 + 1e-6  # the PNG is what trains
+    assert torch.equal(pipeline.datamanager.original_images, before)  # originals are kept
+
+
+def test_viewer_prompt_and_pause_act_on_the_next_update(trainer):
+    pipeline = trainer.pipeline
+    editor = pipeline.editor
+    pipeline.relevance_ready = True  # skip the targets: this test is about the controls
+    pipeline.viewer_pause.value = True
+    for step in range(0, 30):
+        pipeline._maybe_update_dataset(step)
+    assert editor.edit_calls == 0
+    pipeline.viewer_pause.value = False
+    pipeline.viewer_prompt.value = "make the cube green"
+    pipeline._maybe_update_dataset(30)  # (30 - first edit step 0) is a multiple of the edit rate
+    assert editor.edit_calls == 1 and editor.instructions[-1] == "make the cube green"
+
+
+def test_reset_restores_the_original_views(trainer):
+    pipeline = trainer.pipeline
+    pipeline.relevance_ready = True
+    pipeline.edit_view(0)
+    assert pipeline.edit_store.num_images() == 1
+    pipeline.viewer_reset.cb_hook(pipeline.viewer_reset)
+    assert torch.equal(pipeline.datamanager.image_batch["image"], pipeline.datamanager.original_images)
+    assert pipeline.edit_store.num_images() == 0
+
+
+def test_restore_puts_back_saved_edits(trainer, scene, tmp_path):
+    pipeline = trainer.pipeline
+    pipeline.compute_relevance_targets()
+    pipeline.edit_view(1)
+    pipeline.edit_view(3)
+    saved_images, _ = pipeline.edit_store.load()
+    fresh = setup_trainer(scene, tmp_path / "fresh").pipeline
+    fresh.edit_store = EditStore(tmp_path / "resumed_edits")
+    fresh.restore_edits(pipeline.edit_store)
+    names = fresh.view_names()
+    for name, image in saved_images.items():
+        assert torch.equal(fresh.datamanager.image_batch["image"][names.index(name)], image)
+    assert fresh.relevance_ready and fresh.edit_store.num_images() == 2
+    # the interrupted cycle goes on with the views that have no edit yet
+    upcoming = [fresh._next_view() for _ in range(len(names) - 2)]
+    assert not {names.index(n) for n in saved_images} & set(upcoming)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--pipeline.prompt", " "], "--pipeline.prompt is empty"),
+        (["--pipeline.editor", "nowhere:Editor"], "cannot import editor"),
+        (["--pipeline.editor", "relevance", "--pipeline.editor-model", "org/not-downloaded"], "is not available"),
+        (["--pipeline.lower-bound", "0.9", "--pipeline.upper-bound", "0.5"], "lower-bound"),
+    ],
+)
+def test_bad_settings_stop_with_one_clear_line(scene, tmp_path, args, message):
+    with pytest.raises(SystemExit) as info:
+        setup_trainer(scene, tmp_path, args)
+    text = str(info.value)
+    assert text.startswith("error:") and message in text and "\n" not in text
+
+
+def test_checkpoints_are_written_whole(trainer, monkeypatch):
+    import os
+
+    trainer.save_checkpoint(5)
+    checkpoint_dir = trainer.checkpoint_dir
+    assert [p.name for p in checkpoint_dir.iterdir()] == ["step-000000005.ckpt"]
+
+    def killed_mid_write(state, path):
+        with open(path, "wb") as f:
+            f.write(b"PK half a checkpoint")
+        raise KeyboardInterrupt  # what a kill looks like from inside the write
+
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(10)
+    # nerfstudio parses every name in the folder as a step: only whole checkpoints may be there
+    assert os.listdir(checkpoint_dir) == ["step-000000005.ckpt"]
+    monkeypatch.undo()
+    state = torch.load(checkpoint_dir / "step-000000005.ckpt", map_location="cpu")
+    assert state["step"] == 5
