@@ -7,7 +7,7 @@ DEVICE ?= cpu
 MODEL ?= tiny
 PROMPT ?= turn the red ball blue
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,3 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
-
-bench: setup
-	$(BIN)/python scripts/benchmarks/run_all.py

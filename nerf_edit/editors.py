@@ -31,8 +31,8 @@ class EditorConfig:
 
     model: str = IP2P_MODEL_ID
     """IP2P-architecture weights: hub id, local directory, or `tiny` (random weights, offline tests)."""
-    device: str = "cpu"
-    """Device the diffusion model runs on."""
+    device: str = "auto"
+    """Device the diffusion model runs on (`auto`: cuda when available, else cpu)."""
     dtype: str = "auto"
     """fp32/fp16/bf16; `auto` is fp16 on CUDA, fp32 on CPU."""
     steps: int = 20
@@ -111,7 +111,12 @@ class IP2PEditor:
 
     def __init__(self, config: EditorConfig, ip2p: Optional[InstructPix2Pix] = None):
         self.config = config
-        self.ip2p = ip2p if ip2p is not None else InstructPix2Pix.from_pretrained(config.model, config.device, config.dtype)
+        if ip2p is None:
+            device = config.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            ip2p = InstructPix2Pix.from_pretrained(config.model, device, config.dtype)
+        self.ip2p = ip2p
 
     def relevance(
         self,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import Annotated, List
 
 import numpy as np
 import torch
+import tyro
 
 from nerf_edit.editors import EditorConfig, EditorError, check_instruction, editor_class
 from nerf_edit.io import ImageReadError, atomic_save_image, load_image, to_uint8
-from nerf_edit.loading import IP2P_MODEL_ID, ModelUnavailableError
+from nerf_edit.loading import ModelUnavailableError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -29,43 +30,16 @@ class EditImage:
     """Folder for <name>_edited.png, <name>_relevance.png and <name>_mask.png."""
     editor: str = "relevance"
     """`relevance` (WYS), `global` (plain IP2P), or an import path `package.module:Class`."""
-    model: str = IP2P_MODEL_ID
-    """IP2P-architecture weights: hub id, local directory, or `tiny` (random weights, offline)."""
-    device: str = "auto"
-    """cpu, cuda, cuda:1, ... (`auto`: cuda when available)."""
-    dtype: str = "auto"
-    """fp32, fp16 or bf16 (`auto`: fp16 on CUDA, fp32 on CPU)."""
-    steps: int = 20
-    """Denoising steps."""
-    guidance_scale: float = 7.5
-    """Text guidance."""
-    image_guidance_scale: float = 1.5
-    """Image guidance."""
-    tau: float = 0.5
-    """Relevance threshold of the edit mask."""
-    dilate_px: int = 0
-    """Grow the edit mask by this many pixels."""
-    feather_px: int = 0
-    """Soften the composite edge over this many pixels inside the mask."""
-    iqr_k: float = 1.5
-    """Relevance outliers above Q3 + k·IQR are clipped."""
-    relevance_samples: int = 1
-    """Noise draws averaged per relevance map."""
     seed: int = 0
     """Seed of the diffusion noise."""
+    settings: Annotated[EditorConfig, tyro.conf.arg(name="")] = field(default_factory=EditorConfig)
+    """Model, device, steps, guidance, tau, ... (flags without a prefix)."""
 
     def main(self) -> None:
         inputs = self.find_inputs()
         check_instruction(self.instruction)
         images = [load_image(path) for path in inputs]  # fail on a bad file before loading any model
-        editor_cls = editor_class(self.editor)
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
-        config = EditorConfig(
-            model=self.model, device=device, dtype=self.dtype, steps=self.steps, guidance_scale=self.guidance_scale,
-            image_guidance_scale=self.image_guidance_scale, tau=self.tau, dilate_px=self.dilate_px,
-            feather_px=self.feather_px, iqr_k=self.iqr_k, relevance_samples=self.relevance_samples,
-        )
-        editor = editor_cls(config)
+        editor = editor_class(self.editor)(self.settings)
         from rich.progress import track
 
         for path, image in track(list(zip(inputs, images)), description="Editing", transient=True):
@@ -112,8 +86,6 @@ def overlay(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 
 def entrypoint() -> None:
-    import tyro
-
     args = tyro.cli(EditImage)
     try:
         args.main()

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nerf_edit.editors import EditorConfig
 from nerf_edit.io import atomic_save_image, load_image
 from nerf_edit_scripts.edit_image import EditImage
 
@@ -21,7 +22,7 @@ def images(tmp_path):
 
 def test_folder_round_trip(images, tmp_path):
     out = tmp_path / "out"
-    EditImage(input=images, instruction="turn the ball blue", output=out, model="tiny", device="cpu", steps=2).main()
+    EditImage(input=images, instruction="turn the ball blue", output=out, settings=EditorConfig(model="tiny", device="cpu", steps=2)).main()
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"{s}_{kind}.png" for s in "ab" for kind in ("edited", "mask", "relevance")]
     original = load_image(images / "a.png")
@@ -70,6 +71,6 @@ def test_existing_outputs_are_replaced_whole(images, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "b_edited.png").write_bytes(b"old")
-    EditImage(input=images / "b.png", instruction="make it red", output=out, model="tiny", device="cpu", steps=1).main()
+    EditImage(input=images / "b.png", instruction="make it red", output=out, settings=EditorConfig(model="tiny", device="cpu", steps=1)).main()
     assert load_image(out / "b_edited.png").shape == (3, 32, 32)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
