@@ -1,0 +1,112 @@
+"""nerf-edit-eval: compare renders of an edited scene with renders of the original along the same camera path."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from nerf_edit.io import ImageReadError, atomic_write, load_image
+from nerf_edit.loading import ModelUnavailableError
+from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi")
+
+
+def load_frames(source: Path) -> torch.Tensor:
+    """A folder of images (sorted by name) or a video file -> [N, 3, H, W] in [0, 1]."""
+    if source.is_dir():
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ImageReadError(f"no frames ({', '.join(IMAGE_SUFFIXES)}) in folder {str(source)!r}")
+        return torch.stack([load_image(p) for p in paths])
+    if source.suffix.lower() in VIDEO_SUFFIXES and source.is_file():
+        import mediapy
+
+        frames = mediapy.read_video(str(source))  # [N, H, W, 3] uint8
+        return torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255
+    raise ImageReadError(f"{str(source)!r} is neither a folder of frames nor a video file ({', '.join(VIDEO_SUFFIXES)})")
+
+
+def load_masks(source: Path, count: int) -> torch.Tensor:
+    """A folder of mask images (sorted by name; nonzero = the edit region) -> [N, H, W] bool."""
+    paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if source.is_dir() else []
+    if len(paths) != count:
+        raise ImageReadError(f"need {count} masks in folder {str(source)!r} (one per frame), found {len(paths)}")
+    from PIL import Image
+
+    return torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("L")) > 0) for p in paths])
+
+
+@dataclass
+class Evaluate:
+    """CLIP text-image, image, directional and frame-consistency scores, and background preservation."""
+
+    edited: Path
+    """Renders of the edited scene: a folder of frames or a video."""
+    original: Path
+    """Renders of the original scene along the same cameras."""
+    instruction: str
+    """The edit instruction."""
+    source_caption: Optional[str] = None
+    """Caption of the original scene (with --target-caption: CLIP directional similarity)."""
+    target_caption: Optional[str] = None
+    """Caption of the edited scene."""
+    masks: Optional[Path] = None
+    """Folder of per-frame masks of the edit region (nonzero = edited): background PSNR/L1/L2 outside them."""
+    clip_model: str = CLIP_MODEL_ID
+    """CLIP weights: hub id, local directory, or `tiny` (random, offline tests)."""
+    device: str = "cpu"
+    """Device for CLIP."""
+    output: Path = Path("eval/results.json")
+    """JSON of the results; a plot of the per-frame scores is written beside it (.png)."""
+
+    def main(self) -> dict:
+        edited, original = load_frames(self.edited), load_frames(self.original)
+        masks = load_masks(self.masks, len(edited)) if self.masks is not None else None
+        results = edit_metrics(ClipEmbedder(self.clip_model, self.device), edited, original, self.instruction,
+                               self.source_caption, self.target_caption, masks)
+        atomic_write(self.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+        plot_per_frame(results["per_frame"], self.output.with_suffix(".png"))
+        for name, value in results.items():
+            if isinstance(value, float):
+                print(f"{name:28s} {value:.4f}")
+        return results
+
+
+def plot_per_frame(per_frame: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    for name, values in per_frame.items():
+        axis.plot(range(len(values)), values, marker="o", label=name)
+    axis.set_xlabel("frame")
+    axis.set_ylabel("cosine similarity")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    plt.close(figure)
+
+
+def entrypoint() -> None:
+    import tyro
+
+    args = tyro.cli(Evaluate)
+    try:
+        args.main()
+    except (ImageReadError, ModelUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,55 @@
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nerf_edit.io import atomic_save_image
+from nerf_edit_scripts.evaluate import Evaluate
+
+
+@pytest.fixture()
+def frames(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    original = torch.rand(3, 3, 32, 32, generator=generator)
+    edited = original.clone()
+    edited[:, :, 8:16, 8:16] = torch.tensor([0.0, 0.0, 1.0])[:, None, None]  # the edit
+    edited[:, :, 24:, :] = (edited[:, :, 24:, :] + 0.2).clamp(0, 1)  # over-editing the background
+    for i in range(3):
+        atomic_save_image(tmp_path / "original" / f"{i:03d}.png", original[i])
+        atomic_save_image(tmp_path / "edited" / f"{i:03d}.png", edited[i])
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:16, 8:16] = 255
+        atomic_save_image(tmp_path / "masks" / f"{i:03d}.png", mask)
+    return tmp_path
+
+
+def test_cli_writes_json_and_plot_with_known_background_psnr(frames):
+    output = frames / "eval" / "results.json"
+    Evaluate(edited=frames / "edited", original=frames / "original", instruction="turn the square blue",
+             source_caption="noise", target_caption="noise with a blue square", masks=frames / "masks",
+             clip_model="tiny", output=output).main()
+    results = json.loads(output.read_text())
+    original = np.stack([np.asarray(Image.open(frames / "original" / f"{i:03d}.png"), np.float64) / 255 for i in range(3)])
+    edited = np.stack([np.asarray(Image.open(frames / "edited" / f"{i:03d}.png"), np.float64) / 255 for i in range(3)])
+    outside = np.ones((3, 32, 32), bool)
+    outside[:, 8:16, 8:16] = False
+    mse = np.mean((edited[outside] - original[outside]) ** 2)
+    assert results["background_psnr"] == pytest.approx(10 * math.log10(1 / mse), rel=1e-4)
+    assert results["frames"] == 3 and len(results["per_frame"]["clip_text_image"]) == 3
+    assert output.with_suffix(".png").stat().st_size > 1000
+
+
+def test_bad_input_is_one_line(frames):
+    result = subprocess.run(
+        [sys.executable, "-m", "nerf_edit_scripts.evaluate", "--edited", str(frames / "edited"), "--original",
+         str(frames / "nowhere"), "--instruction", "x", "--clip-model", "tiny"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "neither a folder of frames nor a video" in errors[0]
