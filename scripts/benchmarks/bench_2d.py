@@ -37,7 +37,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    options = parser.parse_args()
+    for name, value in measure(parser.parse_args()):
+        print(f"{name:40s} {value}")
+
+
+def measure(options) -> list[tuple[str, str]]:
+    """(row name, value) pairs."""
     torch.set_num_threads(options.threads)
 
     pipe = load_ip2p_pipeline("tiny")
@@ -70,13 +75,13 @@ def main() -> None:
         single_times.append(timed(run_one_by_one))
     reference_s, guided_s = statistics.median(reference_times), statistics.median(guided_times)
     batched_s, single_s = statistics.median(batched_times), statistics.median(single_times)
-    print(f"tiny IP2P, {options.size}x{options.size}, {options.steps} DDIM steps, {options.threads} threads, medians")
-    print(f"diffusers IP2P pipeline     {reference_s * 1000:8.1f} ms")
-    print(f"relevance-guided edit       {guided_s * 1000:8.1f} ms")
-    print(f"guided / diffusers          {guided_s / reference_s:8.3f}   (goal <= 1.10)")
-    print(f"8 images, one batched call  {batched_s * 1000:8.1f} ms")
-    print(f"8 images, one by one        {single_s * 1000:8.1f} ms")
-    print(f"batched / one-by-one throughput {single_s / batched_s:5.2f}x")
+    setting = f"tiny IP2P {options.size}², {options.steps} DDIM steps, CPU {options.threads} threads"
+    return [
+        (f"2D diffusers IP2P pipeline ({setting})", f"{reference_s * 1000:.1f} ms"),
+        ("2D relevance-guided edit", f"{guided_s * 1000:.1f} ms"),
+        ("2D guided ÷ diffusers (goal <= 1.10)", f"{guided_s / reference_s:.3f}"),
+        ("2D 8 images batched ÷ one-by-one, throughput", f"{single_s / batched_s:.2f}x"),
+    ]
 
 
 if __name__ == "__main__":

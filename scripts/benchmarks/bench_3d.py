@@ -48,15 +48,17 @@ def time_iterations(trainer, steps, start: int) -> list[float]:
     return times
 
 
-import os
-EXTRA = os.environ.get("EXTRA", "").split()
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=40, help="timed iterations per method")
     parser.add_argument("--size", type=int, default=64, help="scene resolution")
     parser.add_argument("--threads", type=int, default=2)
-    options = parser.parse_args()
+    for name, value in measure(parser.parse_args()):
+        print(f"{name:40s} {value}")
+
+
+def measure(options) -> list[tuple[str, str]]:
+    """(row name, value) pairs."""
     torch.set_num_threads(options.threads)
 
     from nerf_edit_methods.compat import offline_lpips
@@ -67,7 +69,7 @@ def main() -> None:
     scene = make_scene(work / "scene", num_views=24, size=options.size, seed=0)
     common = ["--data", str(scene), "--max-num-iterations", "100000"]
     wys = method_config("wys", LIGHT_CPU_ARGS + common + ["--pipeline.prompt", "turn the ball blue",
-                                                          "--pipeline.editor-model", "tiny", "--pipeline.edit-start-step", "1000000"] + EXTRA)
+                                                          "--pipeline.editor-model", "tiny", "--pipeline.edit-start-step", "1000000"])
     with offline_lpips():
         nerfacto = build_trainer(nerfacto_config(common), work / "out")
     wys_trainer = build_trainer(wys, work / "out")
@@ -97,14 +99,16 @@ def main() -> None:
         pipeline.render_train_view(index)
         render_times.append(time.perf_counter() - begin)
 
-    print(f"scene {options.size}x{options.size}, light CPU config, {options.threads} threads, median of {len(wys_times)} iterations")
-    print(f"nerfacto iteration      {nerfacto_s * 1000:8.1f} ms")
-    print(f"wys iteration           {wys_s * 1000:8.1f} ms")
-    print(f"wys / nerfacto          {wys_s / nerfacto_s:8.3f}   (goal <= 1.20)")
     update_s = statistics.median(update_times)
-    print(f"dataset update (1 view) {update_s * 1000:8.1f} ms  (render {statistics.median(render_times) * 1000:.1f} ms + tiny IP2P edit + relevance)")
     edit_rate = pipeline.config.edit_rate
-    print(f"wys incl. updates       {(wys_s + update_s / edit_rate) * 1000:8.1f} ms  (one update every {edit_rate} steps)")
+    setting = f"light CPU config, {options.size}² scene, {options.threads} threads"
+    return [
+        (f"3D nerfacto iteration ({setting})", f"{nerfacto_s * 1000:.1f} ms"),
+        ("3D wys iteration (relevance loss on)", f"{wys_s * 1000:.1f} ms"),
+        ("3D wys ÷ nerfacto iteration (goal <= 1.20)", f"{wys_s / nerfacto_s:.3f}"),
+        ("3D dataset update, one view (tiny IP2P)", f"{update_s * 1000:.1f} ms (render {statistics.median(render_times) * 1000:.1f} ms)"),
+        (f"3D wys iteration incl. an update every {edit_rate}", f"{(wys_s + update_s / edit_rate) * 1000:.1f} ms"),
+    ]
 
 
 if __name__ == "__main__":

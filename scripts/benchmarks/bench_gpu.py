@@ -43,16 +43,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=512)
-    options = parser.parse_args()
+    for name, value in measure(parser.parse_args()):
+        print(f"{name:40s} {value}")
+
+
+def measure(options) -> list[tuple[str, str]]:
+    """(row name, value) pairs; says "skipped: no GPU" without one."""
     if not torch.cuda.is_available():
-        print("full-size IP2P on GPU: skipped: no GPU")
-        return
+        return [(f"GPU full-size IP2P {dtype}, s per {options.size}² edit ({options.steps} steps)", "skipped: no GPU")
+                for dtype in ("fp16", "bf16")] + [("GPU UNet call FLOPs and floor", "skipped: no GPU")]
+    rows = []
 
     from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
     from nerf_edit.ip2p import InstructPix2Pix
     from nerf_edit.tiny import build_full_size_ip2p_pipeline
 
-    print(f"GPU: {torch.cuda.get_device_name()}, {options.size}x{options.size}, {options.steps} steps, random weights")
+    gpu = torch.cuda.get_device_name()
     image = torch.rand(1, 3, options.size, options.size, device="cuda")
     for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
         ip2p = InstructPix2Pix(build_full_size_ip2p_pipeline(dtype=dtype).to("cuda"))
@@ -70,12 +76,16 @@ def main() -> None:
         flops = unet_call_flops(ip2p, latents, latents)
         rate = matmul_tflops(dtype)
         floor = flops * options.steps / (rate * 1e12)
-        print(f"{name}: {seconds:.3f} s per edit; UNet call (batch 3) {flops / 1e12:.2f} TFLOP; "
-              f"matmul {rate:.0f} TFLOP/s -> floor {floor:.3f} s for {options.steps} calls ({floor / seconds:.0%} of measured)")
-        print(f"{name}: peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        rows += [
+            (f"GPU full-size IP2P {name}, s per {options.size}² edit ({options.steps} steps, {gpu})", f"{seconds:.3f} s"),
+            (f"GPU {name} UNet call (batch 3) FLOPs; floor at measured matmul rate",
+             f"{flops / 1e12:.2f} TFLOP; {rate:.0f} TFLOP/s -> {floor:.3f} s ({floor / seconds:.0%} of measured)"),
+            (f"GPU {name} peak memory", f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"),
+        ]
         del editor, ip2p
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    return rows
 
 
 if __name__ == "__main__":

@@ -177,3 +177,16 @@ def test_ns_render_writes_the_edited_scene_and_its_relevance(wys_run, tmp_path):
     assert frames.shape[0] >= 5 and frames.shape[1:3] == (64, 128)  # rgb | relevance, side by side
     rgb, relevance = frames[..., :64, :].astype(float), frames[..., 64:, :].astype(float)
     assert np.abs(rgb - relevance).mean() > 10  # two different outputs
+
+
+def test_scene_evaluation_driver_compares_with_the_original_scene(wys_run, global_run, tmp_path):
+    from nerf_edit_scripts.evaluate_scene import EvaluateScene
+
+    wys = EvaluateScene(run=wys_run, clip_model="tiny", output=tmp_path / "wys").main()
+    plain = EvaluateScene(run=global_run, clip_model="tiny", output=tmp_path / "global").main()
+    print("driver:", {k: round(v, 3) for k, v in wys.items() if isinstance(v, float)})
+    assert wys["frames"] == 6 and len(list((tmp_path / "wys" / "edited").glob("*.png"))) == 6
+    assert wys["relevance_iou"] >= 0.8
+    # the original is the run's --load-dir checkpoint: wys leaves its background alone, the global editor does not
+    assert wys["background_psnr"] >= plain["background_psnr"] + 4.0
+    assert (tmp_path / "wys" / "results.json").is_file() and (tmp_path / "wys" / "results.png").is_file()

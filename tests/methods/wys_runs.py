@@ -49,25 +49,27 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 def evaluate(run_dir: Path, scene: Path) -> Dict[str, float]:
     """Render the held-out views of a finished run (loaded from its checkpoint, as ns-render does) and compare to
-    the original scene: relevance IoU vs the ball's ground-truth mask, background PSNR outside it, ball colour."""
-    from nerfstudio.utils.eval_utils import eval_setup
+    the original scene's images: relevance IoU vs the ball's ground-truth mask, background PSNR outside the
+    objects, ball colour."""
+    from PIL import Image
 
-    _, pipeline, _, _ = eval_setup(run_dir / "config.yml", test_mode="inference")
+    from nerf_edit_scripts.evaluate_scene import load_run, render_cameras
+
+    _, pipeline = load_run(run_dir / "config.yml")
     outputs = pipeline.datamanager.dataparser.get_dataparser_outputs(split="test")
+    rgbs, relevances = render_cameras(pipeline, outputs.cameras)
     masks = load_object_masks(scene)
     ious: List[float] = []
     background: List[float] = []
     ball_blue_minus_red: List[float] = []
     for index, filename in enumerate(outputs.image_filenames):
-        key = str(Path(filename).relative_to(scene))
-        ball = masks[key] == 1
-        original = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(filename), dtype=np.float32) / 255
-        with torch.no_grad():
-            rendered = pipeline.model.get_outputs_for_camera(outputs.cameras[index : index + 1].to(pipeline.device))
-        rgb = rendered["rgb"].clamp(0, 1).cpu().numpy()
-        relevance = rendered["relevance"][..., 0].cpu().numpy() >= 0.5
+        labels = masks[str(Path(filename).relative_to(scene))]
+        ball = labels == 1
+        original = np.asarray(Image.open(filename), dtype=np.float32) / 255
+        rgb = rgbs[index].permute(1, 2, 0).numpy()
+        relevance = relevances[index].numpy() >= 0.5
         ious.append(float((relevance & ball).sum() / max((relevance | ball).sum(), 1)))
-        outside = ~dilate(masks[key] > 0, 2)  # away from both objects' edges
+        outside = ~dilate(labels > 0, 2)  # away from both objects' edges
         background.append(psnr(rgb[outside], original[outside]))
         if ball.sum() > 0:
             ball_blue_minus_red.append(float(rgb[ball][:, 2].mean() - rgb[ball][:, 0].mean()))

@@ -1,0 +1,49 @@
+"""All benchmarks in one run, as one table (GPU rows say "skipped: no GPU" on a CPU machine).
+
+    python scripts/benchmarks/run_all.py [--record docs/benchmarks.md]
+
+--record appends the table to the file with the date, the machine and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_2d  # noqa: E402
+import bench_3d  # noqa: E402
+import bench_gpu  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", type=Path, default=None, help="append the table to this markdown file")
+    options = parser.parse_args()
+    rows = []
+    rows += bench_2d.measure(argparse.Namespace(size=128, steps=20, repeats=5, threads=2))
+    rows += bench_3d.measure(argparse.Namespace(iterations=40, size=64, threads=2))
+    rows += bench_gpu.measure(argparse.Namespace(size=512, steps=20, repeats=3))
+    width = max(len(name) for name, _ in rows)
+    table = [f"| {'benchmark':{width}s} | result |", f"|{'-' * (width + 2)}|--------|"]
+    table += [f"| {name:{width}s} | {value} |" for name, value in rows]
+    print("\n".join(table))
+    if options.record is not None:
+        machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+        if torch.cuda.is_available():
+            machine += f", {torch.cuda.get_device_name()}"
+        header = (f"\n## {datetime.date.today().isoformat()} — {machine}\n\n"
+                  f"`python scripts/benchmarks/run_all.py --record {options.record}`\n\n")
+        with open(options.record, "a") as f:
+            f.write(header + "\n".join(table) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""nerf-edit-eval-scene: evaluate a finished wys run against the scene it started from, on held-out cameras.
+
+Renders the original scene (the run's --load-dir checkpoint, or --original) and the edited scene on the
+dataparser's held-out cameras, writes both frame sets, and runs nerf-edit-eval's metrics on them. On scenes with
+ground-truth object masks (masks.json, as the synthetic generator writes) it also reports the IoU of the rendered
+relevance (>= tau) with the target object, and measures the background outside that object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+
+from nerf_edit.io import ImageReadError, atomic_save_image, atomic_write
+from nerf_edit.loading import ModelUnavailableError
+from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
+
+
+def load_run(config_path: Path):
+    """A trained run's pipeline, its checkpoint loaded (offline-safe, torch >= 2.6 safe)."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from nerf_edit_methods.compat import allow_nerfstudio_checkpoints, offline_lpips
+
+    if not config_path.is_file():
+        raise ImageReadError(f"no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
+    allow_nerfstudio_checkpoints()
+    with offline_lpips():  # a stock nerfacto run builds LPIPS too
+        config, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
+    return config, pipeline
+
+
+@torch.no_grad()
+def render_cameras(pipeline, cameras) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """RGB [N, 3, H, W] and, when the model has one, relevance [N, H, W], for each camera."""
+    rgbs, relevances = [], []
+    for index in range(len(cameras)):
+        outputs = pipeline.model.get_outputs_for_camera(cameras[index : index + 1].to(pipeline.device))
+        rgbs.append(outputs["rgb"].clamp(0, 1).permute(2, 0, 1).cpu())
+        if "relevance" in outputs:
+            relevances.append(outputs["relevance"][..., 0].cpu())
+    return torch.stack(rgbs), torch.stack(relevances) if relevances else None
+
+
+def ground_truth_masks(data: Path, image_filenames, label: int) -> Optional[torch.Tensor]:
+    """[N, H, W] bool masks of object `label` for the given images, if the scene ships masks.json."""
+    from nerf_edit_scripts.make_scene import MASKS_FILE, load_object_masks
+
+    if not (data / MASKS_FILE).is_file():
+        return None
+    masks = load_object_masks(data)
+    return torch.stack([torch.from_numpy(masks[str(Path(f).relative_to(data))] == label) for f in image_filenames])
+
+
+@dataclass
+class EvaluateScene:
+    """Evaluate a finished wys run against the original scene on held-out cameras."""
+
+    run: Path
+    """Folder of the finished wys run (holds config.yml)."""
+    original: Optional[Path] = None
+    """Checkpoint folder of the unedited scene (default: the run's --load-dir)."""
+    instruction: Optional[str] = None
+    """The edit instruction (default: the run's --pipeline.prompt)."""
+    source_caption: Optional[str] = None
+    """Caption of the original scene (with --target-caption: CLIP directional similarity)."""
+    target_caption: Optional[str] = None
+    """Caption of the edited scene."""
+    object_label: int = 1
+    """Label of the edited object in masks.json (synthetic scenes)."""
+    tau: float = 0.5
+    """Rendered relevance at or above tau counts as the edit region."""
+    clip_model: str = CLIP_MODEL_ID
+    """CLIP weights: hub id, local directory, or `tiny`."""
+    output: Optional[Path] = None
+    """Folder for frames, results.json and results.png (default: <run>/eval)."""
+
+    def main(self) -> dict:
+        config, edited = load_run(self.run / "config.yml")
+        original_dir = self.original or config.load_dir
+        if original_dir is None:
+            raise ImageReadError("the run was not started from a checkpoint (--load-dir): pass --original PATH/nerfstudio_models")
+        _, original = load_run(Path(original_dir).parent / "config.yml")
+        outputs = edited.datamanager.dataparser.get_dataparser_outputs(split="test")
+        edited_rgb, relevance = render_cameras(edited, outputs.cameras)
+        original_rgb, _ = render_cameras(original, outputs.cameras)
+        output = self.output or self.run / "eval"
+        for i in range(len(edited_rgb)):
+            atomic_save_image(output / "edited" / f"{i:05d}.png", edited_rgb[i])
+            atomic_save_image(output / "original" / f"{i:05d}.png", original_rgb[i])
+            if relevance is not None:
+                atomic_save_image(output / "relevance" / f"{i:05d}.png", relevance[i])
+        truth = ground_truth_masks(Path(config.pipeline.datamanager.data), outputs.image_filenames, self.object_label)
+        edit_region = truth if truth is not None else (relevance >= self.tau if relevance is not None else None)
+        instruction = self.instruction or getattr(config.pipeline, "prompt", "") or "edit"
+        results = edit_metrics(ClipEmbedder(self.clip_model), edited_rgb, original_rgb, instruction,
+                               self.source_caption, self.target_caption, edit_region)
+        if truth is not None and relevance is not None:
+            predicted = relevance >= self.tau
+            results["relevance_iou"] = float((predicted & truth).sum() / (predicted | truth).sum().clamp(min=1))
+        atomic_write(output / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+        from nerf_edit_scripts.evaluate import plot_per_frame
+
+        plot_per_frame(results["per_frame"], output / "results.png")
+        for name, value in results.items():
+            if isinstance(value, float):
+                print(f"{name:28s} {value:.4f}")
+        return results
+
+
+def entrypoint() -> None:
+    import tyro
+
+    args = tyro.cli(EvaluateScene)
+    try:
+        args.main()
+    except (ImageReadError, ModelUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    entrypoint()
