@@ -228,7 +228,6 @@ class WYSPipeline(VanillaPipeline):
     def compute_relevance_targets(self) -> None:
         """Relevance of every training view: the original image's latent, conditioned on the rendered view."""
         assert self.editor is not None
-        batch = self.datamanager.image_batch
         names = self.view_names()
         with _progress() as progress:
             task = progress.add_task("Relevance maps of the training views", total=len(names))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, List
@@ -11,9 +10,9 @@ import numpy as np
 import torch
 import tyro
 
-from nerf_edit.editors import EditorConfig, EditorError, check_instruction, editor_class
+from nerf_edit.editors import EditorConfig, check_instruction, editor_class
 from nerf_edit.io import ImageReadError, atomic_save_image, load_image, to_uint8
-from nerf_edit.loading import ModelUnavailableError
+from nerf_edit_scripts.cli import run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -86,12 +85,7 @@ def overlay(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 
 def entrypoint() -> None:
-    args = tyro.cli(EditImage)
-    try:
-        args.main()
-    except (ImageReadError, EditorError, ModelUnavailableError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(EditImage)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from nerf_edit.io import ImageReadError, atomic_write, load_image
-from nerf_edit.loading import ModelUnavailableError
 from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
+from nerf_edit_scripts.cli import run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi")
@@ -72,12 +71,17 @@ class Evaluate:
         masks = load_masks(self.masks, len(edited)) if self.masks is not None else None
         results = edit_metrics(ClipEmbedder(self.clip_model, self.device), edited, original, self.instruction,
                                self.source_caption, self.target_caption, masks)
-        atomic_write(self.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
-        plot_per_frame(results["per_frame"], self.output.with_suffix(".png"))
-        for name, value in results.items():
-            if isinstance(value, float):
-                print(f"{name:28s} {value:.4f}")
+        write_results(results, self.output)
         return results
+
+
+def write_results(results: dict, path: Path) -> None:
+    """results as JSON at `path`, a plot of the per-frame scores beside it (.png), and the means on stdout."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+    plot_per_frame(results["per_frame"], path.with_suffix(".png"))
+    for name, value in results.items():
+        if isinstance(value, float):
+            print(f"{name:28s} {value:.4f}")
 
 
 def plot_per_frame(per_frame: dict, path: Path) -> None:
@@ -98,14 +102,7 @@ def plot_per_frame(per_frame: dict, path: Path) -> None:
 
 
 def entrypoint() -> None:
-    import tyro
-
-    args = tyro.cli(Evaluate)
-    try:
-        args.main()
-    except (ImageReadError, ModelUnavailableError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(Evaluate)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,16 @@ relevance (>= tau) with the target object, and measures the background outside t
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
 
-from nerf_edit.io import ImageReadError, atomic_save_image, atomic_write
-from nerf_edit.loading import ModelUnavailableError
+from nerf_edit.io import ImageReadError, atomic_save_image
 from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
+from nerf_edit_scripts.cli import run
+from nerf_edit_scripts.evaluate import write_results
 
 
 def load_run(config_path: Path):
@@ -103,25 +102,12 @@ class EvaluateScene:
         if truth is not None and relevance is not None:
             predicted = relevance >= self.tau
             results["relevance_iou"] = float((predicted & truth).sum() / (predicted | truth).sum().clamp(min=1))
-        atomic_write(output / "results.json", lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
-        from nerf_edit_scripts.evaluate import plot_per_frame
-
-        plot_per_frame(results["per_frame"], output / "results.png")
-        for name, value in results.items():
-            if isinstance(value, float):
-                print(f"{name:28s} {value:.4f}")
+        write_results(results, output / "results.json")
         return results
 
 
 def entrypoint() -> None:
-    import tyro
-
-    args = tyro.cli(EvaluateScene)
-    try:
-        args.main()
-    except (ImageReadError, ModelUnavailableError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(EvaluateScene)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 
-from nerf_edit_methods.compat import UnavailableLPIPS, allow_nerfstudio_checkpoints, offline_lpips
+from nerf_edit_methods.compat import UnavailableLPIPS, offline_lpips
 
 
 def test_checkpoint_with_numpy_scalars_loads_with_weights_only():

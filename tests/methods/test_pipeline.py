@@ -1,6 +1,5 @@
 """The WYS pipeline's dataset update, viewer controls, edit store and restore, without training runs."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -8,7 +8,6 @@ on held-out views: the rendered relevance must find the ball, wys must keep the 
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
