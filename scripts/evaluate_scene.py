@@ -80,8 +80,14 @@ class EvaluateScene:
     """Folder for frames, results.json and results.png (default: <run>/eval)."""
 
     def main(self) -> dict:
-        config, edited = load_run(self.run / "config.yml")
-        original_dir = self.original or config.load_dir
+        import yaml
+
+        config_path = self.run / "config.yml"
+        if not config_path.is_file():
+            raise ImageReadError(f"no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
+        # eval_setup points load_dir at the run's own checkpoints: read the --load-dir it was trained from first.
+        original_dir = self.original or yaml.load(config_path.read_text(), Loader=yaml.Loader).load_dir
+        config, edited = load_run(config_path)
         if original_dir is None:
             raise ImageReadError("the run was not started from a checkpoint (--load-dir): pass --original PATH/nerfstudio_models")
         _, original = load_run(Path(original_dir).parent / "config.yml")
