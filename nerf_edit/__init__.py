@@ -11,16 +11,19 @@ from nerf_edit.editors import (
     EditResult,
     GlobalEditor,
     RelevanceGuidedEditor,
+    ZoneConfig,
+    ZoneEditor,
     editor_class,
     make_editor,
 )
 from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.loading import IP2P_MODEL_ID, TINY_MODEL, ModelUnavailableError, load_ip2p_pipeline
+from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, TINY_MODEL, ModelUnavailableError, load_ip2p_pipeline
 from nerf_edit.relevance import clip_and_normalize, relevance_map, relevance_mask
 
 __all__ = [
     "EDITORS", "Editor", "EditorConfig", "EditorError", "EditResult", "GlobalEditor", "RelevanceGuidedEditor",
-    "editor_class", "make_editor", "InstructPix2Pix", "IP2P_MODEL_ID", "TINY_MODEL", "ModelUnavailableError",
+    "ZoneConfig", "ZoneEditor", "editor_class", "make_editor", "InstructPix2Pix", "IP2P_MODEL_ID",
+    "MAGICBRUSH_MODEL_ID", "TINY_MODEL", "ModelUnavailableError",
     "load_ip2p_pipeline", "clip_and_normalize", "relevance_map", "relevance_mask",
 ]
 __version__ = "0.1.0"

@@ -6,12 +6,18 @@ An editor answers two questions for a batch of images [B, 3, H, W] in [0, 1]:
 `conditioning` is the image IP2P is conditioned on (default: `images`). The 3D method computes relevance of the
 original view conditioned on the render, and edits the render conditioned on the original view.
 
-Editors are picked by name (`relevance`/`wys`, `global`) or by import path `package.module:Class`; any class
-constructed as `Class(EditorConfig)` that has the two methods plugs in.
+Editors are picked by name (`relevance`/`wys`, `global`, `zone`) or by import path `package.module:Class`; any
+class constructed as `Class(EditorConfig)` that has the two methods plugs in.
+
+Where an edit may act comes from a *localizer*: `relevance` (WYS: relevance >= tau) or `zone` (ZONE: IP2P's
+cross-attention gives a rough mask, the automatic segment with the best Region-IoU refines it). How the edit is
+applied comes from the editor: `relevance` denoises only inside the mask, `zone` edits globally (IP2P fused with
+MagicBrush) and blends the edited layer back with ZONE's FFT edge smoother.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, runtime_checkable
@@ -19,10 +25,48 @@ from typing import Optional, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from nerf_edit import zone
+from nerf_edit.attention import CrossAttentionRecorder, record_cross_attention
 from nerf_edit.guided import composite, feathered_weights, guided_denoise, latent_mask_from_pixels
 from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.loading import IP2P_MODEL_ID
+from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID
 from nerf_edit.relevance import relevance_map, relevance_mask
+from nerf_edit.segment import SAM_MODEL_ID, make_segmenter
+
+LOCALIZERS = ("auto", "relevance", "zone")
+
+
+@dataclass
+class ZoneConfig:
+    """ZONE's localisation and blending settings; defaults are the paper's and its code's (pixels at 512²)."""
+
+    attention_threshold: float = 128.0
+    """Rough mask: where the contrast-stretched first-minus-last-token attention (0-255 scale) is below this."""
+    attention_contrast: float = 2.0
+    """Contrast stretch of the token difference before thresholding (saturates at 255)."""
+    attention_layers: str = "coarsest"
+    """Cross-attention layers averaged: `coarsest` (1/32 of the image in SD, as ZONE) or `all` (resized)."""
+    fusion_model: str = MAGICBRUSH_MODEL_ID
+    """Second IP2P-architecture model fused into every step (MagicBrush); `none` turns fusion off."""
+    action: str = "rules"
+    """add/remove/change classifier (sets the fusion weight): `rules`, a fixed action, or `package.module:Name`."""
+    segmenter: str = SAM_MODEL_ID
+    """Segments for Region-IoU refinement: SAM hub id or folder, `tiny`, `none` (keep the rough mask), or
+    `package.module:Name`."""
+    sam_points_per_side: int = 32
+    """SAM automatic mask generation: grid points per image side."""
+    sam_points_per_batch: int = 64
+    """SAM prompts decoded at once (memory vs speed)."""
+    edge_dilate_px: float = 4.0
+    """Edge smoother: the refined mask is dilated by this much before the layers are compared."""
+    edge_radius_px: float = 200.0
+    """Edge smoother: radius D0 of the ideal low-pass filter."""
+    edge_threshold: float = 30.0
+    """Edge smoother: low-passed difference (0-255) above this counts as edited."""
+    edge_close_px: float = 10.0
+    """Edge smoother: radius of the morphological closing."""
+    edge_alpha: float = 0.6
+    """Weight of the edit on the band the smoother adds around the refined mask."""
 
 
 @dataclass
@@ -53,6 +97,10 @@ class EditorConfig:
     """Noise draws averaged per relevance map."""
     iqr_k: float = 1.5
     """Relevance outliers above Q3 + k·IQR are clipped (1.5 in 2D, 2 in 3D)."""
+    localizer: str = "auto"
+    """Where edits may act: `relevance` (WYS maps), `zone` (IP2P attention + SAM), `auto` (the editor's own)."""
+    zone: ZoneConfig = field(default_factory=ZoneConfig)
+    """ZONE settings (used by the zone editor and the zone localizer)."""
 
 
 @dataclass
@@ -106,17 +154,40 @@ def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
 
 
+@dataclass
+class ZoneLocalization:
+    """What ZONE's localisation found for a batch (masks [B, H, W] bool)."""
+
+    canvas: torch.Tensor  # [B, 3, H, W] the globally edited image I_sty (fused IP2P)
+    rough_mask: torch.Tensor  # M_b, from the cross-attention (or WYS relevance with the relevance localizer)
+    refined_mask: torch.Tensor  # M_f, the segment with the best Region-IoU (M_b when there is none)
+    actions: list  # the add/remove/change decision per image
+    attention: Optional[torch.Tensor] = None  # [B, h, w, L] the averaged cross-attention maps
+
+
 class IP2PEditor:
-    """Shared IP2P machinery: padding, encoding, relevance, and the (optionally masked) denoising loop."""
+    """Shared IP2P machinery: padding, encoding, relevance, the (optionally masked) denoising loop, and ZONE's
+    localisation (fused denoising with attention capture, Region-IoU against automatic segments)."""
+
+    default_localizer = "relevance"
 
     def __init__(self, config: EditorConfig, ip2p: Optional[InstructPix2Pix] = None):
         self.config = config
+        if config.localizer not in LOCALIZERS:
+            raise EditorError(f"unknown localizer {config.localizer!r}: use one of {list(LOCALIZERS)}")
+        self.device = config.device
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if ip2p is None:
-            device = config.device
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            ip2p = InstructPix2Pix.from_pretrained(config.model, device, config.dtype)
+            ip2p = InstructPix2Pix.from_pretrained(config.model, self.device, config.dtype)
         self.ip2p = ip2p
+        self._zone_parts: Optional[tuple] = None
+        if self.localizer == "zone" or isinstance(self, ZoneEditor):
+            self.zone_parts()  # load MagicBrush and SAM now: a missing model fails before any work
+
+    @property
+    def localizer(self) -> str:
+        return self.default_localizer if self.config.localizer == "auto" else self.config.localizer
 
     def relevance(
         self,
@@ -125,9 +196,128 @@ class IP2PEditor:
         conditioning: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
-        """WYS relevance of `instruction` for `images`' latents, conditioned on `conditioning`. -> [B, H, W]"""
+        """Where `instruction` acts on `images` (conditioned on `conditioning`). -> [B, H, W] in [0, 1]
+
+        The relevance localizer gives WYS relevance of `images`' latents; the zone localizer gives ZONE's
+        refined mask (0/1) from editing `conditioning`."""
         images, conditioning = self._check(images, instruction, conditioning)
+        if self.localizer == "zone":
+            return self.localize_zone(images, instruction, conditioning, generator).refined_mask.float()
         return self._relevance(*self._encode(images, conditioning), instruction, generator, images)
+
+    # ------------------------------------------------------------------------------------------ ZONE
+    def zone_parts(self) -> tuple:
+        """(fusion model or None, segmenter or None, action classifier), loaded once."""
+        if self._zone_parts is None:
+            settings = self.config.zone
+            fusion = None
+            if settings.fusion_model not in ("none", self.config.model):
+                fusion = InstructPix2Pix.from_pretrained(settings.fusion_model, self.device, self.config.dtype)
+                if fusion.vae.config.latent_channels != self.ip2p.vae.config.latent_channels:
+                    raise EditorError(f"fusion model {settings.fusion_model!r} has a different latent space than "
+                                      f"{self.config.model!r}: use an IP2P-architecture model or --zone.fusion-model none")
+            try:
+                classify = zone.action_classifier(settings.action)
+                segmenter = make_segmenter(
+                    settings.segmenter, device=self.device, dtype=self.config.dtype,
+                    points_per_side=settings.sam_points_per_side, points_per_batch=settings.sam_points_per_batch,
+                )
+            except ValueError as error:
+                raise EditorError(str(error)) from error
+            self._zone_parts = (fusion, segmenter, classify)
+        return self._zone_parts
+
+    def classify(self, instruction: str) -> str:
+        action = self.zone_parts()[2](instruction)
+        if action not in zone.ACTIONS:
+            raise EditorError(f"the action classifier returned {action!r}: it must return one of {list(zone.ACTIONS)}")
+        return action
+
+    def _fused_denoise(
+        self,
+        clean: torch.Tensor,
+        conditioning: torch.Tensor,
+        image_latents: torch.Tensor,
+        instruction: str,
+        beta: float,
+        strength: float,
+        noise: torch.Tensor,
+        recorder: Optional[CrossAttentionRecorder] = None,
+        on_step=None,
+    ) -> torch.Tensor:
+        """ZONE's fused IP2P: IP2P and the fusion model each take a guided DDIM step from their own latents, and
+        IP2P's are replaced by (z_ip2p + β·z_fusion)/(1 + β) (as ZONE's code, the fusion model keeps its own
+        chain). IP2P's cross-attention goes to `recorder`. Returns the final latents [B, 4, h, w]."""
+        fusion = self.zone_parts()[0]
+        config = self.config
+        timesteps = self.ip2p.edit_timesteps(config.steps, strength)
+        scheduler = self.ip2p.scheduler  # DDIM's step is stateless once the timesteps are set: one serves both
+        noise = noise.to(clean.device, clean.dtype)
+        if strength >= 1:
+            latents = noise * scheduler.init_noise_sigma
+        else:
+            latents = scheduler.add_noise(clean, noise, timesteps[:1])
+        auxiliary = latents
+        fusion_image_latents = None
+        if fusion is not None:
+            fusion_image_latents = fusion.encode_condition(pad_to_multiple(conditioning, fusion.vae_scale_factor))
+        recording = record_cross_attention(self.ip2p.unet, recorder) if recorder is not None else contextlib.nullcontext()
+        with recording:
+            for i, t in enumerate(timesteps):
+                eps = self.ip2p.predict_guided(scheduler.scale_model_input(latents, t), t, image_latents, instruction,
+                                               config.guidance_scale, config.image_guidance_scale)
+                latents = scheduler.step(eps.to(latents.dtype), t, latents).prev_sample
+                if recorder is not None:
+                    recorder.next_step()
+                if fusion is not None:
+                    eps = fusion.predict_guided(scheduler.scale_model_input(auxiliary, t), t, fusion_image_latents,
+                                                instruction, config.guidance_scale, config.image_guidance_scale)
+                    auxiliary = scheduler.step(eps.to(auxiliary.dtype), t, auxiliary).prev_sample
+                    latents = zone.fuse_latents(latents, auxiliary, beta)
+                if on_step is not None:
+                    on_step(i, t, latents)
+        return latents
+
+    def localize_zone(
+        self,
+        images: torch.Tensor,
+        instruction: str,
+        conditioning: torch.Tensor,
+        generator: Optional[torch.Generator] = None,
+        strength: float = 1.0,
+        noise: Optional[torch.Tensor] = None,
+        on_step=None,
+    ) -> ZoneLocalization:
+        """ZONE §4.2-4.3 on a batch: fused edit of `conditioning` with IP2P's cross-attention recorded, rough
+        mask from the attention (or WYS relevance), refined by the automatic segment with the best Region-IoU
+        (segments of the edit, or of `images` for "remove")."""
+        settings = self.config.zone
+        _, segmenter, _ = self.zone_parts()
+        if noise is None:
+            noise = self.draw_noise(images, generator)
+        actions = [self.classify(instruction)] * images.shape[0]
+        clean, image_latents = self._encode(images, conditioning)
+        recorder = CrossAttentionRecorder(branches=3, branch=0)
+        latents = self._fused_denoise(clean, conditioning, image_latents, instruction, zone.FUSION_BETA[actions[0]],
+                                      strength, noise, recorder, on_step)
+        height, width = images.shape[-2:]
+        canvas = self.ip2p.decode(latents)[..., :height, :width].to(images.device)
+        attention = None
+        if self.localizer == "relevance":
+            relevance = self._relevance(clean, image_latents, instruction, generator, images)
+            rough = relevance_mask(relevance, self.config.tau)
+        else:
+            padded_size = (latents.shape[-2] * self.ip2p.vae_scale_factor, latents.shape[-1] * self.ip2p.vae_scale_factor)
+            attention = recorder.average(padded_size, settings.attention_layers)
+            last = zone.last_token_index(self.ip2p.tokenizer, instruction)
+            rough = zone.rough_mask(attention, last, padded_size, settings.attention_threshold,
+                                    settings.attention_contrast)[:, :height, :width].to(images.device)
+        refined = rough.clone()
+        if segmenter is not None:
+            for i, action in enumerate(actions):
+                source = images[i] if action == "remove" else canvas[i]
+                refined[i] = zone.refine_mask(segmenter(source), rough[i])[0].to(images.device)
+        return ZoneLocalization(canvas, rough, refined, actions, attention)
 
     def _check(self, images, instruction, conditioning):
         check_images(images)
@@ -227,7 +417,12 @@ class RelevanceGuidedEditor(IP2PEditor):
         noise = self.draw_noise(images, generator)
         encoded = self._encode(images, conditioning)
         relevance = None
-        if mask is None:
+        extras = {}
+        if mask is None and self.localizer == "zone":
+            found = self.localize_zone(images, instruction, conditioning, generator)
+            relevance, mask = found.refined_mask.float(), found.refined_mask
+            extras = {"rough_mask": found.rough_mask, "refined_mask": found.refined_mask, "actions": found.actions}
+        elif mask is None:
             relevance = self._relevance(*encoded, instruction, generator, images)
             mask = relevance_mask(relevance, self.config.tau)
         if mask.shape != (images.shape[0], *images.shape[-2:]):
@@ -237,7 +432,7 @@ class RelevanceGuidedEditor(IP2PEditor):
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
         edited = self._denoise(*encoded, instruction, mask, strength, noise, images, on_step)
         result = composite(edited, images.float(), feathered_weights(mask, self.config.feather_px))
-        return EditResult(images=result, relevance=relevance, mask=mask)
+        return EditResult(images=result, relevance=relevance, mask=mask, extras=extras)
 
 
 class GlobalEditor(IP2PEditor):
@@ -259,7 +454,50 @@ class GlobalEditor(IP2PEditor):
         return EditResult(images=edited)
 
 
-EDITORS = {"relevance": RelevanceGuidedEditor, "wys": RelevanceGuidedEditor, "global": GlobalEditor}
+class ZoneEditor(IP2PEditor):
+    """ZONE: a global edit by IP2P fused with MagicBrush, cut out by the localised mask and blended back with the
+    FFT edge smoother. Pixels outside the smoothed mask M_f* are exactly the input's.
+
+    With `mask` given (the 3D method passes its rendered relevance), that mask is M_f: no attention or SAM."""
+
+    default_localizer = "zone"
+
+    def edit(
+        self,
+        images: torch.Tensor,
+        instruction: str,
+        conditioning: Optional[torch.Tensor] = None,
+        mask: Optional[torch.Tensor] = None,
+        strength: float = 1.0,
+        generator: Optional[torch.Generator] = None,
+        on_step=None,
+    ) -> EditResult:
+        images, conditioning = self._check(images, instruction, conditioning)
+        noise = self.draw_noise(images, generator)
+        settings = self.config.zone
+        if mask is None:
+            found = self.localize_zone(images, instruction, conditioning, generator, strength, noise, on_step)
+            canvas, refined = found.canvas, found.refined_mask
+            extras = {"rough_mask": found.rough_mask, "refined_mask": refined, "actions": found.actions,
+                      "canvas": canvas}
+        else:
+            if mask.shape != (images.shape[0], *images.shape[-2:]):
+                raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
+            action = self.classify(instruction)
+            clean, image_latents = self._encode(images, conditioning)
+            latents = self._fused_denoise(clean, conditioning, image_latents, instruction, zone.FUSION_BETA[action],
+                                          strength, noise, on_step=on_step)
+            height, width = images.shape[-2:]
+            canvas = self.ip2p.decode(latents)[..., :height, :width].to(images.device)
+            refined = mask.to(images.device).bool()
+            extras = {"refined_mask": refined, "actions": [action] * images.shape[0], "canvas": canvas}
+        final = zone.fft_edge_mask(canvas, images.float(), refined, settings.edge_dilate_px, settings.edge_radius_px,
+                                   settings.edge_threshold, settings.edge_close_px)
+        result = zone.blend_layers(canvas, images.float(), final, refined, settings.edge_alpha)
+        return EditResult(images=result, relevance=refined.float(), mask=final, extras=extras)
+
+
+EDITORS = {"relevance": RelevanceGuidedEditor, "wys": RelevanceGuidedEditor, "global": GlobalEditor, "zone": ZoneEditor}
 
 
 def editor_class(spec: str) -> type:

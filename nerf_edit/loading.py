@@ -14,6 +14,12 @@ from diffusers.utils import logging as diffusers_logging
 _DTYPE_KWARG = "dtype" if hasattr(diffusers_pipeline_utils, "_resolve_dtype") else "torch_dtype"
 IP2P_MODEL_ID = "timbrooks/instruct-pix2pix"
 TINY_MODEL = "tiny"
+MAGICBRUSH_MODEL_ID = "vinesmsuic/magicbrush-jul7"
+
+
+def is_tiny(model: str) -> bool:
+    """`tiny`, or `tiny:<seed>` for a second, differently initialised tiny model (e.g. a stand-in MagicBrush)."""
+    return model == TINY_MODEL or (model.startswith(TINY_MODEL + ":") and model[len(TINY_MODEL) + 1 :].isdigit())
 
 
 class ModelUnavailableError(RuntimeError):
@@ -49,15 +55,15 @@ def load_ip2p_pipeline(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
 ) -> StableDiffusionInstructPix2PixPipeline:
-    """Load an IP2P-architecture pipeline (IP2P, MagicBrush, ...) by hub id or local path, or `tiny`.
+    """Load an IP2P-architecture pipeline (IP2P, MagicBrush, ...) by hub id or local path, or `tiny[:seed]`.
 
     Raises ModelUnavailableError (one line) when the weights cannot be had, e.g. offline with an empty cache.
     """
     torch_dtype = resolve_dtype(device, dtype)
-    if model == TINY_MODEL:
+    if is_tiny(model):
         from nerf_edit.tiny import build_tiny_ip2p_pipeline
 
-        pipe = build_tiny_ip2p_pipeline()
+        pipe = build_tiny_ip2p_pipeline(seed=int(model.partition(":")[2] or 0))
     else:
         if not model or (model.startswith((".", "/", "~")) and not Path(model).expanduser().is_dir()):
             raise ModelUnavailableError(f"model path {model!r} is not a directory: pass a saved pipeline folder, "

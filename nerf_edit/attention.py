@@ -1,0 +1,169 @@
+"""Recording a diffusers UNet's cross-attention probabilities (ZONE localises edits with them).
+
+diffusers' fused processors (`AttnProcessor2_0`, SDPA) never materialise the attention probabilities, so the
+cross-attention layers get a recording processor for the duration of a `record_cross_attention` block; the
+self-attention layers keep their fast processor, and every layer gets its own processor back afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Dict, Iterator, List, Optional
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+
+class CrossAttentionRecorder:
+    """Head-averaged cross-attention probabilities of one batch branch, per denoising step and layer.
+
+    The UNet batch is `branches` stacked branches of equal size (IP2P's guided call: [text, image-only, null]);
+    only branch `branch` is kept. `maps[step][layer]` is [b, N, L] (N = that layer's h·w, L = tokens).
+    """
+
+    def __init__(self, branches: int = 3, branch: int = 0, skip_mid_block: bool = True):
+        self.branches = branches
+        self.branch = branch
+        self.skip_mid_block = skip_mid_block
+        self.maps: List[Dict[str, torch.Tensor]] = [{}]
+        self.layer_sizes: Dict[str, int] = {}
+
+    def wants(self, layer: str) -> bool:
+        return not (self.skip_mid_block and layer.startswith("mid_block"))
+
+    def record(self, layer: str, probs: torch.Tensor, heads: int) -> None:
+        """probs [B·heads, N, L] as diffusers' `get_attention_scores` returns them (batch-major)."""
+        batch = probs.shape[0] // heads
+        probs = probs.view(batch, heads, *probs.shape[1:])
+        size = batch // self.branches
+        kept = probs[self.branch * size : (self.branch + 1) * size].float().mean(1)  # [b, N, L]
+        self.layer_sizes[layer] = kept.shape[1]
+        self.maps[-1][layer] = kept.detach()
+
+    def next_step(self) -> None:
+        """Close the current denoising step (call once per UNet evaluation that should count as a step)."""
+        if self.maps[-1]:
+            self.maps.append({})
+
+    @property
+    def num_steps(self) -> int:
+        return sum(1 for step in self.maps if step)
+
+    def average(self, image_size: tuple[int, int], layers: str = "coarsest") -> torch.Tensor:
+        """Maps averaged over steps and layers, on the grid of the chosen layers. -> [b, h, w, L]
+
+        `layers`: "coarsest" takes the lowest-resolution up/down layers (1/32 of the image in SD: what ZONE's
+        code averages); "all" takes every recorded layer, each resized to the coarsest grid first.
+        """
+        steps = [step for step in self.maps if step]
+        if not steps:
+            raise RuntimeError("no cross-attention was recorded: run the UNet inside record_cross_attention()")
+        coarsest = min(self.layer_sizes.values())
+        height, width = _grid(coarsest, image_size)
+        total, count = None, 0
+        for step in steps:
+            for layer, probs in step.items():
+                if layers == "coarsest" and probs.shape[1] != coarsest:
+                    continue
+                grid = probs.view(probs.shape[0], *_grid(probs.shape[1], image_size), probs.shape[2])
+                if grid.shape[1:3] != (height, width):
+                    grid = F.adaptive_avg_pool2d(grid.permute(0, 3, 1, 2), (height, width)).permute(0, 2, 3, 1)
+                total = grid if total is None else total + grid
+                count += 1
+        return total / count
+
+
+def _grid(num_pixels: int, image_size: tuple[int, int]) -> tuple[int, int]:
+    """The (h, w) of a layer with `num_pixels` cells for an image of `image_size` (the UNet halves with ceil)."""
+    height, width = image_size
+    factor = 1
+    while True:
+        h, w = -(-height // factor), -(-width // factor)
+        if h * w == num_pixels:
+            return h, w
+        if h * w < num_pixels or factor > max(height, width):
+            raise ValueError(f"no downsampling of {image_size} has {num_pixels} cells")
+        factor *= 2
+
+
+class RecordingCrossAttnProcessor:
+    """diffusers' plain attention (`AttnProcessor`) that also hands its probabilities to a recorder."""
+
+    def __init__(self, layer: str, recorder: CrossAttentionRecorder):
+        self.layer = layer
+        self.recorder = recorder
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        temb: Optional[torch.Tensor] = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        query = attn.head_to_batch_dim(query)
+
+        probs = attn.get_attention_scores(query, key, attention_mask)  # [B·heads, N, L]
+        self.recorder.record(self.layer, probs, attn.heads)
+
+        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+def cross_attention_layers(unet: torch.nn.Module) -> List[str]:
+    """Names of the UNet's cross-attention modules (BasicTransformerBlock.attn2 in SD-style UNets)."""
+    return [name for name, module in unet.named_modules() if isinstance(module, Attention) and module.is_cross_attention]
+
+
+@contextlib.contextmanager
+def record_cross_attention(unet, recorder: CrossAttentionRecorder) -> Iterator[CrossAttentionRecorder]:
+    """Within the block, the UNet's wanted cross-attention layers record into `recorder`; all else is untouched."""
+    original = dict(unet.attn_processors)
+    recorded = {layer for layer in cross_attention_layers(unet) if recorder.wants(layer)}
+    processors = {
+        key: RecordingCrossAttnProcessor(key[: -len(".processor")], recorder) if key[: -len(".processor")] in recorded
+        else processor
+        for key, processor in original.items()
+    }
+    unet.set_attn_processor(processors)
+    try:
+        yield recorder
+    finally:
+        unet.set_attn_processor(original)
+
+
+def processor_types(unet) -> Dict[str, int]:
+    """How many layers use each processor class (tests check the fast path is kept and restored)."""
+    counts: Dict[str, int] = defaultdict(int)
+    for processor in unet.attn_processors.values():
+        counts[type(processor).__name__] += 1
+    return dict(counts)

@@ -1,0 +1,181 @@
+"""ZONE's functional core on planted inputs whose right answer is known."""
+
+import pytest
+import torch
+
+from nerf_edit import zone
+from nerf_edit.tiny import build_tiny_tokenizer
+
+
+def iou(a, b):
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+def square(size, top, left, side):
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def disk(size, center, radius):
+    rows, cols = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    return (rows - center[0]) ** 2 + (cols - center[1]) ** 2 <= radius**2
+
+
+# ------------------------------------------------------------------------------------------- localisation
+def planted_attention(grid=(8, 8), tokens=77, last=5, region=None):
+    """Start-of-text attention high except on a region (cells [2:5, 3:6]); end-of-text attention high only there."""
+    maps = torch.full((1, *grid, tokens), 0.01)
+    region = square(grid, 2, 3, 3) if region is None else region
+    maps[0, ..., 0] = torch.where(region, 0.1, 1.0)
+    maps[0, ..., last] = torch.where(region, 1.0, 0.1)
+    return maps, region
+
+
+def test_rough_mask_finds_the_planted_region():
+    maps, region = planted_attention()
+    assert torch.equal(zone.rough_mask(maps, last_token=5, image_size=(8, 8))[0], region)  # on the attention grid
+    # resized to the image (2 px per attention cell), the mask is the region up to its blurred edge
+    maps, region = planted_attention(grid=(32, 48), region=square((32, 48), 8, 20, 16))
+    mask = zone.rough_mask(maps, last_token=5, image_size=(64, 96))
+    truth = region.repeat_interleave(2, 0).repeat_interleave(2, 1)
+    assert mask.shape == (1, 64, 96)
+    assert iou(mask[0], truth) >= 0.9 and not (mask[0] & ~truth).any()
+
+
+def test_rough_mask_threshold_is_on_the_0_255_scale():
+    maps, _ = planted_attention()
+    difference = zone.token_difference(maps, 5)
+    assert float(difference.max()) == pytest.approx(229.5) and float(difference.min()) == 0  # 255 - 25.5
+    assert not zone.rough_mask(maps, 5, (64, 64), threshold=0).any()  # nothing is below 0
+    assert zone.rough_mask(maps, 5, (64, 64), threshold=256).all()  # contrast saturates at 255
+    # without the x2 contrast, 229.5 is still above T = 128; with a weaker outside signal only contrast saves it
+    weak = maps.clone()
+    weak[0, ..., 5] = torch.where(weak[0, ..., 5] > 0.5, 1.0, 0.6)  # outside: 255 - 153 = 102 < 128
+    assert zone.rough_mask(weak, 5, (64, 64), contrast=1.0).all()
+    assert not zone.rough_mask(weak, 5, (64, 64), contrast=2.0).all()
+
+
+def test_last_token_is_the_instructions_end_of_text():
+    tokenizer = build_tiny_tokenizer()
+    index = zone.last_token_index(tokenizer, "turn the ball blue")
+    ids = tokenizer("turn the ball blue", padding="max_length", max_length=77).input_ids
+    assert index == 5 and ids[index] == tokenizer.eos_token_id and ids[0] == tokenizer.bos_token_id
+
+
+# ------------------------------------------------------------------------------------------- action + fusion
+@pytest.mark.parametrize(
+    "instruction, action",
+    [
+        ("give him a red hat", "add"),
+        ("add a boat on the lake", "add"),
+        ("put a cup on the table", "add"),
+        ("remove the car", "remove"),
+        ("get rid of the person on the left", "remove"),
+        ("take away the umbrella", "remove"),
+        ("erase the text", "remove"),
+        ("the street without cars", "remove"),
+        ("turn the cat into a dog", "change"),
+        ("make the ball blue", "change"),
+        ("replace the apple with an orange", "change"),
+        ("make the dog wear a hat", "change"),
+        ("as a watercolour painting", "change"),
+        ("Remove the hat and add a crown", "remove"),
+    ],
+)
+def test_rule_based_action_classifier(instruction, action):
+    assert zone.RuleBasedActionClassifier()(instruction) == action
+
+
+def test_action_classifier_specs():
+    assert zone.action_classifier("remove")("give him a hat") == "remove"
+    assert zone.action_classifier("nerf_edit.zone:RuleBasedActionClassifier")("delete it") == "remove"
+    with pytest.raises(ValueError, match="unknown action classifier"):
+        zone.action_classifier("mlp")
+
+
+def test_fusion_formula_and_betas():
+    main, auxiliary = torch.full((1, 4, 2, 2), 1.0), torch.full((1, 4, 2, 2), 4.0)
+    assert torch.equal(zone.fuse_latents(main, auxiliary, 0.0), main)
+    torch.testing.assert_close(zone.fuse_latents(main, auxiliary, 0.2), torch.full_like(main, (1 + 0.8) / 1.2))
+    assert zone.FUSION_BETA == {"remove": 0.2, "add": 0.01, "change": 0.01}
+
+
+# ------------------------------------------------------------------------------------------- Region-IoU
+def test_region_iou_picks_the_segment_that_matches_the_rough_mask():
+    size = (64, 64)
+    target = disk(size, (30, 34), 12)
+    segments = torch.stack([
+        torch.ones(size, dtype=torch.bool),  # whole image (SAM's coarsest level)
+        disk(size, (30, 34), 5),  # a part of the object
+        target,  # the object
+        disk(size, (30, 10), 12),  # a neighbour
+        ~target,  # everything else
+    ])
+    # an over-edited, blocky attention mask: the object's bounding box grown a little, one spill-over blob
+    rough = square(size, 16, 20, 29) | disk(size, (55, 55), 4)
+    refined, index = zone.refine_mask(segments, rough)
+    assert index == 2 and torch.equal(refined, target)
+    scores = zone.region_iou(segments, rough)
+    assert scores.shape == (5,) and int(scores.argmax()) == 2
+
+
+def test_refine_keeps_the_rough_mask_without_a_matching_segment():
+    rough = square((32, 32), 4, 4, 8)
+    refined, index = zone.refine_mask(None, rough)
+    assert index == -1 and torch.equal(refined, rough)
+    apart = square((32, 32), 20, 20, 8)[None]
+    refined, index = zone.refine_mask(apart, rough)
+    assert index == -1 and torch.equal(refined, rough)
+
+
+# ------------------------------------------------------------------------------------------- edge smoother
+def synthetic_pair(size=(128, 128), seed=0):
+    """A textured original and the same image with one blob recoloured (the edit), plus the blob."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, size[0] // 16, size[1] // 16, generator=generator)
+    original = 0.2 + 0.6 * torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False)
+    original = (original + 0.03 * torch.rand(1, 3, *size, generator=generator)).clamp(0, 1)
+    blob = disk(size, (60, 70), 22) | disk(size, (80, 50), 12)
+    edited = original.clone()
+    edited[:, :, blob] = torch.tensor([0.1, 0.3, 0.9])[:, None] * (0.8 + 0.2 * original[:, :1, blob])
+    return original, edited, blob
+
+
+def test_fft_smoother_recovers_the_edited_region():
+    original, edited, blob = synthetic_pair()
+    # the refined mask is imperfect: SAM cut the blob's lower lobe short and the main disk by 3 px
+    refined = disk(blob.shape, (60, 70), 19)[None]
+    final = zone.fft_edge_mask(edited, original, refined, dilate_px=4 * 512 / 128 * 4)  # reach the missing lobe
+    assert iou(final[0], blob) >= 0.9
+    # the mask stays within the dilated refined mask: nothing far away can change
+    assert not (final[0] & ~zone.dilate(refined, zone.scaled_px(16 * 4, (128, 128)))[0]).any()
+
+
+def test_fft_smoother_ignores_an_unchanged_region():
+    original, _, blob = synthetic_pair()
+    assert not zone.fft_edge_mask(original.clone(), original, blob[None]).any()
+
+
+def test_blending_is_exact_outside_the_final_mask():
+    original, edited, blob = synthetic_pair(seed=1)
+    refined = disk(blob.shape, (60, 70), 19)[None]
+    final = zone.fft_edge_mask(edited, original, refined, dilate_px=64)
+    result = zone.blend_layers(edited, original, final, refined, edge_alpha=0.6)
+    outside = ~final[:, None].expand_as(original)
+    assert torch.equal(result[outside], original[outside])
+    core = (final & refined)[:, None].expand_as(original)
+    assert torch.equal(result[core], edited[core])
+    band = (final & ~refined)[:, None].expand_as(original)
+    assert band.any()
+    torch.testing.assert_close(result[band], 0.6 * edited[band] + 0.4 * original[band])
+
+
+def test_morphology():
+    ring = disk((32, 32), (16, 16), 8) & ~disk((32, 32), (16, 16), 4)
+    assert torch.equal(zone.fill_holes(ring[None])[0], disk((32, 32), (16, 16), 8))
+    gap = square((32, 32), 8, 4, 10) | square((32, 32), 8, 16, 10)  # two squares 2 px apart
+    closed = zone.close(gap[None], 2)[0]
+    assert closed[10, 14] and closed[10, 15] and not gap[10, 14]
+    assert torch.equal(zone.erode(zone.dilate(square((32, 32), 8, 8, 8)[None], 3), 3)[0], square((32, 32), 8, 8, 8))
+    assert zone.scaled_px(200, (512, 512)) == 200 and zone.scaled_px(200, (64, 96)) == 25 and zone.scaled_px(1, (8, 8)) == 1
