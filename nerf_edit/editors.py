@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, runtime_checkable
+from typing import Literal, Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ class ZoneConfig:
     """Rough mask: where the contrast-stretched first-minus-last-token attention (0-255 scale) is below this."""
     attention_contrast: float = 2.0
     """Contrast stretch of the token difference before thresholding (saturates at 255)."""
-    attention_layers: str = "coarsest"
+    attention_layers: Literal["coarsest", "all"] = "coarsest"
     """Cross-attention layers averaged: `coarsest` (1/32 of the image in SD, as ZONE) or `all` (resized)."""
     fusion_model: str = MAGICBRUSH_MODEL_ID
     """Second IP2P-architecture model fused into every step (MagicBrush); `none` turns fusion off."""
@@ -97,7 +97,7 @@ class EditorConfig:
     """Noise draws averaged per relevance map."""
     iqr_k: float = 1.5
     """Relevance outliers above Q3 + k·IQR are clipped (1.5 in 2D, 2 in 3D)."""
-    localizer: str = "auto"
+    localizer: Literal["auto", "relevance", "zone"] = "auto"
     """Where edits may act: `relevance` (WYS maps), `zone` (IP2P attention + SAM), `auto` (the editor's own)."""
     zone: ZoneConfig = field(default_factory=ZoneConfig)
     """ZONE settings (used by the zone editor and the zone localizer)."""
@@ -175,6 +175,8 @@ class IP2PEditor:
         self.config = config
         if config.localizer not in LOCALIZERS:
             raise EditorError(f"unknown localizer {config.localizer!r}: use one of {list(LOCALIZERS)}")
+        if config.zone.attention_layers not in ("coarsest", "all"):
+            raise EditorError(f"unknown attention layers {config.zone.attention_layers!r}: use 'coarsest' or 'all'")
         self.device = config.device
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"

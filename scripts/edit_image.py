@@ -1,4 +1,4 @@
-"""nerf-edit-image: edit images by text instruction, only where the instruction is relevant (Watch Your Steps)."""
+"""nerf-edit-image: edit images by text instruction, only where the instruction acts (Watch Your Steps, ZONE)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 @dataclass
 class EditImage:
-    """Edit one image or a folder of images by instruction; writes the edit, a relevance map and a mask overlay."""
+    """Edit one image or a folder of images by instruction; writes the edit, a relevance map and a mask overlay
+    (and with ZONE: the rough and refined masks and the globally edited canvas)."""
 
     input: Path
     """An image file, or a folder of images."""
     instruction: str
     """What to change, e.g. "turn the ball blue"."""
     output: Path = Path("edited")
-    """Folder for <name>_edited.png, <name>_relevance.png and <name>_mask.png."""
+    """Folder for <name>_edited.png, _relevance.png, _mask.png (and _rough_mask.png, _refined_mask.png, _canvas.png)."""
     editor: str = "relevance"
-    """`relevance` (WYS), `global` (plain IP2P), or an import path `package.module:Class`."""
+    """`relevance` (WYS), `zone` (ZONE), `global` (plain IP2P), or an import path `package.module:Class`."""
     seed: int = 0
     """Seed of the diffusion noise."""
     settings: Annotated[EditorConfig, tyro.conf.arg(name="")] = field(default_factory=EditorConfig)
@@ -49,6 +50,7 @@ class EditImage:
                 relevance = editor.relevance(image[None], self.instruction)
             self.write(path.stem, image, result.images[0], relevance[0] if relevance is not None else None,
                        result.mask[0] if result.mask is not None else None)
+            self.write_zone(path.stem, image, result.extras)
         print(f"wrote {len(inputs)} edit(s) to {self.output}")
 
     def find_inputs(self) -> List[Path]:
@@ -67,6 +69,17 @@ class EditImage:
             atomic_save_image(self.output / f"{name}_relevance.png", colorize(relevance))
         if mask is not None:
             atomic_save_image(self.output / f"{name}_mask.png", overlay(image, mask))
+
+
+    def write_zone(self, name: str, image: torch.Tensor, extras: dict) -> None:
+        """ZONE's intermediate pictures: rough mask M_b, refined mask M_f (overlays) and the canvas I_sty."""
+        for key in ("rough_mask", "refined_mask"):
+            if key in extras:
+                atomic_save_image(self.output / f"{name}_{key}.png", overlay(image, extras[key][0].cpu()))
+        if "canvas" in extras:
+            atomic_save_image(self.output / f"{name}_canvas.png", extras["canvas"][0])
+        if "actions" in extras:
+            print(f"{name}: {extras['actions'][0]} edit")
 
 
 def colorize(relevance: torch.Tensor) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nerf_edit.editors import EditorConfig
+from nerf_edit.editors import EditorConfig, ZoneConfig
 from nerf_edit.io import atomic_save_image, load_image
 from nerf_edit_scripts.edit_image import EditImage
 
@@ -40,6 +40,33 @@ def test_folder_round_trip(images, tmp_path):
     assert relevance.shape == (30, 42, 3)
 
 
+def test_zone_cli_writes_rough_refined_and_result_pictures(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    zone = ZoneConfig(fusion_model="tiny:1", segmenter="tiny", sam_points_per_side=4)
+    EditImage(input=images / "a.png", instruction="remove the ball", output=out, editor="zone",
+              settings=EditorConfig(model="tiny", device="cpu", steps=2, zone=zone)).main()
+    assert "a: remove edit" in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"a_{kind}.png" for kind in ("canvas", "edited", "mask", "refined_mask", "relevance", "rough_mask")]
+    original = load_image(images / "a.png")
+    edited = load_image(out / "a_edited.png")
+    final = (np.asarray(Image.open(out / "a_mask.png")).astype(int) != np.asarray(Image.open(images / "a.png")).astype(int)).any(-1)
+    unchanged = (edited == original).all(0).numpy()
+    assert unchanged[~final].all()  # outside ZONE's final mask the picture is the input's
+
+
+def test_zone_localizer_flag_reaches_the_relevance_editor(images, tmp_path):
+    import tyro
+
+    out = tmp_path / "out"
+    command = tyro.cli(EditImage, args=["--input", str(images / "b.png"), "--instruction", "make it red",
+                                        "--output", str(out), "--localizer", "zone", "--model", "tiny", "--device",
+                                        "cpu", "--steps", "2", "--zone.fusion-model", "none", "--zone.segmenter", "none"])
+    assert command.settings.localizer == "zone" and command.editor == "relevance"
+    command.main()
+    assert {"b_rough_mask.png", "b_refined_mask.png", "b_edited.png"} <= {p.name for p in out.iterdir()}
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "nerf_edit_scripts.edit_image", *args], capture_output=True, text=True, timeout=300)
 
@@ -52,6 +79,8 @@ def run_cli(*args):
         (["--input", "{good}", "--instruction", " "], "instruction is empty"),
         (["--input", "{good}", "--instruction", "make it red", "--editor", "nowhere:Editor"], "cannot import editor"),
         (["--input", "{good}", "--instruction", "make it red", "--model", "some-org/not-downloaded"], "is not available"),
+        (["--input", "{good}", "--instruction", "make it red", "--editor", "zone", "--model", "tiny",
+          "--zone.fusion-model", "none", "--zone.segmenter", "some-org/no-sam"], "'some-org/no-sam' is not available"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args, message, images, tmp_path):

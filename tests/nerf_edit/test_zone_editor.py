@@ -1,0 +1,157 @@
+"""ZoneEditor and the zone localizer on tiny random-weight models (IP2P, a second 'MagicBrush', SAM)."""
+
+import pytest
+import torch
+
+from nerf_edit import zone
+from nerf_edit.editors import EditorConfig, EditorError, RelevanceGuidedEditor, ZoneConfig, ZoneEditor, editor_class
+from nerf_edit.segment import make_segmenter
+
+
+class QuadrantSegmenter:
+    """Segments whose answer is known: the four quadrants and the whole image. Counts its calls."""
+
+    calls = 0
+
+    def __call__(self, image):
+        QuadrantSegmenter.calls += 1
+        height, width = image.shape[-2:]
+        segments = torch.zeros(5, height, width, dtype=torch.bool)
+        segments[0, : height // 2, : width // 2] = True
+        segments[1, : height // 2, width // 2 :] = True
+        segments[2, height // 2 :, : width // 2] = True
+        segments[3, height // 2 :, width // 2 :] = True
+        segments[4] = True
+        return segments
+
+
+SEGMENTER = f"{__name__}:QuadrantSegmenter"
+
+
+def config(**zone_settings):
+    settings = dict(fusion_model="tiny:1", segmenter=SEGMENTER)
+    settings.update(zone_settings)
+    return EditorConfig(model="tiny", device="cpu", steps=3, zone=ZoneConfig(**settings))
+
+
+@pytest.fixture()
+def images():
+    return torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+
+
+def test_zone_editor_changes_nothing_outside_its_final_mask(images):
+    editor = ZoneEditor(config())
+    result = editor.edit(images, "give him a red hat", generator=torch.Generator().manual_seed(0))
+    extras = result.extras
+    assert result.images.shape == images.shape and extras["actions"] == ["add", "add"]
+    segments = QuadrantSegmenter()(images[0])
+    for i in range(2):
+        # the refined mask is one of the segments (Region-IoU) and the final mask stays near it
+        assert any(torch.equal(extras["refined_mask"][i], s) for s in segments)
+        near = zone.dilate(extras["refined_mask"][i : i + 1], zone.scaled_px(4.0, images.shape[-2:]))[0]
+        assert not (result.mask[i] & ~near).any()
+    outside = ~result.mask[:, None].expand_as(images)
+    assert torch.equal(result.images[outside], images[outside])
+    assert extras["canvas"].shape == images.shape and extras["rough_mask"].dtype == torch.bool
+
+
+def test_one_fused_step_is_the_papers_formula(images):
+    """z_{t-1} = (z*_{t-1} + β z'_{t-1}) / (1 + β), β = 0.2 for remove, with each model's own guided step."""
+    editor = ZoneEditor(config())
+    editor.config.steps = 1
+    fusion = editor.zone_parts()[0]
+    ip2p = editor.ip2p
+    captured = []
+    noise = editor.draw_noise(images, torch.Generator().manual_seed(1))
+    editor.localize_zone(images, "remove the ball", images, noise=noise, on_step=lambda i, t, z: captured.append(z))
+    clean, image_latents = editor._encode(images, images)
+    timesteps = ip2p.edit_timesteps(1)
+    t = timesteps[0]
+    start = noise * ip2p.scheduler.init_noise_sigma
+
+    def step(model, condition):
+        eps = model.predict_guided(start, t, condition, "remove the ball", 7.5, 1.5)
+        return ip2p.scheduler.step(eps, t, start).prev_sample
+
+    expected = (step(ip2p, image_latents) + 0.2 * step(fusion, fusion.encode_condition(images))) / 1.2
+    torch.testing.assert_close(captured[0], expected, rtol=1e-4, atol=1e-4)  # recording vs SDPA attention
+
+
+def test_fusion_with_zero_weight_is_plain_ip2p(images, monkeypatch):
+    generator = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    plain = ZoneEditor(config(fusion_model="none")).edit(images, "turn the ball blue", generator=generator())
+    monkeypatch.setattr(zone, "FUSION_BETA", {"add": 0.0, "remove": 0.0, "change": 0.0})
+    fused = ZoneEditor(config()).edit(images, "turn the ball blue", generator=generator())
+    torch.testing.assert_close(fused.extras["canvas"], plain.extras["canvas"], rtol=0, atol=1e-6)
+
+
+def test_given_mask_skips_localisation(images):
+    QuadrantSegmenter.calls = 0
+    editor = ZoneEditor(config())
+    mask = torch.zeros(2, 40, 56, dtype=torch.bool)
+    mask[:, 10:30, 20:40] = True
+    result = editor.edit(images, "turn the ball blue", mask=mask, strength=0.5, generator=torch.Generator().manual_seed(0))
+    assert QuadrantSegmenter.calls == 0 and "rough_mask" not in result.extras
+    assert torch.equal(result.extras["refined_mask"], mask)
+    assert not (result.mask & ~zone.dilate(mask, zone.scaled_px(4.0, (40, 56)))).any()
+    outside = ~result.mask[:, None].expand_as(images)
+    assert torch.equal(result.images[outside], images[outside])
+
+
+def test_zone_localizer_drives_the_relevance_editor(images):
+    editor = RelevanceGuidedEditor(EditorConfig(model="tiny", device="cpu", steps=2, localizer="zone",
+                                                zone=ZoneConfig(fusion_model="none", segmenter=SEGMENTER)))
+    relevance = editor.relevance(images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
+    segments = QuadrantSegmenter()(images[0]).float()
+    for i in range(2):  # a 0/1 map: the chosen segment
+        assert any(torch.equal(relevance[i], s) for s in segments)
+    result = editor.edit(images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(result.relevance, relevance)  # same seed, same localisation
+    outside = ~result.mask[:, None].expand_as(images)
+    assert torch.equal(result.images[outside], images[outside])
+
+
+def test_relevance_localizer_feeds_zone_refinement(images):
+    editor = ZoneEditor(EditorConfig(model="tiny", device="cpu", steps=2, localizer="relevance", tau=0.5,
+                                     zone=ZoneConfig(fusion_model="none", segmenter="none")))
+    result = editor.edit(images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    editor.draw_noise(images, generator)  # the edit draws its noise first, then the relevance noise
+    wys = editor._relevance(*editor._encode(images, images), "turn the ball blue", generator, images)
+    assert wys.max() >= 0.5 and (wys < 0.5).any()
+    assert torch.equal(result.extras["rough_mask"], wys >= 0.5)  # no segmenter: refined = rough
+    assert torch.equal(result.extras["refined_mask"], result.extras["rough_mask"])
+
+
+def test_bad_zone_settings_are_one_line_errors():
+    assert editor_class("zone") is ZoneEditor
+    with pytest.raises(EditorError, match="unknown localizer"):
+        ZoneEditor(EditorConfig(model="tiny", device="cpu", localizer="sam"))
+    with pytest.raises(EditorError, match="cannot import segmenter"):
+        ZoneEditor(config(segmenter="nowhere:Segmenter"))
+    with pytest.raises(EditorError, match="unknown action classifier"):
+        ZoneEditor(config(action="mlp"))
+    editor = ZoneEditor(config(action=f"{__name__}:confused"))
+    with pytest.raises(EditorError, match="must return one of"):
+        editor.edit(torch.rand(1, 3, 16, 16), "make it red")
+
+
+def confused(instruction):
+    return "recolour"
+
+
+def test_tiny_sam_segments_an_image():
+    segmenter = make_segmenter("tiny")
+    image = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0))
+    segmenter.options.update(pred_iou_thresh=0.0, stability_score_thresh=0.0, points_per_crop=4)
+    segments = segmenter(image)
+    assert segments.dtype == torch.bool and segments.shape[1:] == (40, 56) and len(segments) >= 1
+    assert make_segmenter("none") is None
+
+
+def test_unavailable_sam_is_one_line():
+    from nerf_edit.loading import ModelUnavailableError
+
+    with pytest.raises(ModelUnavailableError) as info:
+        make_segmenter("some-org/no-such-sam")
+    assert "some-org/no-such-sam" in str(info.value) and "\n" not in str(info.value)
