@@ -17,7 +17,7 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerSlider, ViewerText
 
-from nerf_edit.editors import Editor, EditorConfig, EditorError, editor_class
+from nerf_edit.editors import Editor, EditorConfig, EditorError, ZoneConfig, editor_class
 from nerf_edit.loading import IP2P_MODEL_ID, ModelUnavailableError
 from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
 from nerf_edit_methods.edit_store import EditStore
@@ -60,7 +60,12 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     edit_start_step: int = 0
     """Steps of plain reconstruction before relevance and edits begin (0 when starting from --load-dir)."""
     editor: str = "relevance"
-    """Editor: `relevance` (WYS), `global` (plain IP2P), or an import path `package.module:Class`."""
+    """Editor: `relevance` (WYS), `zone` (ZONE layer blending), `global` (plain IP2P), or `package.module:Class`."""
+    localizer: Literal["auto", "relevance", "zone"] = "auto"
+    """What trains the relevance field: `relevance` (WYS maps), `zone` (ZONE's attention + SAM masks), or `auto`
+    (the editor's own: zone for the zone editor)."""
+    zone: ZoneConfig = field(default_factory=ZoneConfig)
+    """ZONE settings (segmenter, MagicBrush fusion, edge smoother) for the zone editor or localizer."""
     editor_model: str = IP2P_MODEL_ID
     """IP2P-architecture weights for the editor: hub id, local directory, or `tiny` (random, offline tests)."""
     editor_device: str = "auto"
@@ -124,6 +129,8 @@ class WYSPipeline(VanillaPipeline):
             tau=config.tau,
             relevance_timestep=config.relevance_timestep,
             iqr_k=config.relevance_iqr_k,
+            localizer=config.localizer,
+            zone=config.zone,
         )
         try:
             return editor_class(config.editor)(editor_config)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import time
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Protocol, runtime_checkable
 
@@ -171,7 +172,15 @@ class IP2PEditor:
 
     default_localizer = "relevance"
 
-    def __init__(self, config: EditorConfig, ip2p: Optional[InstructPix2Pix] = None):
+    def __init__(
+        self,
+        config: EditorConfig,
+        ip2p: Optional[InstructPix2Pix] = None,
+        fusion: Optional[InstructPix2Pix] = None,
+        segmenter=None,
+    ):
+        """`ip2p`, `fusion` and `segmenter` are built from `config` unless given (benchmarks pass random-weight
+        full-size models)."""
         self.config = config
         if config.localizer not in LOCALIZERS:
             raise EditorError(f"unknown localizer {config.localizer!r}: use one of {list(LOCALIZERS)}")
@@ -183,7 +192,9 @@ class IP2PEditor:
         if ip2p is None:
             ip2p = InstructPix2Pix.from_pretrained(config.model, self.device, config.dtype)
         self.ip2p = ip2p
+        self._given = (fusion, segmenter)
         self._zone_parts: Optional[tuple] = None
+        self.stage_seconds: Optional[dict] = None  # set to {} to time ZONE's stages
         if self.localizer == "zone" or isinstance(self, ZoneEditor):
             self.zone_parts()  # load MagicBrush and SAM now: a missing model fails before any work
 
@@ -212,18 +223,19 @@ class IP2PEditor:
         """(fusion model or None, segmenter or None, action classifier), loaded once."""
         if self._zone_parts is None:
             settings = self.config.zone
-            fusion = None
-            if settings.fusion_model not in ("none", self.config.model):
+            fusion, segmenter = self._given
+            if fusion is None and settings.fusion_model not in ("none", self.config.model):
                 fusion = InstructPix2Pix.from_pretrained(settings.fusion_model, self.device, self.config.dtype)
                 if fusion.vae.config.latent_channels != self.ip2p.vae.config.latent_channels:
                     raise EditorError(f"fusion model {settings.fusion_model!r} has a different latent space than "
                                       f"{self.config.model!r}: use an IP2P-architecture model or --zone.fusion-model none")
             try:
                 classify = zone.action_classifier(settings.action)
-                segmenter = make_segmenter(
-                    settings.segmenter, device=self.device, dtype=self.config.dtype,
-                    points_per_side=settings.sam_points_per_side, points_per_batch=settings.sam_points_per_batch,
-                )
+                if segmenter is None:
+                    segmenter = make_segmenter(
+                        settings.segmenter, device=self.device, dtype=self.config.dtype,
+                        points_per_side=settings.sam_points_per_side, points_per_batch=settings.sam_points_per_batch,
+                    )
             except ValueError as error:
                 raise EditorError(str(error)) from error
             self._zone_parts = (fusion, segmenter, classify)
@@ -297,29 +309,50 @@ class IP2PEditor:
         _, segmenter, _ = self.zone_parts()
         if noise is None:
             noise = self.draw_noise(images, generator)
-        actions = [self.classify(instruction)] * images.shape[0]
-        clean, image_latents = self._encode(images, conditioning)
+        with self.stage("classify"):
+            actions = [self.classify(instruction)] * images.shape[0]
+        with self.stage("encode"):
+            clean, image_latents = self._encode(images, conditioning)
         recorder = CrossAttentionRecorder(branches=3, branch=0)
-        latents = self._fused_denoise(clean, conditioning, image_latents, instruction, zone.FUSION_BETA[actions[0]],
-                                      strength, noise, recorder, on_step)
+        with self.stage("fused denoise + attention capture"):
+            latents = self._fused_denoise(clean, conditioning, image_latents, instruction,
+                                          zone.FUSION_BETA[actions[0]], strength, noise, recorder, on_step)
         height, width = images.shape[-2:]
-        canvas = self.ip2p.decode(latents)[..., :height, :width].to(images.device)
+        with self.stage("decode"):
+            canvas = self.ip2p.decode(latents)[..., :height, :width].to(images.device)
         attention = None
-        if self.localizer == "relevance":
-            relevance = self._relevance(clean, image_latents, instruction, generator, images)
-            rough = relevance_mask(relevance, self.config.tau)
-        else:
-            padded_size = (latents.shape[-2] * self.ip2p.vae_scale_factor, latents.shape[-1] * self.ip2p.vae_scale_factor)
-            attention = recorder.average(padded_size, settings.attention_layers)
-            last = zone.last_token_index(self.ip2p.tokenizer, instruction)
-            rough = zone.rough_mask(attention, last, padded_size, settings.attention_threshold,
-                                    settings.attention_contrast)[:, :height, :width].to(images.device)
+        with self.stage("rough mask"):
+            if self.localizer == "relevance":
+                relevance = self._relevance(clean, image_latents, instruction, generator, images)
+                rough = relevance_mask(relevance, self.config.tau)
+            else:
+                factor = self.ip2p.vae_scale_factor
+                padded_size = (latents.shape[-2] * factor, latents.shape[-1] * factor)
+                attention = recorder.average(padded_size, settings.attention_layers)
+                last = zone.last_token_index(self.ip2p.tokenizer, instruction)
+                rough = zone.rough_mask(attention, last, padded_size, settings.attention_threshold,
+                                        settings.attention_contrast)[:, :height, :width].to(images.device)
         refined = rough.clone()
         if segmenter is not None:
             for i, action in enumerate(actions):
-                source = images[i] if action == "remove" else canvas[i]
-                refined[i] = zone.refine_mask(segmenter(source), rough[i])[0].to(images.device)
+                with self.stage("segment (SAM)"):
+                    segments = segmenter(images[i] if action == "remove" else canvas[i])
+                with self.stage("Region-IoU"):
+                    refined[i] = zone.refine_mask(segments, rough[i])[0].to(images.device)
         return ZoneLocalization(canvas, rough, refined, actions, attention)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """Adds the block's wall time to `stage_seconds[name]` when profiling (stage_seconds set to a dict)."""
+        if self.stage_seconds is None:
+            yield
+            return
+        synchronize = torch.cuda.synchronize if torch.device(self.device).type == "cuda" else (lambda: None)
+        synchronize()
+        begin = time.perf_counter()
+        yield
+        synchronize()
+        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - begin
 
     def _check(self, images, instruction, conditioning):
         check_images(images)
@@ -493,9 +526,10 @@ class ZoneEditor(IP2PEditor):
             canvas = self.ip2p.decode(latents)[..., :height, :width].to(images.device)
             refined = mask.to(images.device).bool()
             extras = {"refined_mask": refined, "actions": [action] * images.shape[0], "canvas": canvas}
-        final = zone.fft_edge_mask(canvas, images.float(), refined, settings.edge_dilate_px, settings.edge_radius_px,
-                                   settings.edge_threshold, settings.edge_close_px)
-        result = zone.blend_layers(canvas, images.float(), final, refined, settings.edge_alpha)
+        with self.stage("edge smoother + blend"):
+            final = zone.fft_edge_mask(canvas, images.float(), refined, settings.edge_dilate_px,
+                                       settings.edge_radius_px, settings.edge_threshold, settings.edge_close_px)
+            result = zone.blend_layers(canvas, images.float(), final, refined, settings.edge_alpha)
         return EditResult(images=result, relevance=refined.float(), mask=final, extras=extras)
 
 

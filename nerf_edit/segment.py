@@ -50,6 +50,20 @@ def build_tiny_sam(seed: int = 0):
     return model, processor
 
 
+def build_full_size_sam(seed: int = 0, dtype: torch.dtype = torch.float32):
+    """`facebook/sam-vit-huge`'s architecture (ViT-H/16 at 1024², 32 layers) with random weights: its FLOPs without
+    a download, for GPU benchmarks."""
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamVisionConfig
+
+    config = SamConfig(vision_config=SamVisionConfig(
+        hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, global_attn_indexes=(7, 15, 23, 31)
+    ))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SamModel(config).eval().to(dtype)
+    return model, SamImageProcessor()
+
+
 class SamSegmenter:
     """All of SAM's automatic segments of an image (every level: whole, part, sub-part), as ZONE uses them."""
 
@@ -65,7 +79,9 @@ class SamSegmenter:
     ):
         from transformers import SamImageProcessor, SamModel, pipeline
 
-        if model == TINY_SAM:
+        if isinstance(model, tuple):  # (SamModel, SamImageProcessor) built in code
+            sam, processor = model
+        elif model == TINY_SAM:
             sam, processor = build_tiny_sam()
         else:
             try:

@@ -9,6 +9,8 @@ from nerfstudio.viewer.viewer_elements import ViewerElement
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
 from nerf_edit_methods.edit_store import EditStore
 from nerf_edit_scripts.make_scene import make_scene
+from nerf_edit import zone
+from oracle_editor import red_region
 from wys_runs import HOLD_OUT, PROMPT
 
 ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
@@ -95,6 +97,55 @@ def test_restore_puts_back_saved_edits(trainer, scene, tmp_path):
     # the interrupted cycle goes on with the views that have no edit yet
     upcoming = [fresh._next_view() for _ in range(len(names) - 2)]
     assert not {names.index(n) for n in saved_images} & set(upcoming)
+
+
+ZONE_TINY = ["--pipeline.editor-model", "tiny", "--pipeline.diffusion-steps", "2", "--pipeline.zone.fusion-model",
+             "none", "--pipeline.zone.segmenter", "ball_segmenter:BallSegmenter", "--pipeline.prompt", "remove the red ball"]
+
+
+def test_zone_masks_train_the_relevance_field(scene, tmp_path):
+    """--pipeline.localizer zone: every relevance target is a ZONE mask, i.e. one of the segments of that view
+    chosen by Region-IoU ("remove" segments the original view)."""
+    trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "relevance", "--pipeline.localizer", "zone", *ZONE_TINY])
+    pipeline = trainer.pipeline
+    assert pipeline.editor.localizer == "zone"
+    segmenter = pipeline.editor.zone_parts()[1]
+    pipeline.compute_relevance_targets()
+    batch = pipeline.datamanager.image_batch
+    assert len(segmenter.outputs) == len(batch["relevance"])
+    for index, (target, segments) in enumerate(zip(batch["relevance"][..., 0], segmenter.outputs)):
+        original = pipeline.datamanager.original_images[index].permute(2, 0, 1)[None]
+        assert torch.equal(segments[0], red_region(original)[0])  # the segments are the original view's
+        assert any(torch.equal(target, s.float()) for s in segments)
+
+
+def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
+    trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "zone", *ZONE_TINY])
+    pipeline = trainer.pipeline
+    assert pipeline.editor.localizer == "zone"
+    batch = pipeline.datamanager.image_batch
+    batch["relevance"][...] = 0.0
+    batch["relevance_valid"][...] = True
+    pipeline.relevance_ready = True
+    rendered = {}
+    render = pipeline.render_train_view
+
+    def keep_render(index):  # the rendered relevance is the ball: a mask whose place is known
+        outputs = render(index)
+        original = pipeline.datamanager.original_images[index].permute(2, 0, 1)[None]
+        outputs["relevance"] = red_region(original)[0, ..., None].float()
+        rendered[index] = outputs
+        return outputs
+
+    pipeline.render_train_view = keep_render
+    pipeline.edit_view(0)
+    mask = rendered[0]["relevance"][..., 0] >= pipeline.config.tau
+    near = zone.dilate(mask[None], zone.scaled_px(pipeline.config.zone.edge_dilate_px, mask.shape))[0]
+    edited = batch["image"][0]
+    before = rendered[0]["rgb"].clamp(0, 1)
+    assert mask.any() and not near.all()
+    assert torch.equal(edited[~near], before[~near].to(edited))  # outside the dilated mask: the render itself
+    assert (edited[near] != before[near].to(edited)).any()  # and the edit did land near the ball
 
 
 @pytest.mark.parametrize(

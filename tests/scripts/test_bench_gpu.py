@@ -20,3 +20,21 @@ def test_full_size_guided_edit_on_gpu_keeps_pixels_outside_the_mask():
     outside = ~mask[:, None].expand_as(images)
     assert torch.equal(result.images[outside], images[outside])
     assert torch.isfinite(result.images).all()
+
+
+@pytest.mark.gpu
+def test_full_size_zone_edit_on_gpu_keeps_pixels_outside_its_mask():
+    from nerf_edit.editors import ZoneConfig, ZoneEditor
+    from nerf_edit.segment import SamSegmenter, build_full_size_sam
+
+    sam = SamSegmenter(build_full_size_sam(dtype=torch.float16), device="cuda", points_per_side=8)
+    assert sum(p.numel() for p in sam.generator.model.vision_encoder.parameters()) > 600e6  # ViT-H
+    fusion = InstructPix2Pix(build_full_size_ip2p_pipeline(seed=1, dtype=torch.float16).to("cuda"))
+    ip2p = InstructPix2Pix(build_full_size_ip2p_pipeline(dtype=torch.float16).to("cuda"))
+    editor = ZoneEditor(EditorConfig(device="cuda", steps=2, zone=ZoneConfig(fusion_model="none", segmenter="none")),
+                        ip2p=ip2p, fusion=fusion, segmenter=sam)
+    images = torch.rand(1, 3, 256, 256, device="cuda")
+    result = editor.edit(images, "remove the ball")
+    outside = ~result.mask[:, None].expand_as(images)
+    assert torch.equal(result.images[outside], images[outside])
+    assert torch.isfinite(result.images).all() and result.extras["actions"] == ["remove"]

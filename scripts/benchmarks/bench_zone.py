@@ -1,0 +1,109 @@
+"""ZONE: seconds per stage of one edit, and the cost of recording cross-attention.
+
+CPU (default): the tiny random-weight IP2P, a second tiny model as MagicBrush, and a tiny SAM, so the numbers show
+where the *pipeline's own* time goes (mask maths, FFT smoother at full image size, SAM's 1024 prompts). With
+--device cuda: the full-size architectures (SD-1.5 IP2P twice, SAM ViT-H) with random weights in fp16.
+
+    python scripts/benchmarks/bench_zone.py [--device cpu|cuda] [--size 256] [--steps 20] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def build_editor(device: str, steps: int):
+    from nerf_edit.editors import EditorConfig, ZoneConfig, ZoneEditor
+    from nerf_edit.ip2p import InstructPix2Pix
+    from nerf_edit.segment import SamSegmenter
+
+    config = EditorConfig(model="tiny", device=device, steps=steps, zone=ZoneConfig(fusion_model="none", segmenter="none"))
+    if device == "cpu":
+        ip2p, fusion = InstructPix2Pix.from_pretrained("tiny"), InstructPix2Pix.from_pretrained("tiny:1")
+        segmenter = SamSegmenter("tiny")
+    else:
+        from nerf_edit.segment import build_full_size_sam
+        from nerf_edit.tiny import build_full_size_ip2p_pipeline
+
+        ip2p = InstructPix2Pix(build_full_size_ip2p_pipeline(seed=0, dtype=torch.float16).to(device))
+        fusion = InstructPix2Pix(build_full_size_ip2p_pipeline(seed=1, dtype=torch.float16).to(device))
+        segmenter = SamSegmenter(build_full_size_sam(dtype=torch.float16), device=device)
+    # random weights make few masks pass SAM's quality filters; keep every mask so Region-IoU sees real counts
+    segmenter.options.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    return ZoneEditor(config, ip2p=ip2p, fusion=fusion, segmenter=segmenter)
+
+
+def timed(function, device: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        begin = time.perf_counter()
+        function()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def measure(options) -> list[tuple[str, str]]:
+    device = options.device
+    if device == "cuda" and not torch.cuda.is_available():
+        return [(f"ZONE full-size {options.size}² stages", "skipped: no GPU")]
+    if device == "cpu":
+        torch.set_num_threads(options.threads)
+    from nerf_edit.attention import CrossAttentionRecorder
+    from nerf_edit.zone import fft_edge_mask
+
+    editor = build_editor(device, options.steps)
+    label = "tiny models, CPU" if device == "cpu" else f"full-size random fp16, {torch.cuda.get_device_name()}"
+    image = torch.rand(1, 3, options.size, options.size, generator=torch.Generator().manual_seed(0)).to(device)
+    instruction = "give him a red hat"
+    editor.edit(image, instruction)  # warm-up
+    editor.stage_seconds = {}
+    for _ in range(options.repeats):
+        editor.edit(image, instruction, generator=torch.Generator().manual_seed(0))
+    stages = {name: seconds / options.repeats for name, seconds in editor.stage_seconds.items()}
+    total = sum(stages.values())
+    rows = [(f"ZONE {options.size}² ({label}): {name}", f"{seconds:.3f} s ({seconds / total:.0%})")
+            for name, seconds in stages.items()]
+    rows.append((f"ZONE {options.size}² ({label}): one edit, {options.steps} steps", f"{total:.3f} s"))
+    segments = len(editor.zone_parts()[1](image[0]))
+    rows.append((f"ZONE {options.size}² ({label}): SAM segments kept (quality filters off)", f"{segments}"))
+
+    clean, latents = editor._encode(image, image)
+    noise = editor.draw_noise(image, torch.Generator().manual_seed(0))
+
+    def denoise(record):
+        recorder = CrossAttentionRecorder() if record else None
+        editor._fused_denoise(clean, image, latents, instruction, 0.01, 1.0, noise, recorder)
+
+    plain = timed(lambda: denoise(False), device, options.repeats)
+    captured = timed(lambda: denoise(True), device, options.repeats)
+    rows.append((f"ZONE fused denoise with ÷ without attention capture ({label})", f"{captured / plain:.3f}"))
+
+    big = torch.rand(1, 3, 512, 512, device=device)
+    mask = torch.zeros(1, 512, 512, dtype=torch.bool, device=device)
+    mask[:, 128:384, 160:400] = True
+    smoother = timed(lambda: fft_edge_mask(big, big.flip(-1), mask), device, options.repeats)
+    rows.append((f"ZONE edge smoother at 512² ({device})", f"{smoother:.3f} s"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    for name, value in measure(parser.parse_args()):
+        print(f"{name:70s} {value}")
+
+
+if __name__ == "__main__":
+    main()
