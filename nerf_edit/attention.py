@@ -17,18 +17,23 @@ from diffusers.models.attention_processor import Attention
 
 
 class CrossAttentionRecorder:
-    """Head-averaged cross-attention probabilities of one batch branch, per denoising step and layer.
+    """Head-averaged cross-attention probabilities of one batch branch, summed per layer over denoising steps.
 
     The UNet batch is `branches` stacked branches of equal size (IP2P's guided call: [text, image-only, null]);
-    only branch `branch` is kept. `maps[step][layer]` is [b, N, L] (N = that layer's h·w, L = tokens).
+    only branch `branch` is kept. `sums[layer]` is [b, N, L] (N = that layer's h·w, L = tokens) over `num_steps`
+    steps; with `keep_steps`, `maps[step][layer]` keeps every step's maps too (memory grows with the steps).
     """
 
-    def __init__(self, branches: int = 3, branch: int = 0, skip_mid_block: bool = True):
+    def __init__(self, branches: int = 3, branch: int = 0, skip_mid_block: bool = True, keep_steps: bool = False):
         self.branches = branches
         self.branch = branch
         self.skip_mid_block = skip_mid_block
+        self.keep_steps = keep_steps
+        self.sums: Dict[str, torch.Tensor] = {}
+        self.counts: Dict[str, int] = defaultdict(int)
         self.maps: List[Dict[str, torch.Tensor]] = [{}]
-        self.layer_sizes: Dict[str, int] = {}
+        self.num_steps = 0
+        self._step_has_calls = False
 
     def wants(self, layer: str) -> bool:
         return not (self.skip_mid_block and layer.startswith("mid_block"))
@@ -38,18 +43,20 @@ class CrossAttentionRecorder:
         batch = probs.shape[0] // heads
         probs = probs.view(batch, heads, *probs.shape[1:])
         size = batch // self.branches
-        kept = probs[self.branch * size : (self.branch + 1) * size].float().mean(1)  # [b, N, L]
-        self.layer_sizes[layer] = kept.shape[1]
-        self.maps[-1][layer] = kept.detach()
+        kept = probs[self.branch * size : (self.branch + 1) * size].float().mean(1).detach()  # [b, N, L]
+        self.sums[layer] = kept if layer not in self.sums else self.sums[layer] + kept
+        self.counts[layer] += 1
+        if self.keep_steps:
+            self.maps[-1][layer] = kept
+        self._step_has_calls = True
 
     def next_step(self) -> None:
-        """Close the current denoising step (call once per UNet evaluation that should count as a step)."""
-        if self.maps[-1]:
-            self.maps.append({})
-
-    @property
-    def num_steps(self) -> int:
-        return sum(1 for step in self.maps if step)
+        """Close the current denoising step (call once per denoising step, after its guided UNet call)."""
+        if self._step_has_calls:
+            self.num_steps += 1
+            self._step_has_calls = False
+            if self.keep_steps:
+                self.maps.append({})
 
     def average(self, image_size: tuple[int, int], layers: str = "coarsest") -> torch.Tensor:
         """Maps averaged over steps and layers, on the grid of the chosen layers. -> [b, h, w, L]
@@ -57,22 +64,20 @@ class CrossAttentionRecorder:
         `layers`: "coarsest" takes the lowest-resolution up/down layers (1/32 of the image in SD: what ZONE's
         code averages); "all" takes every recorded layer, each resized to the coarsest grid first.
         """
-        steps = [step for step in self.maps if step]
-        if not steps:
+        if not self.sums:
             raise RuntimeError("no cross-attention was recorded: run the UNet inside record_cross_attention()")
-        coarsest = min(self.layer_sizes.values())
+        coarsest = min(total.shape[1] for total in self.sums.values())
         height, width = _grid(coarsest, image_size)
-        total, count = None, 0
-        for step in steps:
-            for layer, probs in step.items():
-                if layers == "coarsest" and probs.shape[1] != coarsest:
-                    continue
-                grid = probs.view(probs.shape[0], *_grid(probs.shape[1], image_size), probs.shape[2])
-                if grid.shape[1:3] != (height, width):
-                    grid = F.adaptive_avg_pool2d(grid.permute(0, 3, 1, 2), (height, width)).permute(0, 2, 3, 1)
-                total = grid if total is None else total + grid
-                count += 1
-        return total / count
+        average, count = None, 0
+        for layer, total in self.sums.items():
+            if layers == "coarsest" and total.shape[1] != coarsest:
+                continue
+            grid = (total / self.counts[layer]).view(total.shape[0], *_grid(total.shape[1], image_size), total.shape[2])
+            if grid.shape[1:3] != (height, width):
+                grid = F.adaptive_avg_pool2d(grid.permute(0, 3, 1, 2), (height, width)).permute(0, 2, 3, 1)
+            average = grid if average is None else average + grid
+            count += 1
+        return average / count
 
 
 def _grid(num_pixels: int, image_size: tuple[int, int]) -> tuple[int, int]:

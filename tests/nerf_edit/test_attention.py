@@ -16,7 +16,7 @@ def test_capture_leaves_the_output_unchanged_and_restores_processors(tiny_ip2p):
     unet = tiny_ip2p.unet
     before = dict(unet.attn_processors)
     plain = guided_call(tiny_ip2p)
-    recorder = CrossAttentionRecorder(branches=3, branch=0)
+    recorder = CrossAttentionRecorder(branches=3, branch=0, keep_steps=True)
     with record_cross_attention(unet, recorder):
         during = processor_types(unet)
         captured = guided_call(tiny_ip2p)
@@ -33,7 +33,7 @@ def test_capture_leaves_the_output_unchanged_and_restores_processors(tiny_ip2p):
 
 
 def test_recorded_maps_are_probabilities_of_the_text_branch_per_step(tiny_ip2p):
-    recorder = CrossAttentionRecorder(branches=3, branch=0)
+    recorder = CrossAttentionRecorder(branches=3, branch=0, keep_steps=True)
     with record_cross_attention(tiny_ip2p.unet, recorder):
         for step in range(3):
             guided_call(tiny_ip2p, seed=step)
@@ -45,6 +45,9 @@ def test_recorded_maps_are_probabilities_of_the_text_branch_per_step(tiny_ip2p):
             torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]), rtol=1e-4, atol=1e-4)
     average = recorder.average((64, 48))
     assert average.shape[0] == 2 and average.shape[-1] == 77
+    coarsest = [layer for layer, probs in recorder.maps[0].items() if probs.shape[1] == 8 * 6 // 4]
+    by_hand = torch.stack([step[layer] for step in recorder.maps[:3] for layer in coarsest]).mean(0)
+    torch.testing.assert_close(average, by_hand.view(2, 4, 3, 77))  # the mean over steps and coarsest layers
     torch.testing.assert_close(average.sum(-1), torch.ones(average.shape[:3]), rtol=1e-4, atol=1e-4)
 
 
@@ -53,10 +56,10 @@ def test_branch_selection_matches_a_text_only_call(tiny_ip2p):
     generator = torch.Generator().manual_seed(3)
     noisy = torch.randn(1, 4, 8, 8, generator=generator)
     image_latents = torch.randn(1, 4, 8, 8, generator=generator)
-    guided = CrossAttentionRecorder(branches=3, branch=0)
+    guided = CrossAttentionRecorder(branches=3, branch=0, keep_steps=True)
     with record_cross_attention(tiny_ip2p.unet, guided):
         tiny_ip2p.predict_guided(noisy, torch.tensor(300), image_latents, "make it red")
-    alone = CrossAttentionRecorder(branches=1, branch=0)
+    alone = CrossAttentionRecorder(branches=1, branch=0, keep_steps=True)
     text = tiny_ip2p.embed_text("make it red")
     with record_cross_attention(tiny_ip2p.unet, alone):
         tiny_ip2p.unet(torch.cat([noisy, image_latents], 1), torch.tensor(300), encoder_hidden_states=text)
