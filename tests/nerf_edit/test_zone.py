@@ -136,7 +136,8 @@ def synthetic_pair(size=(128, 128), seed=0):
     coarse = torch.rand(1, 3, size[0] // 16, size[1] // 16, generator=generator)
     original = 0.2 + 0.6 * torch.nn.functional.interpolate(coarse, size=size, mode="bicubic", align_corners=False)
     original = (original + 0.03 * torch.rand(1, 3, *size, generator=generator)).clamp(0, 1)
-    blob = disk(size, (60, 70), 22) | disk(size, (80, 50), 12)
+    k = size[0] / 128
+    blob = disk(size, (60 * k, 70 * k), 22 * k) | disk(size, (80 * k, 50 * k), 12 * k)
     edited = original.clone()
     edited[:, :, blob] = torch.tensor([0.1, 0.3, 0.9])[:, None] * (0.8 + 0.2 * original[:, :1, blob])
     return original, edited, blob
@@ -150,6 +151,15 @@ def test_fft_smoother_recovers_the_edited_region():
     assert iou(final[0], blob) >= 0.9
     # the mask stays within the dilated refined mask: nothing far away can change
     assert not (final[0] & ~zone.dilate(refined, zone.scaled_px(16 * 4, (128, 128)))[0]).any()
+
+
+def test_fft_smoother_with_the_papers_settings_at_512():
+    """Defaults (dilate 4 px, D0 = 200, threshold 30/255, close 10 px): a refined mask 3 px short of the edit
+    all round grows back to it."""
+    original, edited, blob = synthetic_pair(size=(512, 512))
+    refined = zone.erode(blob[None], 3)
+    final = zone.fft_edge_mask(edited, original, refined)
+    assert iou(final[0], blob) >= 0.95
 
 
 def test_fft_smoother_ignores_an_unchanged_region():
