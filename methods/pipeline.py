@@ -133,9 +133,13 @@ class WYSPipeline(VanillaPipeline):
             zone=config.zone,
         )
         try:
-            return editor_class(config.editor)(editor_config)
+            editor = editor_class(config.editor)(editor_config)
         except (EditorError, ModelUnavailableError, ValueError) as error:
             raise SystemExit(f"error: {error}") from error
+        if config.localizer != "auto" and getattr(editor, "localizer", None) != config.localizer:
+            raise SystemExit(f"error: editor {config.editor!r} does not take --pipeline.localizer "
+                             f"{config.localizer}: use --pipeline.editor relevance or zone, or leave the localizer on auto")
+        return editor
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         trainer = training_callback_attributes.trainer

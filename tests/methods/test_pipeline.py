@@ -155,6 +155,11 @@ def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
         (["--pipeline.editor", "nowhere:Editor"], "cannot import editor"),
         (["--pipeline.editor", "relevance", "--pipeline.editor-model", "org/not-downloaded"], "is not available"),
         (["--pipeline.lower-bound", "0.9", "--pipeline.upper-bound", "0.5"], "lower-bound"),
+        (["--pipeline.editor", "zone", "--pipeline.editor-model", "tiny"], "'vinesmsuic/magicbrush-jul7' is not available"),
+        (["--pipeline.editor", "relevance", "--pipeline.localizer", "zone", "--pipeline.editor-model", "tiny",
+          "--pipeline.zone.fusion-model", "none", "--pipeline.zone.segmenter", "nowhere:Segmenter"],
+         "cannot import segmenter"),
+        (["--pipeline.localizer", "zone"], "does not take --pipeline.localizer zone"),  # the oracle has no localizer
     ],
 )
 def test_bad_settings_stop_with_one_clear_line(scene, tmp_path, args, message):
