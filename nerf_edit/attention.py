@@ -164,11 +164,3 @@ def record_cross_attention(unet, recorder: CrossAttentionRecorder) -> Iterator[C
         yield recorder
     finally:
         unet.set_attn_processor(original)
-
-
-def processor_types(unet) -> Dict[str, int]:
-    """How many layers use each processor class (tests check the fast path is kept and restored)."""
-    counts: Dict[str, int] = defaultdict(int)
-    for processor in unet.attn_processors.values():
-        counts[type(processor).__name__] += 1
-    return dict(counts)

@@ -18,7 +18,6 @@ MagicBrush) and blends the edited layer back with ZONE's FFT edge smoother.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Protocol, runtime_checkable
@@ -31,6 +30,7 @@ from nerf_edit.attention import CrossAttentionRecorder, record_cross_attention
 from nerf_edit.guided import composite, feathered_weights, guided_denoise, latent_mask_from_pixels
 from nerf_edit.ip2p import InstructPix2Pix
 from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID
+from nerf_edit.plugins import import_object
 from nerf_edit.relevance import relevance_map, relevance_mask
 from nerf_edit.segment import SAM_MODEL_ID, make_segmenter
 
@@ -171,6 +171,7 @@ class IP2PEditor:
     localisation (fused denoising with attention capture, Region-IoU against automatic segments)."""
 
     default_localizer = "relevance"
+    uses_zone = False  # editors that always need MagicBrush and SAM (ZONE's blending)
 
     def __init__(
         self,
@@ -195,7 +196,7 @@ class IP2PEditor:
         self._given = (fusion, segmenter)
         self._zone_parts: Optional[tuple] = None
         self.stage_seconds: Optional[dict] = None  # set to {} to time ZONE's stages
-        if self.localizer == "zone" or isinstance(self, ZoneEditor):
+        if self.localizer == "zone" or self.uses_zone:
             self.zone_parts()  # load MagicBrush and SAM now: a missing model fails before any work
 
     @property
@@ -264,13 +265,8 @@ class IP2PEditor:
         chain). IP2P's cross-attention goes to `recorder`. Returns the final latents [B, 4, h, w]."""
         fusion = self.zone_parts()[0]
         config = self.config
-        timesteps = self.ip2p.edit_timesteps(config.steps, strength)
+        timesteps, latents, noise = self._start(clean, noise, strength)
         scheduler = self.ip2p.scheduler  # DDIM's step is stateless once the timesteps are set: one serves both
-        noise = noise.to(clean.device, clean.dtype)
-        if strength >= 1:
-            latents = noise * scheduler.init_noise_sigma
-        else:
-            latents = scheduler.add_noise(clean, noise, timesteps[:1])
         auxiliary = latents
         fusion_image_latents = None
         if fusion is not None:
@@ -301,6 +297,7 @@ class IP2PEditor:
         strength: float = 1.0,
         noise: Optional[torch.Tensor] = None,
         on_step=None,
+        encoded: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> ZoneLocalization:
         """ZONE §4.2-4.3 on a batch: fused edit of `conditioning` with IP2P's cross-attention recorded, rough
         mask from the attention (or WYS relevance), refined by the automatic segment with the best Region-IoU
@@ -309,17 +306,11 @@ class IP2PEditor:
         _, segmenter, _ = self.zone_parts()
         if noise is None:
             noise = self.draw_noise(images, generator)
-        with self.stage("classify"):
-            actions = [self.classify(instruction)] * images.shape[0]
-        with self.stage("encode"):
-            clean, image_latents = self._encode(images, conditioning)
         recorder = CrossAttentionRecorder(branches=3, branch=0)
-        with self.stage("fused denoise + attention capture"):
-            latents = self._fused_denoise(clean, conditioning, image_latents, instruction,
-                                          zone.FUSION_BETA[actions[0]], strength, noise, recorder, on_step)
+        action, canvas, latents, (clean, image_latents) = self._fused_edit(
+            images, instruction, conditioning, strength, noise, recorder, on_step, encoded)
+        actions = [action] * images.shape[0]
         height, width = images.shape[-2:]
-        with self.stage("decode"):
-            canvas = self.ip2p.decode(latents)[..., :height, :width].to(images.device)
         attention = None
         with self.stage("rough mask"):
             if self.localizer == "relevance":
@@ -334,12 +325,38 @@ class IP2PEditor:
                                         settings.attention_contrast)[:, :height, :width].to(images.device)
         refined = rough.clone()
         if segmenter is not None:
-            for i, action in enumerate(actions):
+            source = images if action == "remove" else canvas
+            for i in range(images.shape[0]):
                 with self.stage("segment (SAM)"):
-                    segments = segmenter(images[i] if action == "remove" else canvas[i])
+                    segments = segmenter(source[i])
                 with self.stage("Region-IoU"):
                     refined[i] = zone.refine_mask(segments, rough[i])[0].to(images.device)
         return ZoneLocalization(canvas, rough, refined, actions, attention)
+
+    def _fused_edit(self, images, instruction, conditioning, strength, noise, recorder=None, on_step=None, encoded=None):
+        """Classify the instruction, then ZONE's fused edit of `conditioning` (an `_encode` result may be passed in).
+        -> (action, canvas [B, 3, H, W], final latents, (z0, condition latents))"""
+        with self.stage("classify"):
+            action = self.classify(instruction)
+        with self.stage("encode"):
+            clean, image_latents = self._encode(images, conditioning) if encoded is None else encoded
+        with self.stage("fused denoise + attention capture" if recorder is not None else "fused denoise"):
+            latents = self._fused_denoise(clean, conditioning, image_latents, instruction, zone.FUSION_BETA[action],
+                                          strength, noise, recorder, on_step)
+        with self.stage("decode"):
+            canvas = self._decode(latents, images)
+        return action, canvas, latents, (clean, image_latents)
+
+    def _decode(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Decoded latents cropped to `images`' size (undoing `pad_to_multiple`), on its device."""
+        height, width = images.shape[-2:]
+        return self.ip2p.decode(latents)[..., :height, :width].to(images.device)
+
+    def _check_mask(self, mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """A caller's mask as [B, H, W] bool on `images`' device, or a one-line error."""
+        if mask.shape != (images.shape[0], *images.shape[-2:]):
+            raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
+        return mask.to(images.device).bool()
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -397,6 +414,15 @@ class IP2PEditor:
         device = generator.device if generator is not None else images.device
         return torch.randn((images.shape[0], channels, height, width), generator=generator, device=device)
 
+    def _start(self, clean: torch.Tensor, noise: torch.Tensor, strength: float):
+        """An edit's DDIM timesteps and first latents: pure noise at strength 1, else z0 noised to the first step.
+        -> (timesteps, initial latents [B, 4, h, w], noise on z0's device and dtype)"""
+        timesteps = self.ip2p.edit_timesteps(self.config.steps, strength)
+        noise = noise.to(clean.device, clean.dtype)
+        if strength >= 1:
+            return timesteps, noise * self.ip2p.scheduler.init_noise_sigma, noise
+        return timesteps, self.ip2p.scheduler.add_noise(clean, noise, timesteps[:1]), noise
+
     def _denoise(
         self,
         clean: torch.Tensor,
@@ -411,17 +437,11 @@ class IP2PEditor:
         """Edit from z0 `clean` with fixed `noise` (from `draw_noise`); only latent cells touched by `pixel_mask`
         [B, H, W] may change. Returns decoded images cropped to `images`' size, on its device."""
         factor = self.ip2p.vae_scale_factor
-        height, width = images.shape[-2:]
         latent_mask = None
         if pixel_mask is not None:
             padded_mask = pad_to_multiple(pixel_mask[:, None].float(), factor)[:, 0] > 0
             latent_mask = latent_mask_from_pixels(padded_mask.to(clean.device), factor)
-        timesteps = self.ip2p.edit_timesteps(self.config.steps, strength)
-        noise = noise.to(clean.device, clean.dtype)
-        if strength >= 1:
-            initial = noise * self.ip2p.scheduler.init_noise_sigma
-        else:
-            initial = self.ip2p.scheduler.add_noise(clean, noise, timesteps[:1])
+        timesteps, initial, noise = self._start(clean, noise, strength)
 
         def predict(noisy, t):
             return self.ip2p.predict_guided(
@@ -431,7 +451,7 @@ class IP2PEditor:
         latents = guided_denoise(
             predict, self.ip2p.scheduler, initial, clean, noise, timesteps, latent_mask, on_step=on_step
         )
-        return self.ip2p.decode(latents)[..., :height, :width].to(images.device)
+        return self._decode(latents, images)
 
 
 class RelevanceGuidedEditor(IP2PEditor):
@@ -454,15 +474,13 @@ class RelevanceGuidedEditor(IP2PEditor):
         relevance = None
         extras = {}
         if mask is None and self.localizer == "zone":
-            found = self.localize_zone(images, instruction, conditioning, generator)
+            found = self.localize_zone(images, instruction, conditioning, generator, encoded=encoded)
             relevance, mask = found.refined_mask.float(), found.refined_mask
             extras = {"rough_mask": found.rough_mask, "refined_mask": found.refined_mask, "actions": found.actions}
         elif mask is None:
             relevance = self._relevance(*encoded, instruction, generator, images)
             mask = relevance_mask(relevance, self.config.tau)
-        if mask.shape != (images.shape[0], *images.shape[-2:]):
-            raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
-        mask = mask.to(images.device).bool()
+        mask = self._check_mask(mask, images)
         if self.config.dilate_px > 0:
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
         edited = self._denoise(*encoded, instruction, mask, strength, noise, images, on_step)
@@ -496,6 +514,7 @@ class ZoneEditor(IP2PEditor):
     With `mask` given (the 3D method passes its rendered relevance), that mask is M_f: no attention or SAM."""
 
     default_localizer = "zone"
+    uses_zone = True
 
     def edit(
         self,
@@ -516,15 +535,8 @@ class ZoneEditor(IP2PEditor):
             extras = {"rough_mask": found.rough_mask, "refined_mask": refined, "actions": found.actions,
                       "canvas": canvas}
         else:
-            if mask.shape != (images.shape[0], *images.shape[-2:]):
-                raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
-            action = self.classify(instruction)
-            clean, image_latents = self._encode(images, conditioning)
-            latents = self._fused_denoise(clean, conditioning, image_latents, instruction, zone.FUSION_BETA[action],
-                                          strength, noise, on_step=on_step)
-            height, width = images.shape[-2:]
-            canvas = self.ip2p.decode(latents)[..., :height, :width].to(images.device)
-            refined = mask.to(images.device).bool()
+            refined = self._check_mask(mask, images)
+            action, canvas, _, _ = self._fused_edit(images, instruction, conditioning, strength, noise, on_step=on_step)
             extras = {"refined_mask": refined, "actions": [action] * images.shape[0], "canvas": canvas}
         with self.stage("edge smoother + blend"):
             final = zone.fft_edge_mask(canvas, images.float(), refined, settings.edge_dilate_px,
@@ -542,11 +554,10 @@ def editor_class(spec: str) -> type:
         return EDITORS[spec]
     if ":" not in spec:
         raise EditorError(f"unknown editor {spec!r}: use one of {sorted(EDITORS)} or an import path 'package.module:Class'")
-    module_name, _, class_name = spec.partition(":")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as error:
-        raise EditorError(f"cannot import editor {spec!r} ({error}): check the module is importable and names the class") from error
+        cls = import_object(spec, "editor")
+    except ValueError as error:
+        raise EditorError(str(error)) from error
     if not all(callable(getattr(cls, name, None)) for name in ("relevance", "edit")):
         raise EditorError(f"editor {spec!r} lacks relevance()/edit(): see nerf_edit.editors.Editor")
     return cls

@@ -8,13 +8,13 @@ without arguments (or a function) plugs in.
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from nerf_edit.loading import ModelUnavailableError, resolve_dtype, unavailable_message
+from nerf_edit.plugins import build_plugin
 
 SAM_MODEL_ID = "facebook/sam-vit-huge"
 TINY_SAM = "tiny"
@@ -65,11 +65,12 @@ def build_full_size_sam(seed: int = 0, dtype: torch.dtype = torch.float32):
 
 
 class SamSegmenter:
-    """All of SAM's automatic segments of an image (every level: whole, part, sub-part), as ZONE uses them."""
+    """All of SAM's automatic segments of an image (every level: whole, part, sub-part), as ZONE uses them.
+    `model`: hub id, local folder, `tiny`, or a (SamModel, SamImageProcessor) pair built in code."""
 
     def __init__(
         self,
-        model: str = SAM_MODEL_ID,
+        model: str | tuple = SAM_MODEL_ID,
         device: str = "cpu",
         dtype: Optional[str] = None,
         points_per_side: int = 32,
@@ -112,10 +113,5 @@ def make_segmenter(spec: str, device: str = "cpu", dtype: Optional[str] = None, 
     if spec == "none":
         return None
     if ":" in spec and not spec.startswith((".", "/", "~")):
-        module_name, _, name = spec.partition(":")
-        try:
-            target = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError) as error:
-            raise ValueError(f"cannot import segmenter {spec!r} ({error}): check the module is importable") from error
-        return target() if isinstance(target, type) else target
+        return build_plugin(spec, "segmenter")
     return SamSegmenter(spec, device=device, dtype=dtype, **options)

@@ -6,12 +6,13 @@ Pixel sizes are given for a 512² image, as in the paper and its code, and scale
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Callable, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from nerf_edit.plugins import build_plugin
 
 Action = Literal["add", "remove", "change"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "change")
@@ -100,12 +101,7 @@ def action_classifier(spec: str) -> ActionClassifier:
     if ":" not in spec:
         raise ValueError(f"unknown action classifier {spec!r}: use 'rules', one of {list(ACTIONS)}, "
                          f"or an import path 'package.module:Name'")
-    module_name, _, name = spec.partition(":")
-    try:
-        target = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import action classifier {spec!r} ({error})") from error
-    return target() if isinstance(target, type) else target
+    return build_plugin(spec, "action classifier")
 
 
 def fuse_latents(main: torch.Tensor, auxiliary: torch.Tensor, beta: float) -> torch.Tensor:
@@ -203,8 +199,8 @@ def fft_edge_mask(
     """
     size = edited.shape[-2:]
     region = dilate(mask.bool(), scaled_px(dilate_px, size))[:, None]  # M_d [B, 1, H, W]
-    difference = ideal_low_pass(edited.float() * region, radius_px * min(size) / REFERENCE_SIZE)
-    difference = difference - ideal_low_pass(original.float() * region, radius_px * min(size) / REFERENCE_SIZE)
+    # H(f(L)) − H(f(G)) = H(f(L − G)): the FFT and the filter are linear, so one transform of the difference
+    difference = ideal_low_pass((edited.float() - original.float()) * region, radius_px * min(size) / REFERENCE_SIZE)
     changed = torch.fft.ifft2(torch.fft.ifftshift(difference, dim=(-2, -1))).abs().amax(1) * 255  # [B, H, W]
     smoothed = fill_holes(close(changed > threshold, scaled_px(close_px, size)))
     return smoothed & region[:, 0]

@@ -70,7 +70,6 @@ class EditImage:
         if mask is not None:
             atomic_save_image(self.output / f"{name}_mask.png", overlay(image, mask))
 
-
     def write_zone(self, name: str, image: torch.Tensor, extras: dict) -> None:
         """ZONE's intermediate pictures: rough mask M_b, refined mask M_f (overlays) and the canvas I_sty."""
         for key in ("rough_mask", "refined_mask"):

@@ -1,8 +1,15 @@
 """Cross-attention capture: same outputs, only cross-attention layers recorded, processors restored."""
 
+from collections import Counter
+
 import torch
 
-from nerf_edit.attention import CrossAttentionRecorder, cross_attention_layers, processor_types, record_cross_attention
+from nerf_edit.attention import CrossAttentionRecorder, cross_attention_layers, record_cross_attention
+
+
+def processor_types(unet):
+    """How many layers use each processor class."""
+    return dict(Counter(type(processor).__name__ for processor in unet.attn_processors.values()))
 
 
 def guided_call(ip2p, seed=0):
