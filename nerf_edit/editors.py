@@ -2,9 +2,11 @@
 
 An editor answers two questions for a batch of images [B, 3, H, W] in [0, 1]:
   relevance(images, instruction, conditioning=None) -> [B, H, W] in [0, 1]   (where the instruction acts)
-  edit(images, instruction, conditioning=None, mask=None, ...) -> [B, 3, H, W]  (the edited images)
-`conditioning` is the image IP2P is conditioned on (default: `images`). The 3D method computes relevance of the
-original view conditioned on the render, and edits the render conditioned on the original view.
+  edit(images, instruction, conditioning=None, mask=None, ..., background=None) -> [B, 3, H, W]  (the edited images)
+`conditioning` is the image IP2P is conditioned on (default: `images`); `background` is what stays outside the
+mask (default: `images`). The 3D method computes relevance of the original view conditioned on the render, and
+edits the render conditioned on the original view with the original view as background (official WYS: outside
+the mask the training view is the photo, never the render).
 
 Editors are picked by name (`relevance`/`wys`, `global`, `zone`) or by import path `package.module:Class`; any
 class constructed as `Class(EditorConfig)` that has the two methods plugs in.
@@ -80,12 +82,19 @@ class EditorConfig:
     """Device the diffusion model runs on (`auto`: cuda when available, else cpu)."""
     dtype: str = "auto"
     """fp32/fp16/bf16; `auto` is fp16 on CUDA, fp32 on CPU."""
-    steps: int = 20
-    """Denoising steps per edit."""
+    steps: int = 100
+    """Denoising steps per edit (official WYS 2D: 100; the 3D method uses 20)."""
     guidance_scale: float = 7.5
     """Text guidance s_T."""
-    image_guidance_scale: float = 1.5
-    """Image guidance s_I."""
+    image_guidance_scale: float = 1.0
+    """Image guidance s_I (official WYS 2D: 1.0; the 3D method uses 1.5)."""
+    start_from: Literal["auto", "input", "noise"] = "auto"
+    """A full-strength edit starts from `input`: the input's latents noised to the first timestep (official WYS
+    2D, t ≈ 0.99 T), or from pure `noise` (diffusers' IP2P pipeline, ZONE); `auto` is the editor's own (input for
+    relevance, noise for global and zone). Edits with strength < 1 always start from the noised input."""
+    latent_mask: Literal["any", "nearest"] = "any"
+    """How the pixel mask becomes the latent mask: `any` (a latent cell is edited if any of its pixels is) or
+    `nearest` (nearest-neighbour downsampling, as the official WYS 3D code)."""
     tau: float = 0.5
     """Relevance threshold of the edit mask (relevance >= tau is edited; 0 edits everywhere)."""
     dilate_px: int = 0
@@ -126,6 +135,7 @@ class Editor(Protocol):
         mask: Optional[torch.Tensor] = None,
         strength: float = 1.0,
         generator: Optional[torch.Generator] = None,
+        background: Optional[torch.Tensor] = None,
     ) -> EditResult: ...
 
 
@@ -171,6 +181,7 @@ class IP2PEditor:
     localisation (fused denoising with attention capture, Region-IoU against automatic segments)."""
 
     default_localizer = "relevance"
+    default_start = "input"  # official WYS 2D: the input noised to the first timestep
     uses_zone = False  # editors that always need MagicBrush and SAM (ZONE's blending)
 
     def __init__(
@@ -185,6 +196,10 @@ class IP2PEditor:
         self.config = config
         if config.localizer not in LOCALIZERS:
             raise EditorError(f"unknown localizer {config.localizer!r}: use one of {list(LOCALIZERS)}")
+        if config.start_from not in ("auto", "input", "noise"):
+            raise EditorError(f"unknown start {config.start_from!r}: use 'auto', 'input' or 'noise'")
+        if config.latent_mask not in ("any", "nearest"):
+            raise EditorError(f"unknown latent mask mode {config.latent_mask!r}: use 'any' or 'nearest'")
         if config.zone.attention_layers not in ("coarsest", "all"):
             raise EditorError(f"unknown attention layers {config.zone.attention_layers!r}: use 'coarsest' or 'all'")
         self.device = config.device
@@ -202,6 +217,10 @@ class IP2PEditor:
     @property
     def localizer(self) -> str:
         return self.default_localizer if self.config.localizer == "auto" else self.config.localizer
+
+    @property
+    def start_from(self) -> str:
+        return self.default_start if self.config.start_from == "auto" else self.config.start_from
 
     def relevance(
         self,
@@ -378,6 +397,24 @@ class IP2PEditor:
         check_images(conditioning, "conditioning")
         return images, conditioning
 
+    @staticmethod
+    def _check_background(background: Optional[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """The image kept outside the mask: `images` unless given; same shape as `images`."""
+        if background is None:
+            return images
+        check_images(background, "background")
+        if background.shape != images.shape:
+            raise EditorError(f"background must have the images' shape {tuple(images.shape)}, got {tuple(background.shape)}")
+        return background
+
+    def _background_latents(self, background, images, conditioning, encoded) -> torch.Tensor:
+        """z0 of `background` [B, 4, h, w], re-using an `_encode` result where it is the same image (no VAE pass)."""
+        if background is images:
+            return encoded[0]
+        if background is conditioning:
+            return encoded[1] * self.ip2p.vae.config.scaling_factor
+        return self.ip2p.encode(pad_to_multiple(background, self.ip2p.vae_scale_factor))
+
     def _encode(self, images: torch.Tensor, conditioning: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z0 of `images` [B, 4, h, w], IP2P condition latents of `conditioning`), padded to the VAE's factor.
         One VAE pass when the two are the same images (z0 is the scaled condition latent)."""
@@ -415,11 +452,12 @@ class IP2PEditor:
         return torch.randn((images.shape[0], channels, height, width), generator=generator, device=device)
 
     def _start(self, clean: torch.Tensor, noise: torch.Tensor, strength: float):
-        """An edit's DDIM timesteps and first latents: pure noise at strength 1, else z0 noised to the first step.
+        """An edit's DDIM timesteps and first latents: z0 noised to the first step (official WYS, img2img), or
+        pure noise at strength 1 with `start_from="noise"` (diffusers' IP2P pipeline).
         -> (timesteps, initial latents [B, 4, h, w], noise on z0's device and dtype)"""
         timesteps = self.ip2p.edit_timesteps(self.config.steps, strength)
         noise = noise.to(clean.device, clean.dtype)
-        if strength >= 1:
+        if strength >= 1 and self.start_from == "noise":
             return timesteps, noise * self.ip2p.scheduler.init_noise_sigma, noise
         return timesteps, self.ip2p.scheduler.add_noise(clean, noise, timesteps[:1]), noise
 
@@ -433,14 +471,16 @@ class IP2PEditor:
         noise: torch.Tensor,
         images: torch.Tensor,
         on_step=None,
+        known: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Edit from z0 `clean` with fixed `noise` (from `draw_noise`); only latent cells touched by `pixel_mask`
-        [B, H, W] may change. Returns decoded images cropped to `images`' size, on its device."""
+        """Edit from z0 `clean` with fixed `noise` (from `draw_noise`); only latent cells of `pixel_mask` [B, H, W]
+        (`config.latent_mask` says which) may change, the others follow `known` (z0 of the background, default
+        `clean`) re-noised. Returns decoded images cropped to `images`' size, on its device."""
         factor = self.ip2p.vae_scale_factor
         latent_mask = None
         if pixel_mask is not None:
             padded_mask = pad_to_multiple(pixel_mask[:, None].float(), factor)[:, 0] > 0
-            latent_mask = latent_mask_from_pixels(padded_mask.to(clean.device), factor)
+            latent_mask = latent_mask_from_pixels(padded_mask.to(clean.device), factor, self.config.latent_mask)
         timesteps, initial, noise = self._start(clean, noise, strength)
 
         def predict(noisy, t):
@@ -448,8 +488,9 @@ class IP2PEditor:
                 noisy, t, image_latents, instruction, self.config.guidance_scale, self.config.image_guidance_scale
             ).to(noisy.dtype)
 
+        known = clean if known is None else known
         latents = guided_denoise(
-            predict, self.ip2p.scheduler, initial, clean, noise, timesteps, latent_mask, on_step=on_step
+            predict, self.ip2p.scheduler, initial, known, noise, timesteps, latent_mask, on_step=on_step
         )
         return self._decode(latents, images)
 
@@ -466,9 +507,13 @@ class RelevanceGuidedEditor(IP2PEditor):
         strength: float = 1.0,
         generator: Optional[torch.Generator] = None,
         on_step=None,
+        background: Optional[torch.Tensor] = None,
     ) -> EditResult:
-        """Edit `images`; `mask` [B, H, W] bool overrides the relevance mask (3D passes the rendered relevance's)."""
+        """Edit `images`; `mask` [B, H, W] bool overrides the relevance mask (3D passes the rendered relevance's).
+        Outside the mask the latents follow `background`'s (default `images`) re-noised at every step, and the
+        result is `background` there, bit for bit."""
         images, conditioning = self._check(images, instruction, conditioning)
+        background = self._check_background(background, images)
         noise = self.draw_noise(images, generator)
         encoded = self._encode(images, conditioning)
         relevance = None
@@ -483,13 +528,17 @@ class RelevanceGuidedEditor(IP2PEditor):
         mask = self._check_mask(mask, images)
         if self.config.dilate_px > 0:
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
-        edited = self._denoise(*encoded, instruction, mask, strength, noise, images, on_step)
-        result = composite(edited, images.float(), feathered_weights(mask, self.config.feather_px))
+        known = self._background_latents(background, images, conditioning, encoded)
+        edited = self._denoise(*encoded, instruction, mask, strength, noise, images, on_step, known)
+        result = composite(edited, background.float(), feathered_weights(mask, self.config.feather_px))
         return EditResult(images=result, relevance=relevance, mask=mask, extras=extras)
 
 
 class GlobalEditor(IP2PEditor):
-    """Plain InstructPix2Pix (instruct-nerf2nerf's behaviour): every pixel may change; `mask` is ignored."""
+    """Plain InstructPix2Pix (instruct-nerf2nerf's behaviour): every pixel may change; `mask` and `background` are
+    ignored. Full-strength edits start from pure noise, as diffusers' pipeline."""
+
+    default_start = "noise"
 
     def edit(
         self,
@@ -500,6 +549,7 @@ class GlobalEditor(IP2PEditor):
         strength: float = 1.0,
         generator: Optional[torch.Generator] = None,
         on_step=None,
+        background: Optional[torch.Tensor] = None,
     ) -> EditResult:
         images, conditioning = self._check(images, instruction, conditioning)
         noise = self.draw_noise(images, generator)
@@ -511,9 +561,11 @@ class ZoneEditor(IP2PEditor):
     """ZONE: a global edit by IP2P fused with MagicBrush, cut out by the localised mask and blended back with the
     FFT edge smoother. Pixels outside the smoothed mask M_f* are exactly the input's.
 
-    With `mask` given (the 3D method passes its rendered relevance), that mask is M_f: no attention or SAM."""
+    With `mask` given (the 3D method passes its rendered relevance), that mask is M_f: no attention or SAM.
+    The edited layer is blended over `background` (default `images`)."""
 
     default_localizer = "zone"
+    default_start = "noise"  # ZONE's code runs diffusers' IP2P sampling
     uses_zone = True
 
     def edit(
@@ -525,8 +577,10 @@ class ZoneEditor(IP2PEditor):
         strength: float = 1.0,
         generator: Optional[torch.Generator] = None,
         on_step=None,
+        background: Optional[torch.Tensor] = None,
     ) -> EditResult:
         images, conditioning = self._check(images, instruction, conditioning)
+        background = self._check_background(background, images)
         noise = self.draw_noise(images, generator)
         settings = self.config.zone
         if mask is None:
@@ -539,9 +593,9 @@ class ZoneEditor(IP2PEditor):
             action, canvas, _, _ = self._fused_edit(images, instruction, conditioning, strength, noise, on_step=on_step)
             extras = {"refined_mask": refined, "actions": [action] * images.shape[0], "canvas": canvas}
         with self.stage("edge smoother + blend"):
-            final = zone.fft_edge_mask(canvas, images.float(), refined, settings.edge_dilate_px,
+            final = zone.fft_edge_mask(canvas, background.float(), refined, settings.edge_dilate_px,
                                        settings.edge_radius_px, settings.edge_threshold, settings.edge_close_px)
-            result = zone.blend_layers(canvas, images.float(), final, refined, settings.edge_alpha)
+            result = zone.blend_layers(canvas, background.float(), final, refined, settings.edge_alpha)
         return EditResult(images=result, relevance=refined.float(), mask=final, extras=extras)
 
 

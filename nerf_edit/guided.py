@@ -18,9 +18,18 @@ NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
-def latent_mask_from_pixels(pixel_mask: torch.Tensor, factor: int) -> torch.Tensor:
-    """A latent cell is editable if any of its `factor`² pixels is. [B, H, W] bool -> [B, 1, H/f, W/f] bool"""
-    return F.max_pool2d(pixel_mask[:, None].float(), factor) > 0
+def latent_mask_from_pixels(pixel_mask: torch.Tensor, factor: int, mode: str = "any") -> torch.Tensor:
+    """The latent cells an edit may change. [B, H, W] bool (H, W multiples of `factor`) -> [B, 1, H/f, W/f] bool
+
+    `any`: a cell is editable if any of its `factor`² pixels is (nothing in the mask is left unedited).
+    `nearest`: nearest-neighbour downsampling, i.e. each cell's top-left pixel, as the official WYS 3D code
+    (SamsungLabs/WatchYourSteps in2n/in2n_pipeline.py ~175: F.interpolate(..., size=(H//8, W//8), mode="nearest")).
+    """
+    if mode == "any":
+        return F.max_pool2d(pixel_mask[:, None].float(), factor) > 0
+    if mode == "nearest":
+        return pixel_mask[:, None, ::factor, ::factor].bool()
+    raise ValueError(f"unknown latent mask mode {mode!r}: use 'any' or 'nearest'")
 
 
 def guided_denoise(

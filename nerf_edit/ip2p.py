@@ -10,6 +10,32 @@ from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 from nerf_edit.loading import IP2P_MODEL_ID, load_ip2p_pipeline
 
 
+def sd1_ddim_scheduler(config) -> DDIMScheduler:
+    """DDIM with Stable Diffusion 1.x's settings, whatever scheduler a loaded pipeline carries.
+
+    instruct-nerf2nerf and WYS take DDIM from `CompVis/stable-diffusion-v1-4` (clip_sample False,
+    set_alpha_to_one False). `DDIMScheduler.from_config` of the hub IP2P's EulerAncestral config has no such keys
+    and falls back to DDIM's defaults (clip_sample True: every step clamps the predicted x0 latent to [-1, 1]),
+    so every setting is given here. Only the noise schedule itself (betas, training steps, prediction type) is
+    taken from the model's config: it is what the UNet was trained with.
+    "trailing" spacing: the first of n steps is T itself, so strength s starts at s·T (img2img semantics).
+    """
+    return DDIMScheduler(
+        num_train_timesteps=config.get("num_train_timesteps", 1000),
+        beta_start=config.get("beta_start", 0.00085),
+        beta_end=config.get("beta_end", 0.012),
+        beta_schedule=config.get("beta_schedule", "scaled_linear"),
+        trained_betas=config.get("trained_betas"),
+        prediction_type=config.get("prediction_type", "epsilon"),
+        steps_offset=config.get("steps_offset", 1),
+        clip_sample=False,
+        set_alpha_to_one=False,
+        thresholding=False,
+        rescale_betas_zero_snr=False,
+        timestep_spacing="trailing",
+    )
+
+
 class InstructPix2Pix:
     """The IP2P networks with the calls WYS needs. Images are [B, 3, H, W] in [0, 1], H and W multiples of 8.
 
@@ -22,8 +48,7 @@ class InstructPix2Pix:
         self.vae = pipe.vae
         self.text_encoder = pipe.text_encoder
         self.tokenizer = pipe.tokenizer
-        # "trailing" spacing: the first of n steps is T itself, so strength s starts at s·T (img2img semantics).
-        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+        self.scheduler = sd1_ddim_scheduler(pipe.scheduler.config)
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)

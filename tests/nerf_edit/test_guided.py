@@ -1,7 +1,9 @@
+import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
 from nerf_edit.editors import EditorConfig, GlobalEditor, RelevanceGuidedEditor
+from nerf_edit.ip2p import InstructPix2Pix
 from nerf_edit.guided import composite, feathered_weights, guided_denoise, latent_mask_from_pixels
 
 INSTRUCTION = "turn the ball blue"
@@ -77,7 +79,7 @@ def test_relevance_mask_is_used_when_no_mask_is_given(tiny_ip2p):
 
 
 def test_tau_zero_equals_the_global_editor(tiny_ip2p):
-    config = EditorConfig(model="tiny", steps=4, tau=0.0)
+    config = EditorConfig(model="tiny", steps=4, tau=0.0, start_from="noise")
     images = torch.rand(2, 3, 32, 32)
     guided = RelevanceGuidedEditor(config, ip2p=tiny_ip2p).edit(images, INSTRUCTION, generator=torch.Generator().manual_seed(3))
     plain = GlobalEditor(config, ip2p=tiny_ip2p).edit(images, INSTRUCTION, generator=torch.Generator().manual_seed(3))
@@ -85,19 +87,86 @@ def test_tau_zero_equals_the_global_editor(tiny_ip2p):
     assert torch.equal(guided.images, plain.images)
 
 
-def test_global_editor_matches_diffusers_pipeline(tiny_pipe, tiny_ip2p):
-    """Same noise, scheduler and steps: our 3-way guidance loop reproduces diffusers' IP2P pipeline."""
-    pipe = StableDiffusionInstructPix2PixPipeline(**tiny_pipe.components)
-    pipe.scheduler = DDIMScheduler.from_config(tiny_ip2p.scheduler.config)
+def sd_v1_4_ddim() -> DDIMScheduler:
+    """DDIM as instruct-nerf2nerf and WYS load it (`CompVis/stable-diffusion-v1-4`, scheduler/scheduler_config.json:
+    beta 0.00085-0.012 scaled_linear, 1000 steps, steps_offset 1, clip_sample false, set_alpha_to_one false),
+    written out here independently of our code, with trailing spacing."""
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         steps_offset=1, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+
+
+def diffusers_ip2p(tiny_pipe, scheduler) -> StableDiffusionInstructPix2PixPipeline:
+    pipe = StableDiffusionInstructPix2PixPipeline(**{**tiny_pipe.components, "scheduler": scheduler})
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_global_editor_matches_diffusers_pipeline(tiny_pipe):
+    """Ours is handed a pipeline carrying the hub IP2P's EulerAncestral scheduler config; diffusers' own IP2P
+    pipeline runs with an independently built SD-1.x DDIM. Same noise and steps: the outputs agree."""
+    assert tiny_pipe.scheduler.__class__.__name__ == "EulerAncestralDiscreteScheduler"
     image = torch.rand(1, 3, 32, 48)
-    expected = pipe(
+    expected = diffusers_ip2p(tiny_pipe, sd_v1_4_ddim())(
         INSTRUCTION, image=image, num_inference_steps=5, guidance_scale=7.5, image_guidance_scale=1.5,
         generator=torch.Generator().manual_seed(7), output_type="pt",
     ).images
-    editor = GlobalEditor(EditorConfig(model="tiny", steps=5), ip2p=tiny_ip2p)
+    editor = GlobalEditor(EditorConfig(model="tiny", steps=5, image_guidance_scale=1.5), ip2p=InstructPix2Pix(tiny_pipe))
     ours = editor.edit(image, INSTRUCTION, generator=torch.Generator().manual_seed(7)).images
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_clip_sample_would_change_the_edit(tiny_pipe):
+    """The reference above can fail: DDIM built `from_config` of the EulerAncestral config (clip_sample and
+    set_alpha_to_one default to True) gives a visibly different edit from the same noise."""
+    image = torch.rand(1, 3, 32, 48)
+    kwargs = dict(image=image, num_inference_steps=5, guidance_scale=7.5, image_guidance_scale=1.5, output_type="pt")
+    right = diffusers_ip2p(tiny_pipe, sd_v1_4_ddim())(INSTRUCTION, generator=torch.Generator().manual_seed(7), **kwargs)
+    clipped_ddim = DDIMScheduler.from_config(tiny_pipe.scheduler.config, timestep_spacing="trailing")
+    assert clipped_ddim.config.clip_sample and clipped_ddim.config.set_alpha_to_one
+    wrong = diffusers_ip2p(tiny_pipe, clipped_ddim)(INSTRUCTION, generator=torch.Generator().manual_seed(7), **kwargs)
+    assert (right.images - wrong.images).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("carried", ["euler_ancestral", "ddim_clipped"])
+def test_scheduler_is_sd1_ddim_whatever_the_pipeline_carries(tiny_pipe, carried):
+    scheduler = tiny_pipe.scheduler
+    if carried == "ddim_clipped":  # a local model saved with DDIM's defaults
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                  clip_sample=True, set_alpha_to_one=True, timestep_spacing="leading")
+    ours = InstructPix2Pix(StableDiffusionInstructPix2PixPipeline(**{**tiny_pipe.components, "scheduler": scheduler}))
+    reference = sd_v1_4_ddim()
+    for key in ("clip_sample", "set_alpha_to_one", "timestep_spacing", "steps_offset", "prediction_type",
+                "thresholding", "num_train_timesteps"):
+        assert ours.scheduler.config[key] == reference.config[key], key
+    torch.testing.assert_close(ours.scheduler.alphas_cumprod, reference.alphas_cumprod)
+    torch.testing.assert_close(ours.scheduler.final_alpha_cumprod, reference.final_alpha_cumprod)
+
+
+def test_relevance_editor_starts_from_the_noised_input_as_official_2d(tiny_pipe):
+    """Official 2D WYS (SamsungLabs/WatchYourSteps images-2d/wys_2d.py ~147-150) starts from the input's latent
+    noised to the first timestep: `latents = scheduler.add_noise(latents, noise, scheduler.timesteps[0])`.
+    diffusers' pipeline given those latents (z0 = VAE mode · scaling factor) is the reference; τ = 0 edits all."""
+    image = torch.rand(1, 3, 32, 48)
+    editor = RelevanceGuidedEditor(EditorConfig(model="tiny", steps=5, tau=0.0), ip2p=InstructPix2Pix(tiny_pipe))
+    noise = editor.draw_noise(image, torch.Generator().manual_seed(7))
+    scheduler = sd_v1_4_ddim()
+    scheduler.set_timesteps(5)
+    assert int(scheduler.timesteps[0]) == 999
+    z0 = tiny_pipe.vae.encode(image * 2 - 1).latent_dist.mode() * tiny_pipe.vae.config.scaling_factor
+    start = scheduler.add_noise(z0, noise, scheduler.timesteps[:1])
+    expected = diffusers_ip2p(tiny_pipe, sd_v1_4_ddim())(
+        INSTRUCTION, image=image, num_inference_steps=5, guidance_scale=7.5, image_guidance_scale=1.0,
+        latents=start, output_type="pt",
+    ).images
+    ours = editor.edit(image, INSTRUCTION, generator=torch.Generator().manual_seed(7)).images
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_2d_defaults_are_the_official_scripts():
+    """images-2d/wys_2d.py ~335-338: scale_txt 7.5, scale_img 1.0, steps 100, mask_threshold 0.5; IQR factor 1.5."""
+    config = EditorConfig()
+    assert (config.guidance_scale, config.image_guidance_scale, config.steps, config.tau, config.iqr_k) == (7.5, 1.0, 100, 0.5, 1.5)
+    assert config.relevance_timestep == 0.8
 
 
 def test_strength_starts_from_the_noised_input(tiny_ip2p):
