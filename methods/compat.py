@@ -31,7 +31,8 @@ def offline_lpips() -> Iterator[None]:
         except OSError as error:  # URLError, missing cache file, ...
             CONSOLE.print(
                 f"[yellow]LPIPS disabled: its AlexNet weights are not available offline ({type(error).__name__}); "
-                "psnr and ssim are still reported. Put torchvision's alexnet weights in TORCH_HOME to enable it."
+                "psnr and ssim are still reported and the LPIPS training loss falls back to L1 on its patches. "
+                "Put torchvision's alexnet weights in TORCH_HOME to enable it."
             )
             return UnavailableLPIPS()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import ViewerConfig
@@ -30,6 +30,9 @@ LIGHT_CPU_ARGS = [
     "--vis", "tensorboard",
     "--pipeline.model.implementation", "torch",
     "--pipeline.datamanager.train-num-rays-per-batch", "512",
+    # 512 rays are half a 32x32 patch, and LPIPS has no weights offline: plain L1 on random rays.
+    "--pipeline.datamanager.patch-size", "1",
+    "--pipeline.model.use-lpips", "False",
     "--pipeline.model.num-proposal-samples-per-ray", "64", "32",
     "--pipeline.model.num-nerf-samples-per-ray", "32",
     "--pipeline.model.log2-hashmap-size", "16",
@@ -47,27 +50,35 @@ def method_config(method: str, args: Sequence[str] = ()) -> TrainerConfig:
     if method not in specs:
         raise ValueError(f"unknown method {method!r}: one of {sorted(specs)}")
     default = copy.deepcopy(specs[method].config)
-    config = tyro.cli(type(default), default=default, args=list(args))
+    # FlagConversionOff: booleans take a value (`--x False`), as ns-train's own parser does.
+    config = tyro.cli(tyro.conf.FlagConversionOff[type(default)], default=default, args=list(args))
     if config.data is not None:
         config.pipeline.datamanager.data = config.data
     return config
 
 
-def _adam(lr: float, lr_final: float, max_steps: int) -> dict:
-    return {
-        "optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15),
-        "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr_final, max_steps=max_steps),
-    }
+def _adam(lr: float, lr_final: Optional[float] = None, max_steps: int = 0) -> dict:
+    """Adam; constant learning rate unless `lr_final` is given (exponential decay over `max_steps`)."""
+    scheduler = None if lr_final is None else ExponentialDecaySchedulerConfig(lr_final=lr_final, max_steps=max_steps)
+    return {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": scheduler}
+
+
+# LPIPS compares patches of this side (instruct-nerf2nerf / WYS: 32).
+LPIPS_PATCH = 32
 
 
 def wys_trainer_config(
     method_name: str = "wys",
-    rays_per_batch: int = 4096,
+    rays_per_batch: int = 16384,
     editor_dtype: str = "fp32",
     editor: str = "relevance",
     use_relevance: bool = True,
+    use_lpips: bool = True,
 ) -> TrainerConfig:
-    """WYS on nerfacto, with the official code's schedule: 4000 iterations, an edit every 10 steps."""
+    """WYS on nerfacto with the official code's training (in2n_config.py, in2n.py): 4000 iterations, an edit
+    every 10 steps, 16384 rays, L1 + LPIPS on 32x32 patches, constant learning rates, cameras fixed while editing.
+    """
+    patch_size = LPIPS_PATCH if use_lpips else 1
     return WYSTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
@@ -80,22 +91,27 @@ def wys_trainer_config(
             datamanager=WYSDataManagerConfig(
                 dataparser=NerfstudioDataParserConfig(),
                 train_num_rays_per_batch=rays_per_batch,
-                eval_num_rays_per_batch=rays_per_batch,
+                eval_num_rays_per_batch=4096,
+                patch_size=patch_size,
             ),
             model=WYSModelConfig(
                 eval_num_rays_per_chunk=1 << 15,
                 average_init_density=0.01,
                 camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
+                use_lpips=use_lpips,
+                patch_size=patch_size,
             ),
             editor=editor,
             use_relevance=use_relevance,
             editor_dtype=editor_dtype,
         ),
         optimizers={
-            "proposal_networks": _adam(1e-2, 1e-4, 200000),
-            "fields": _adam(1e-2, 1e-4, 200000),
+            # Constant, as the official code (in2n_config.py ~30-45: scheduler None).
+            "proposal_networks": _adam(1e-2),
+            "fields": _adam(1e-2),
+            # Used only before editing starts (a reconstruction with --pipeline.edit-start-step); frozen after.
             "camera_opt": _adam(1e-3, 1e-4, 5000),
-            "relevance_field": _adam(1e-2, 1e-3, 20000),
+            "relevance_field": _adam(1e-2),
         },
         viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
         vis="viewer",
@@ -113,12 +129,13 @@ wys_method = MethodSpecification(
     description="Watch Your Steps: relevance-guided InstructPix2Pix edits of a nerfacto scene (IP2P in fp32).",
 )
 wys_small_method = MethodSpecification(
-    config=wys_trainer_config("wys-small", editor_dtype="fp16"),
-    description="WYS with InstructPix2Pix in fp16 (less GPU memory).",
+    config=wys_trainer_config("wys-small", rays_per_batch=8192, editor_dtype="fp16"),
+    description="WYS with InstructPix2Pix in fp16 and half the rays (8192: 8 LPIPS patches), for less GPU memory.",
 )
 wys_tiny_method = MethodSpecification(
-    config=_tiny_memory(wys_trainer_config("wys-tiny", rays_per_batch=1024, editor_dtype="fp16")),
-    description="WYS with fp16 InstructPix2Pix, 1024 rays per batch and small render chunks (least GPU memory).",
+    config=_tiny_memory(wys_trainer_config("wys-tiny", rays_per_batch=4096, editor_dtype="fp16", use_lpips=False)),
+    description="WYS with fp16 InstructPix2Pix, a quarter of the rays (4096), no LPIPS (as in2n-tiny) and small "
+                "render chunks (least GPU memory).",
 )
 wys_global_method = MethodSpecification(
     config=wys_trainer_config("wys-global", editor="global", use_relevance=False),

@@ -7,7 +7,8 @@ from typing import Dict, List, Tuple, Type
 
 import torch
 from torch import nn
-from torch.nn import Parameter
+from torch.nn import L1Loss, Parameter
+from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.field_heads import FieldHeadNames
@@ -69,6 +70,15 @@ class WYSModelConfig(NerfactoModelConfig):
     """MLP width of the relevance field."""
     relevance_min_weight: float = 1e-4
     """Samples whose render weight is below this skip the relevance field (their contribution is negligible)."""
+    use_l1: bool = True
+    """RGB loss is L1 (instruct-nerf2nerf / WYS, in2n.py ~77); off gives nerfacto's MSE."""
+    use_lpips: bool = True
+    """Add an LPIPS loss on patches of `patch_size`² rays (in2n.py ~126-129); needs the datamanager's
+    patch_size to match. Where AlexNet's weights can't be had offline it falls back to L1 on the patches."""
+    patch_size: int = 32
+    """Side of the square ray patches the LPIPS loss compares (the datamanager must sample the same)."""
+    lpips_loss_mult: float = 1.0
+    """Weight of the LPIPS loss."""
 
 
 class WYSModel(NerfactoModel):
@@ -79,6 +89,12 @@ class WYSModel(NerfactoModel):
     def populate_modules(self):
         with offline_lpips():
             super().populate_modules()
+            # Its own module, as instruct-nerf2nerf: the metric's running state stays out of the loss graph.
+            self.lpips_loss = None
+            if self.config.use_lpips and not isinstance(self.lpips, UnavailableLPIPS):
+                self.lpips_loss = LearnedPerceptualImagePatchSimilarity(normalize=True)
+        if self.config.use_l1:
+            self.rgb_loss = L1Loss()
         self.relevance_field = RelevanceField(
             log2_hashmap_size=self.config.relevance_log2_hashmap_size,
             num_levels=self.config.relevance_num_levels,
@@ -122,6 +138,8 @@ class WYSModel(NerfactoModel):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None):
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        if self.training and self.config.use_lpips:
+            loss_dict["lpips_loss"] = self.config.lpips_loss_mult * self.patch_lpips(outputs["rgb"], batch["image"])
         if "relevance" in batch and "relevance_valid" in batch:
             valid = batch["relevance_valid"].to(self.device).float()  # [R, 1]
             if valid.sum() > 0:
@@ -129,6 +147,20 @@ class WYSModel(NerfactoModel):
                 squared = (outputs["relevance"] - target) ** 2 * valid
                 loss_dict["relevance_loss"] = self.config.relevance_loss_mult * squared.sum() / valid.sum()
         return loss_dict
+
+    def patch_lpips(self, rgb: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """LPIPS between rendered and target ray patches (in2n.py ~127-129). [R, 3] x2, R a multiple of
+        patch_size², rays in patch order (nerfstudio's PatchPixelSampler) -> scalar. L1 on the patches where
+        LPIPS is unavailable offline."""
+        size = self.config.patch_size
+        if rgb.shape[0] % (size * size):
+            raise ValueError(f"the LPIPS loss needs whole {size}x{size} ray patches, got {rgb.shape[0]} rays: set "
+                             f"--pipeline.datamanager.patch-size {size} (or --pipeline.model.use-lpips False)")
+        out_patches = rgb.view(-1, size, size, 3).permute(0, 3, 1, 2).clamp(0, 1)  # [P, 3, size, size]
+        gt_patches = image.to(rgb).view(-1, size, size, 3).permute(0, 3, 1, 2).clamp(0, 1)
+        if self.lpips_loss is None:
+            return torch.nn.functional.l1_loss(out_patches, gt_patches)
+        return self.lpips_loss(out_patches, gt_patches)
 
     def get_image_metrics_and_images(
         self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]

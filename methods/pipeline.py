@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Type
+from typing import Callable, Dict, Iterator, List, Literal, Optional, Type
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -48,7 +51,13 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     upper_bound: float = 0.98
     """Greatest noise level of an edit's starting point."""
     tau: float = 0.5
-    """Rendered relevance at or above tau is editable."""
+    """Rendered relevance at or above tau is editable (after per-view normalisation, see below)."""
+    normalize_rendered_relevance: bool = True
+    """Min-max normalise each view's rendered relevance before the tau threshold (official WYS,
+    in2n_pipeline.py ~172); off thresholds the raw rendered relevance."""
+    latent_mask: Literal["any", "nearest"] = "nearest"
+    """How the pixel edit mask becomes the latent mask: `nearest` downsampling (official WYS) or `any` (a latent
+    cell is edited if any of its pixels is)."""
     relevance_timestep: float = 0.8
     """Relevance maps are measured at this fraction of the diffusion timesteps."""
     relevance_iqr_k: float = 2.0
@@ -74,6 +83,8 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     """Precision of the editor: fp32, fp16, bf16, or `auto` (fp16 on CUDA, fp32 on CPU)."""
     seed: int = 0
     """Seed of the edit order, noise levels and diffusion noise."""
+    edit_log_every: int = 10
+    """When the output is not a terminal (logs), print a progress line every this many edited views."""
 
 
 class WYSPipeline(VanillaPipeline):
@@ -89,6 +100,7 @@ class WYSPipeline(VanillaPipeline):
         local_rank: int = 0,
         grad_scaler=None,
     ):
+        check_patch_settings(config)
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         self.training_run = test_mode == "val"  # ns-train; ns-render/ns-eval need no editor
         self.editor: Optional[Editor] = None
@@ -100,6 +112,8 @@ class WYSPipeline(VanillaPipeline):
         self._generator = torch.Generator().manual_seed(config.seed)
         self._view_order: List[int] = []
         self._start_step: Optional[int] = None
+        self._edit_log = RateLog("Dataset update: {done} views edited ({rate:.2f} views/s)", config.edit_log_every,
+                                 always=False)
         # Viewer controls (nerfstudio finds ViewerElements on the pipeline).
         self.viewer_prompt = ViewerText("Edit prompt", config.prompt, hint="takes effect at the next edit")
         self.viewer_guidance = ViewerSlider("Text guidance", config.guidance_scale, 0.0, 20.0, 0.5)
@@ -127,6 +141,7 @@ class WYSPipeline(VanillaPipeline):
             guidance_scale=config.guidance_scale,
             image_guidance_scale=config.image_guidance_scale,
             tau=config.tau,
+            latent_mask=config.latent_mask,
             relevance_timestep=config.relevance_timestep,
             iqr_k=config.relevance_iqr_k,
             localizer=config.localizer,
@@ -197,13 +212,23 @@ class WYSPipeline(VanillaPipeline):
         if self.config.use_relevance and not self.relevance_ready:
             self.compute_relevance_targets()
             self.first_edit_step = step + self.config.relevance_warmup_steps
+            self._edit_log.restart_clock()
         if self.first_edit_step is None:
             self.first_edit_step = step
+            self._edit_log.restart_clock()
+        self._freeze_cameras()
         if self.viewer_pause.value or step < self.first_edit_step:
             return
         if (step - self.first_edit_step) % self.config.edit_rate == 0:
             for _ in range(self.config.edit_count):
                 self.edit_view(self._next_view())
+
+    def _freeze_cameras(self) -> None:
+        """Camera poses stay fixed while editing (official WYS/in2n: camera optimiser lr 1e-30): edited views
+        that disagree with each other must not be explained away by moving the cameras."""
+        for parameter in self.model.camera_optimizer.parameters():
+            parameter.requires_grad_(False)
+            parameter.grad = None
 
     def _next_view(self) -> int:
         if not self._view_order:
@@ -240,12 +265,11 @@ class WYSPipeline(VanillaPipeline):
         """Relevance of every training view: the original image's latent, conditioned on the rendered view."""
         assert self.editor is not None
         names = self.view_names()
-        with _progress() as progress:
-            task = progress.add_task("Relevance maps of the training views", total=len(names))
+        with progress_report("Relevance maps of the training views", len(names), "views") as advance:
             for index, name in enumerate(names):
                 render = self.render_train_view(index)["rgb"]
                 self._set_relevance_target(index, name, render)
-                progress.advance(task)
+                advance()
         self.relevance_ready = True
 
     def _set_relevance_target(self, index: int, name: str, render: torch.Tensor) -> None:
@@ -258,22 +282,42 @@ class WYSPipeline(VanillaPipeline):
         if self.edit_store is not None:
             self.edit_store.save_relevance(name, relevance)
 
+    def edit_mask(self, rendered_relevance: torch.Tensor) -> torch.Tensor:
+        """Pixels an edit may change: the rendered relevance [H, W], min-max normalised per view (official WYS,
+        in2n_pipeline.py ~172-174) unless turned off, at or above τ. -> [H, W] bool"""
+        relevance = rendered_relevance.float()
+        if self.config.normalize_rendered_relevance:
+            low, high = relevance.min(), relevance.max()
+            relevance = (relevance - low) / (high - low).clamp_min(1e-12)
+        return relevance >= float(self.viewer_tau.value)
+
     def edit_view(self, index: int) -> None:
-        """Render a training view and its relevance, edit it where relevant, and put it back into training."""
+        """Render a training view and its relevance, edit it where relevant, and put it back into training.
+
+        As the official code: the edit starts from the noised render, is conditioned on the original view, and
+        outside the mask the view is the original photo (in2n_pipeline.py ~213: edited·M + original·(1 − M)), so
+        the render's blur and floaters are never fed back into training."""
         assert self.editor is not None
         self._sync_editor_settings()
         outputs = self.render_train_view(index)
         render = outputs["rgb"].clamp(0, 1)  # [H, W, 3]
         mask = None
         if self.config.use_relevance:
-            mask = (outputs["relevance"][..., 0] >= float(self.viewer_tau.value))[None]  # [1, H, W]
+            mask = self.edit_mask(outputs["relevance"][..., 0])[None]  # [1, H, W]
         original = self.datamanager.original_images[index].to(render)
         strength = self._rng.uniform(self.config.lower_bound, self.config.upper_bound)
+        # Editors written before `background` joined the interface still plug in: the composite below holds.
+        background = {"background": _bchw(original)} if _takes_background(self.editor) else {}
         result = self.editor.edit(
             _bchw(render), self._prompt(), conditioning=_bchw(original), mask=mask, strength=strength,
-            generator=self._generator,
+            generator=self._generator, **background,
         )
-        edited = result.images[0].permute(1, 2, 0).to(self.datamanager.image_batch["image"])
+        edited = result.images[0].permute(1, 2, 0).to(render)  # [H, W, 3]
+        allowed = result.mask if result.mask is not None else mask  # what the editor changed, else what it was given
+        if allowed is not None:
+            # Any editor, plug-ins included: outside the mask the training view is the photo, bit for bit.
+            edited = torch.where(allowed[0].to(edited.device)[..., None], edited, original)
+        edited = edited.to(self.datamanager.image_batch["image"])
         self.datamanager.image_batch["image"][index] = edited
         name = self.view_names()[index]
         if self.edit_store is not None:
@@ -281,6 +325,7 @@ class WYSPipeline(VanillaPipeline):
         if self.config.use_relevance:
             self._set_relevance_target(index, name, render)
         self.edits_done += 1
+        self._edit_log.advance()
 
     def reset_edits(self) -> None:
         """Viewer button: back to the original views (the dataset on disk was never touched)."""
@@ -290,11 +335,71 @@ class WYSPipeline(VanillaPipeline):
         CONSOLE.print("[yellow]Edits reset: training on the original views again")
 
 
+def check_patch_settings(config: WYSPipelineConfig) -> None:
+    """The LPIPS loss needs the datamanager to sample whole patches of the model's patch size: say so before any
+    model or data is built."""
+    model, datamanager = config.model, config.datamanager
+    if not getattr(model, "use_lpips", False):
+        return
+    size = model.patch_size
+    if getattr(datamanager, "patch_size", 1) != size:
+        raise SystemExit(f"error: the LPIPS loss compares {size}x{size} patches but the datamanager samples "
+                         f"{datamanager.patch_size}x{datamanager.patch_size}: pass --pipeline.datamanager.patch-size "
+                         f"{size}, or --pipeline.model.use-lpips False")
+    if datamanager.train_num_rays_per_batch < size * size:
+        raise SystemExit(f"error: {datamanager.train_num_rays_per_batch} rays per batch hold no {size}x{size} patch: "
+                         f"use at least {size * size} rays, a smaller --pipeline.model.patch-size (and datamanager's), "
+                         f"or --pipeline.model.use-lpips False")
+
+
+def _takes_background(editor: Editor) -> bool:
+    parameters = inspect.signature(editor.edit).parameters
+    return "background" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 def _bchw(image: torch.Tensor) -> torch.Tensor:
     """[H, W, 3] -> [1, 3, H, W]"""
     return image.permute(2, 0, 1)[None].float()
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeRemainingColumn(), console=CONSOLE, transient=True)
+@contextlib.contextmanager
+def progress_report(description: str, total: int, unit: str) -> Iterator[Callable[[], None]]:
+    """Yields `advance()`. A live bar in a terminal; elsewhere (CI logs, nohup, `> log`) plain lines with a rate,
+    about ten per task, so long work is never silent."""
+    if CONSOLE.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeRemainingColumn(), console=CONSOLE, transient=True) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda: progress.advance(task)
+        return
+    every = max(1, total // 10)
+    log = RateLog(f"{description}: {{done}}/{total} {unit} ({{rate:.2f}} {unit}/s)", every)
+    print(f"{description}: 0/{total} {unit}", flush=True)
+    yield log.advance
+    if log.done % every:
+        log.report()
+
+
+class RateLog:
+    """Counts events and prints `template` (fields done, rate since the last line) every `every` of them; in a
+    terminal only if `always` (nerfstudio's live table is there)."""
+
+    def __init__(self, template: str, every: int, always: bool = True):
+        self.template, self.every, self.always = template, max(1, every), always
+        self.done = 0
+        self._last = (0, time.perf_counter())  # (count, time) at the last line
+
+    def restart_clock(self) -> None:
+        self._last = (self.done, time.perf_counter())
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.done % self.every == 0 and (self.always or not CONSOLE.is_terminal):
+            self.report()
+
+    def report(self) -> None:
+        count, since = self._last
+        now = time.perf_counter()
+        rate = (self.done - count) / max(now - since, 1e-9)
+        self._last = (self.done, now)
+        print(self.template.format(done=self.done, rate=rate), flush=True)

@@ -2,8 +2,8 @@
 
 The instruction is taken to concern the red ball. Relevance is the ball's region, found by colour in the
 original image; the edit turns the ball blue (red and blue channels swapped) and, like IP2P, also touches the
-background a little (brighter by OVER_EDIT). With a mask, pixels outside it stay the input's, as the WYS
-editor guarantees; without one (the global editor), the over-edit reaches the whole view.
+background a little (brighter by OVER_EDIT). With a mask, pixels outside it are the background's (default the
+input), as the WYS editor guarantees; without one (the global editor), the over-edit reaches the whole view.
 """
 
 import torch
@@ -31,7 +31,7 @@ class OracleEditor:
         self.instructions.append(instruction)
         return red_region(images).float()
 
-    def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
+    def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None, background=None):
         self.edit_calls += 1
         self.instructions.append(instruction)
         source = conditioning if conditioning is not None else images
@@ -39,5 +39,13 @@ class OracleEditor:
         ball = red_region(source)[:, None]
         edited = torch.where(ball, source[:, [2, 1, 0]], (source + OVER_EDIT).clamp(0, 1))
         if mask is not None:
-            edited = torch.where(mask[:, None].to(images.device), edited, images)
+            keep = images if background is None else background.to(images)
+            edited = torch.where(mask[:, None].to(images.device), edited, keep)
         return EditResult(images=edited, mask=mask)
+
+
+class LegacyOracleEditor(OracleEditor):
+    """An editor written before `background` joined the interface: outside its mask it returns its input."""
+
+    def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
+        return super().edit(images, instruction, conditioning, mask, strength, generator)

@@ -12,7 +12,7 @@ from nerf_edit_methods.model import WYSModelConfig
 @pytest.fixture(scope="module")
 def model():
     config = WYSModelConfig(implementation="torch", num_proposal_samples_per_ray=(16, 8), num_nerf_samples_per_ray=8,
-                            log2_hashmap_size=12, relevance_min_weight=0.0)
+                            log2_hashmap_size=12, relevance_min_weight=0.0, use_lpips=False)
     config.camera_optimizer.mode = "off"
     torch.manual_seed(0)
     model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={})
@@ -67,3 +67,42 @@ def test_relevance_field_has_its_own_parameter_group(model):
     assert set(groups) >= {"fields", "proposal_networks", "relevance_field"}
     relevance_ids = {id(p) for p in groups["relevance_field"]}
     assert relevance_ids.isdisjoint(id(p) for p in groups["fields"])
+
+
+def test_rgb_loss_is_l1_as_instruct_nerf2nerf(model):
+    """in2n.py ~77-78 (SamsungLabs/WatchYourSteps): `self.rgb_loss = L1Loss()` when use_l1 (the default)."""
+    outputs = model(rays())
+    targets = batch(torch.zeros(64, 1, dtype=torch.bool))
+    loss = model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))["rgb_loss"]
+    torch.testing.assert_close(loss, (targets["image"] - outputs["rgb"]).abs().mean())
+
+
+def test_lpips_loss_compares_whole_ray_patches():
+    """in2n.py ~127-129: `outputs["rgb"].view(-1, p, p, 3).permute(0, 3, 1, 2) * 2 - 1` (our LPIPS is built with
+    normalize=True, so it takes [0, 1] and does the `* 2 - 1` itself), weighted by lpips_loss_mult."""
+    config = WYSModelConfig(implementation="torch", num_proposal_samples_per_ray=(16, 8), num_nerf_samples_per_ray=8,
+                            log2_hashmap_size=12, use_lpips=True, patch_size=4, lpips_loss_mult=0.5)
+    config.camera_optimizer.mode = "off"
+    model = config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]])), num_train_data=4, metadata={})
+    model.train()
+    seen = []
+
+    def planted_lpips(out_patches, gt_patches):  # any function of the patches: the test checks what it is given
+        seen.append((out_patches, gt_patches))
+        return (out_patches - gt_patches).square().mean() + 1.0
+
+    model.lpips_loss = planted_lpips
+    outputs = model(rays())  # 64 rays = 4 patches of 4x4
+    targets = batch(torch.zeros(64, 1, dtype=torch.bool))
+    loss = model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))["lpips_loss"]
+    out_patches, gt_patches = seen[0]
+    assert out_patches.shape == (4, 3, 4, 4)
+    for k, i, j in [(0, 0, 0), (1, 2, 3), (3, 3, 1)]:
+        torch.testing.assert_close(out_patches[k, :, i, j], outputs["rgb"][k * 16 + i * 4 + j].clamp(0, 1))
+        torch.testing.assert_close(gt_patches[k, :, i, j], targets["image"][k * 16 + i * 4 + j])
+    torch.testing.assert_close(loss, 0.5 * planted_lpips(out_patches, gt_patches))
+    model.lpips_loss = None  # AlexNet unavailable offline: L1 on the same patches
+    fallback = model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))["lpips_loss"]
+    torch.testing.assert_close(fallback, 0.5 * (out_patches - gt_patches).abs().mean())
+    with pytest.raises(ValueError, match="patch-size 4"):
+        model.patch_lpips(outputs["rgb"][:60], targets["image"][:60])

@@ -1,5 +1,7 @@
 """The WYS pipeline's dataset update, viewer controls, edit store and restore, without training runs."""
 
+import functools
+
 import pytest
 import torch
 
@@ -55,6 +57,81 @@ def test_edit_replaces_the_training_view_and_writes_it(trainer):
     assert list(images) == [name] and len(relevance) == len(changed)
     assert (images[name] - batch["image"][2]).abs().max() <= 0.5 / 255 + 1e-6  # the PNG is what trains
     assert torch.equal(pipeline.datamanager.original_images, before)  # originals are kept
+
+
+def record_edit_masks(pipeline) -> list:
+    """The masks the pipeline hands its editor, in order."""
+    masks, edit = [], pipeline.editor.edit
+
+    @functools.wraps(edit)  # keeps edit's signature: the pipeline reads it
+    def recording_edit(*args, **kwargs):
+        masks.append(kwargs["mask"][0].clone())
+        return edit(*args, **kwargs)
+
+    pipeline.editor.edit = recording_edit
+    return masks
+
+
+def as_bytes(image: torch.Tensor) -> torch.Tensor:
+    return (image * 255).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("editor", ["oracle_editor:OracleEditor", "oracle_editor:LegacyOracleEditor"])
+def test_outside_the_mask_the_training_view_is_the_photo(scene, tmp_path, editor):
+    """Official WYS: the latent blend re-noises the original view outside the mask (ip2p.py ~177-181) and the view
+    written back is `edited * edit_mask + original_image * (1 - edit_mask)` (in2n_pipeline.py ~213): the render's
+    blur never reaches training. The oracle over-edits everywhere and the untrained render is far from the
+    photo, so either leaking outside the mask would show."""
+    pipeline = setup_trainer(scene, tmp_path, ["--pipeline.editor", editor]).pipeline
+    pipeline.compute_relevance_targets()
+    masks = record_edit_masks(pipeline)
+    render = pipeline.render_train_view(3)["rgb"].clamp(0, 1)
+    pipeline.edit_view(3)
+    mask, original = masks[0], pipeline.datamanager.original_images[3]
+    trained = pipeline.datamanager.image_batch["image"][3]
+    assert mask.any() and not mask.all()
+    assert (render[~mask] - original[~mask]).abs().max() > 0.05  # the render is no stand-in for the photo
+    assert torch.equal(trained[~mask], original[~mask])
+    saved = pipeline.edit_store.load()[0][pipeline.view_names()[3]]
+    assert torch.equal(as_bytes(saved[~mask]), as_bytes(original[~mask]))
+    assert (trained[mask] != original[mask]).any()
+
+
+def test_rendered_relevance_is_normalised_per_view_before_tau(trainer):
+    """in2n_pipeline.py ~172-174: `(rendered_error - min) / (max - min)`, then `> edit_mask_threshold`."""
+    pipeline = trainer.pipeline
+    ball = torch.zeros(16, 24, dtype=torch.bool)
+    ball[4:9, 6:12] = True
+    rendered = 0.2 + 0.1 * ball.float() + 0.01 * torch.rand(16, 24)  # never reaches τ = 0.5 unnormalised
+    normalised = (rendered - rendered.min()) / (rendered.max() - rendered.min())
+    assert torch.equal(pipeline.edit_mask(rendered), normalised >= pipeline.config.tau)
+    assert torch.equal(pipeline.edit_mask(rendered), ball)
+    pipeline.config.normalize_rendered_relevance = False
+    assert not pipeline.edit_mask(rendered).any()
+
+
+def test_cameras_are_frozen_once_editing_starts(scene, tmp_path):
+    trainer = setup_trainer(scene, tmp_path, ["--pipeline.model.camera-optimizer.mode", "SO3xR3",
+                                              "--pipeline.edit-start-step", "2", "--pipeline.relevance-warmup-steps", "1"])
+    pipeline = trainer.pipeline
+    poses = list(pipeline.model.camera_optimizer.parameters())
+    assert poses and all(p.requires_grad for p in poses)
+    for step in range(4):
+        trainer.train_iteration(step)
+    assert any(p.abs().sum() > 0 for p in poses)  # the cameras moved during the reconstruction steps
+    frozen = [p.detach().clone() for p in poses]
+    for step in range(4, 8):
+        trainer.train_iteration(step)
+    assert pipeline.editor.edit_calls > 0 and not any(p.requires_grad for p in poses)
+    assert all(torch.equal(p, q) for p, q in zip(poses, frozen))
+
+
+def test_progress_lines_when_the_output_is_not_a_terminal(trainer, capsys):
+    trainer.pipeline.compute_relevance_targets()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Relevance maps")]
+    total = len(trainer.pipeline.view_names())
+    assert lines[0] == f"Relevance maps of the training views: 0/{total} views"
+    assert lines[-1].startswith(f"Relevance maps of the training views: {total}/{total} views (") and "views/s)" in lines[-1]
 
 
 def test_viewer_prompt_and_pause_act_on_the_next_update(trainer):
@@ -142,10 +219,10 @@ def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
     mask = rendered[0]["relevance"][..., 0] >= pipeline.config.tau
     near = zone.dilate(mask[None], zone.scaled_px(pipeline.config.zone.edge_dilate_px, mask.shape))[0]
     edited = batch["image"][0]
-    before = rendered[0]["rgb"].clamp(0, 1)
+    original = pipeline.datamanager.original_images[0]
     assert mask.any() and not near.all()
-    assert torch.equal(edited[~near], before[~near].to(edited))  # outside the dilated mask: the render itself
-    assert (edited[near] != before[near].to(edited)).any()  # and the edit did land near the ball
+    assert torch.equal(edited[~near], original[~near].to(edited))  # outside the dilated mask: the photo itself
+    assert (edited[near] != original[near].to(edited)).any()  # and the edit did land near the ball
 
 
 @pytest.mark.parametrize(
