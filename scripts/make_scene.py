@@ -19,6 +19,7 @@ from PIL import Image
 from nerf_edit.io import atomic_save_image, atomic_write
 
 MASKS_FILE = "masks.json"
+JSON_DECIMALS = 10
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,12 @@ def make_scene(
 ) -> Path:
     """Render the scene into `output` (transforms.json, images/, masks/, masks.json); returns `output`."""
     output = Path(output)
-    focal = size / 2 / math.tan(math.radians(fov_degrees) / 2)
+    # Poses and intrinsics are rounded before use: their last bits differ between CPUs (libm), the rounded values
+    # don't, so transforms.json is the same file on every machine and the images are rendered from what it says.
+    focal = round(size / 2 / math.tan(math.radians(fov_degrees) / 2), JSON_DECIMALS)
     frames, mask_frames = [], []
     for i, c2w in enumerate(camera_ring(num_views, seed)):
+        c2w = np.round(c2w, JSON_DECIMALS) + 0.0  # + 0.0: no "-0.0" in the file
         rgb, labels = render_view(spec, c2w, size, size, focal)
         image_path, mask_path = f"images/frame_{i:05d}.png", f"masks/frame_{i:05d}.png"
         atomic_save_image(output / image_path, rgb)
