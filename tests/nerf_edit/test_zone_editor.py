@@ -31,7 +31,7 @@ SEGMENTER = f"{__name__}:QuadrantSegmenter"
 def config(**zone_settings):
     settings = dict(fusion_model="tiny:1", segmenter=SEGMENTER)
     settings.update(zone_settings)
-    return EditorConfig(model="tiny", device="cpu", steps=3, zone=ZoneConfig(**settings))
+    return EditorConfig(model="tiny", device="cpu", steps=3, image_guidance_scale=1.5, zone=ZoneConfig(**settings))
 
 
 @pytest.fixture()
