@@ -146,7 +146,11 @@ def check_output_file(path: Path, name: str = "--output") -> None:
         raise UsageError(f"{name} {str(path)!r} is a folder: pass a file path such as {str(path / 'results.json')!r}")
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"{name} {str(path)!r} is not writable: pass another path")
-    check_output_dir(path.parent, f"the folder of {name}")
+    existing = _first_existing(path.parent)
+    if not existing.is_dir():
+        raise UsageError(f"{name} {str(path)!r} cannot be created: {str(existing)!r} is a file: pass another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{name} {str(path)!r} is not writable ({str(existing)!r} denies writing): pass another path")
 
 
 def check_not_inside(output: Path, input_path: Path, output_name: str, input_name: str) -> None:
