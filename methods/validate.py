@@ -86,6 +86,25 @@ def check_data(datamanager) -> None:
     if missing:
         raise UsageError(f"{len(missing)} of {len(frames)} images listed in {str(transforms)!r} are missing "
                          f"(e.g. {missing[0]!r}): restore the images folder or regenerate the scene")
+    check_image_sizes([root / f["file_path"] for f in frames])
+
+
+def check_image_sizes(paths: List[Path]) -> None:
+    """Every image readable, all at one resolution (the wys datamanager keeps them in one tensor); headers only."""
+    from PIL import Image, UnidentifiedImageError
+
+    sizes = {}
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.setdefault(image.size, path)
+        except (UnidentifiedImageError, OSError) as error:
+            raise UsageError(f"cannot read image {str(path)!r} of --data ({type(error).__name__}): replace it or "
+                             f"regenerate the scene") from error
+    if len(sizes) > 1:
+        examples = ", ".join(f"{p.name} {w}x{h}" for (w, h), p in list(sizes.items())[:2])
+        raise UsageError(f"the images of --data have {len(sizes)} sizes ({examples}): wys needs one resolution; "
+                         f"resize the dataset (e.g. ns-process-data) so every image has the same size")
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

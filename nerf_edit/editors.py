@@ -29,7 +29,7 @@ from nerf_edit import zone
 from nerf_edit.attention import CrossAttentionRecorder, record_cross_attention
 from nerf_edit.guided import composite, feathered_weights, guided_denoise, latent_mask_from_pixels
 from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, MODEL_INDEX
+from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, MODEL_INDEX, ModelUnavailableError
 from nerf_edit.plugins import import_object
 from nerf_edit.relevance import relevance_map, relevance_mask
 from nerf_edit.segment import SAM_MODEL_ID, make_segmenter
@@ -185,12 +185,18 @@ class IP2PEditor:
         """`ip2p`, `fusion` and `segmenter` are built from `config` unless given (benchmarks pass random-weight
         full-size models)."""
         self.config = config
-        # Every setting is checked before any model loads (validate.py; one UsageError line each).
-        validate.check_editor_config(config, check_models=False)
-        if ip2p is None:
-            validate.check_model(config.model, "--model", MODEL_INDEX)
-        if (self.localizer == "zone" or self.uses_zone) and fusion is None and segmenter is None:
-            validate.check_zone_config(config.zone, main_model=config.model)
+        # Every setting is checked before any model loads (validate.py; one line each, as EditorError or
+        # ModelUnavailableError).
+        try:
+            validate.check_editor_config(config, check_models=False)
+            if ip2p is None:
+                validate.check_model(config.model, "--model", MODEL_INDEX)
+            if (self.localizer == "zone" or self.uses_zone) and fusion is None and segmenter is None:
+                validate.check_zone_config(config.zone, main_model=config.model)
+        except (EditorError, ModelUnavailableError):
+            raise
+        except UsageError as error:
+            raise EditorError(str(error)) from error
         self.device = config.device
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from nerf_edit.io import atomic_save_image
 from nerf_edit_methods import validate as wys_validate
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
 from nerf_edit_methods.pipeline import WYSPipeline
@@ -43,6 +44,17 @@ def root(tmp_path_factory):
                              ("lost_images", json.dumps({"frames": [{"file_path": "images/gone.png"}]}))):
         (root / name).mkdir()
         (root / name / "transforms.json").write_text(transforms)
+    for name, sizes in (("mixed_sizes", (16, 12)), ("not_an_image", (16, None))):
+        frames = []
+        for i, size in enumerate(sizes):
+            path = root / name / "images" / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if size is None:
+                path.write_text("not a png")
+            else:
+                atomic_save_image(path, torch.rand(3, size, size))
+            frames.append({"file_path": f"images/{i}.png", "transform_matrix": torch.eye(4).tolist()})
+        (root / name / "transforms.json").write_text(json.dumps({"frames": frames}))
     (root / "only_images" / "images").mkdir(parents=True)
     (root / "only_images" / "images" / "a.png").write_bytes((root / "scene" / "images" / "frame_00000.png").read_bytes())
     from nerfstudio.configs.method_configs import all_methods
@@ -110,6 +122,8 @@ CASES = [
     (["--data", "{root}/bad_json"], "is not a nerfstudio transforms file"),
     (["--data", "{root}/no_frames"], "lists no frames"),
     (["--data", "{root}/lost_images"], "1 of 1 images listed"),
+    (["--data", "{root}/mixed_sizes"], "the images of --data have 2 sizes"),
+    (["--data", "{root}/not_an_image"], "cannot read image"),
     # --load-dir
     (["--load-dir", "{root}/missing/nerfstudio_models"], "--load-dir '{root}/missing/nerfstudio_models' does not exist"),
     (["--load-dir", "{root}/file.txt"], "is a file"),

@@ -256,3 +256,18 @@ def test_real_console_scripts(files):
         assert process.returncode == 2, stderr
         assert lines[-1].startswith("error: ") and message in lines[-1] and "Traceback" not in stderr, stderr
     assert snapshot(files) == before
+
+
+@pytest.mark.parametrize("command, args", [
+    ("nerf-edit-image", IMAGE),
+    ("nerf-edit-eval", EVAL),
+    ("nerf-edit-make-scene", ["--output", "{out}"]),
+])
+def test_output_folder_that_cannot_be_written(command, args, files, no_loading, monkeypatch, capsys):
+    """A folder the user may not write into (simulated: the tests run as root, who may write anywhere)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != files and real_access(path, mode))
+    before = snapshot(files)
+    code, stderr = run_in_process(command, [fill(a, files) for a in args], monkeypatch, capsys)
+    assert code == 2 and stderr.splitlines()[-1].startswith("error: --output") and "is not writable" in stderr, stderr
+    assert snapshot(files) == before
