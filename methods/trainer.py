@@ -22,6 +22,13 @@ class WYSTrainerConfig(TrainerConfig):
 
     _target: Type = field(default_factory=lambda: WYSTrainer)
 
+    def __post_init__(self) -> None:
+        """ns-train reads --load-config before it calls anything of ours: a missing file is caught here, when tyro
+        builds the config from the command line (the registered defaults have no load_config)."""
+        if self.load_config is not None and not Path(self.load_config).is_file():
+            raise stop(UsageError(f"--load-config {str(self.load_config)!r} is not a file: pass the config.yml of "
+                                  f"an earlier run"))
+
     def set_timestamp(self) -> None:
         """ns-train calls this first, before it prints the config, writes the run folder and builds anything: every
         setting is checked here, and a bad one stops with one `error:` line, exit status 2 (validate.py)."""

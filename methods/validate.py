@@ -59,7 +59,8 @@ def check_data(datamanager) -> None:
     from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
     data = data_path(datamanager)
-    if data is None:
+    if data is None or (getattr(datamanager, "data", None) is None and not (Path(data) / "transforms.json").exists()
+                        and Path(data) == Path(".")):
         raise UsageError("no --data given: pass the scene folder, e.g. --data data/synthetic")
     if not data.exists():
         raise UsageError(f"--data {str(data)!r} does not exist: pass the scene folder (with transforms.json and images)")

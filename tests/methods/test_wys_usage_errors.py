@@ -139,6 +139,21 @@ CASES = [
 ]
 
 
+def test_no_data_given(root, nothing_built, capsys, monkeypatch):
+    monkeypatch.chdir(root / "empty")
+    config = method_config("wys", [a for a in args_for(root, []) if a != "--data" and a != str(root / "scene")])
+    with pytest.raises(SystemExit) as info:
+        config.set_timestamp()
+    assert info.value.code == 2 and "no --data given" in info.value.message
+
+
+def test_missing_load_config_stops_while_parsing(root, capsys):
+    """ns-train reads --load-config before anything of ours runs: the check is in the config's construction."""
+    with pytest.raises(SystemExit) as info:
+        method_config("wys", args_for(root, ["--load-config", str(root / "missing.yml")]))
+    assert info.value.code == 2 and "--load-config" in info.value.message and "is not a file" in info.value.message
+
+
 def snapshot(root: Path) -> dict:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
             for p in sorted(root.rglob("*"))}
