@@ -65,14 +65,16 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- devices
-def check_device(device: str, name: str = "--device") -> None:
-    """A torch device that exists here: `auto`, `cpu`, `cuda`, `cuda:N` (N < the number of GPUs), `mps`."""
-    if device == "auto":
+def check_device(device: str, name: str = "--device", allow_auto: bool = True) -> None:
+    """A torch device that exists here: `auto` (if the command resolves it), `cpu`, `cuda`, `cuda:N` (N < the
+    number of GPUs), `mps`."""
+    if device == "auto" and allow_auto:
         return
+    choices = "cpu, cuda, cuda:N" + (" or auto" if allow_auto else "")
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise UsageError(f"{name} {device!r} is not a device: use cpu, cuda, cuda:N or auto") from error
+        raise UsageError(f"{name} {device!r} is not a device: use {choices}") from error
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
             raise UsageError(f"{name} {device!r} asks for a CUDA GPU but none is available here "
@@ -85,7 +87,7 @@ def check_device(device: str, name: str = "--device") -> None:
         if not torch.backends.mps.is_available():
             raise UsageError(f"{name} {device!r}: MPS is not available on this machine: use {name} cpu")
     elif parsed.type != "cpu":
-        raise UsageError(f"{name} {device!r} is not supported: use cpu, cuda, cuda:N, mps or auto")
+        raise UsageError(f"{name} {device!r} is not supported: use {choices} (or mps)")
 
 
 def check_dtype(dtype: str, name: str = "--dtype") -> None:

@@ -29,7 +29,11 @@ def load_frames(source: Path) -> torch.Tensor:
     if source.suffix.lower() in VIDEO_SUFFIXES and source.is_file():
         import mediapy
 
-        frames = mediapy.read_video(str(source))  # [N, H, W, 3] uint8
+        try:
+            frames = mediapy.read_video(str(source))  # [N, H, W, 3] uint8
+        except (RuntimeError, OSError, ValueError) as error:  # ffmpeg could not decode it
+            raise ImageReadError(f"cannot read video {str(source)!r} ({type(error).__name__}): pass a video ffmpeg "
+                                 f"can decode, or a folder of frames") from error
         return torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255
     raise ImageReadError(f"{str(source)!r} is neither a folder of frames nor a video file ({', '.join(VIDEO_SUFFIXES)})")
 
@@ -102,7 +106,7 @@ class Evaluate:
         if (self.source_caption is None) != (self.target_caption is None):
             raise validate.UsageError("pass both --source-caption and --target-caption (CLIP directional similarity) or neither")
         check_clip_model(self.clip_model)
-        validate.check_device(self.device, "--device")
+        validate.check_device(self.device, "--device", allow_auto=False)
         validate.check_output_file(self.output, "--output")
 
     def main(self) -> dict:

@@ -130,6 +130,7 @@ CASES = [
     ("nerf-edit-eval", EVAL + ["--source-caption", "a red ball"], "pass both --source-caption and --target-caption"),
     ("nerf-edit-eval", EVAL[:-4] + ["--clip-model", "some-org/no-clip", *EVAL[-2:]], "'some-org/no-clip' is not available"),
     ("nerf-edit-eval", EVAL + ["--device", MISSING_GPU], f"--device '{MISSING_GPU}'"),
+    ("nerf-edit-eval", EVAL + ["--device", "auto"], "--device 'auto' is not a device: use cpu, cuda, cuda:N"),
     ("nerf-edit-eval", EVAL[:-1] + ["{empty}"], "--output '{empty}' is a folder"),
     ("nerf-edit-eval", EVAL[:-1] + ["{file.txt}/results.json"], "cannot be created"),
     # nerf-edit-eval-scene
@@ -211,6 +212,17 @@ def test_good_settings_pass_the_same_checks(files, no_loading, monkeypatch):
     tyro.cli(evaluate.Evaluate, args=[fill(a, files) for a in EVAL]).validate()
     assert tyro.cli(evaluate_scene.EvaluateScene, args=[fill(a, files) for a in SCENE]).validate() == files / "base" / "nerfstudio_models"
     tyro.cli(make_scene.MakeScene, args=["--output", str(files / "new_scene")]).validate()
+
+
+def test_undecodable_video_is_one_line(files, monkeypatch, capsys):
+    """Only decoding tells a broken video: it fails before CLIP is loaded, in one line."""
+    (files / "broken.mp4").write_text("not a video")
+    monkeypatch.setattr(evaluate.ClipEmbedder, "__init__", lambda *a, **k: pytest.fail("CLIP loaded"))
+    before = snapshot(files)
+    args = ["--edited", str(files / "broken.mp4"), *[fill(a, files) for a in EVAL[2:]]]
+    code, stderr = run_in_process("nerf-edit-eval", args, monkeypatch, capsys)
+    assert code == 2 and stderr.splitlines()[-1].startswith("error: cannot read video"), stderr
+    assert snapshot(files) == before
 
 
 @dataclass
