@@ -116,12 +116,6 @@ def check_plugin(spec: str, kind: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- paths
-def check_input(path: Path, name: str, kinds: str = "file or folder") -> None:
-    """An input that must exist (it is only ever read)."""
-    if not Path(path).exists():
-        raise UsageError(f"{name} {str(path)!r} does not exist: pass an existing {kinds}")
-
-
 def _first_existing(path: Path) -> Path:
     path = Path(os.path.abspath(Path(path).expanduser()))
     while not path.exists() and path != path.parent:
@@ -153,14 +147,6 @@ def check_output_file(path: Path, name: str = "--output") -> None:
         raise UsageError(f"{name} {str(path)!r} cannot be created: {str(existing)!r} is a file: pass another path")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{name} {str(path)!r} is not writable ({str(existing)!r} denies writing): pass another path")
-
-
-def check_not_inside(output: Path, input_path: Path, output_name: str, input_name: str) -> None:
-    """Outputs must not land in the input folder's images (a rerun would read its own results as input)."""
-    output, input_path = Path(os.path.abspath(output)), Path(os.path.abspath(input_path))
-    if output == input_path:
-        raise UsageError(f"{output_name} {str(output)!r} is the {input_name} folder: pass a separate folder "
-                         f"so the inputs stay untouched")
 
 
 # ---------------------------------------------------------------------------------------------------- editors
