@@ -187,6 +187,15 @@ def test_bad_settings_stop_before_anything_is_built(extra, message, root, nothin
     assert snapshot(root) == before  # no outputs/ run folder, every input byte-identical
 
 
+@pytest.mark.parametrize("method", ["wys-small", "wys-tiny", "wys-global"])
+def test_every_preset_checks_its_settings(method, root, nothing_built, capsys):
+    config = method_config(method, args_for(root, ["--pipeline.diffusion-steps", "0"]))
+    with pytest.raises(SystemExit) as info:
+        config.set_timestamp()
+    assert info.value.code == 2 and "--pipeline.diffusion-steps must be an integer >= 1" in info.value.message
+    assert not (root / "outputs").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_default_cuda_training_without_a_gpu_says_pass_cpu(root, nothing_built, capsys):
     config = method_config("wys", [a for a in args_for(root, []) if a not in ("--machine.device-type", "cpu")])
