@@ -10,6 +10,9 @@ import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 
+from nerf_edit.validate import UsageError
+from nerf_edit_methods.validate import stop
+
 
 @dataclass
 class WYSDataManagerConfig(VanillaDataManagerConfig):
@@ -31,8 +34,8 @@ class WYSDataManager(VanillaDataManager):
         super().setup_train()
         batch = next(self.iter_train_image_dataloader)
         if not isinstance(batch.get("image"), torch.Tensor):
-            raise SystemExit("error: the wys datamanager needs all training images at one resolution; "
-                             "resize the dataset (e.g. ns-process-data) so every image has the same size")
+            raise stop(UsageError("the wys datamanager needs all training images at one resolution: resize the "
+                                  "dataset (e.g. ns-process-data) so every image has the same size"))
         order = torch.argsort(batch["image_idx"])  # the cache collates in random order; index by dataset order
         self.image_batch: Dict[str, torch.Tensor] = {
             key: value[order.to(value.device)] for key, value in batch.items() if isinstance(value, torch.Tensor)

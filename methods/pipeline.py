@@ -20,11 +20,13 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerSlider, ViewerText
 
-from nerf_edit.editors import Editor, EditorConfig, EditorError, ZoneConfig, editor_class
-from nerf_edit.loading import IP2P_MODEL_ID, ModelUnavailableError
+from nerf_edit.editors import Editor, EditorConfig, ZoneConfig, editor_class
+from nerf_edit.loading import IP2P_MODEL_ID
+from nerf_edit.validate import UsageError
 from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
 from nerf_edit_methods.edit_store import EditStore
 from nerf_edit_methods.model import WYSModelConfig
+from nerf_edit_methods.validate import check_pipeline_config, exit_on_usage_error, stop
 
 
 @dataclass
@@ -86,6 +88,12 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     edit_log_every: int = 10
     """When the output is not a terminal (logs), print a progress line every this many edited views."""
 
+    def setup(self, **kwargs):
+        """Check every setting (and the data folder) before the datamanager, model or editor is built."""
+        if kwargs.get("test_mode", "val") == "val":  # ns-train; ns-render/ns-eval load finished runs, no editor
+            exit_on_usage_error(check_pipeline_config, self, str(kwargs.get("device", "cpu")))
+        return super().setup(**kwargs)
+
 
 class WYSPipeline(VanillaPipeline):
     config: WYSPipelineConfig
@@ -100,7 +108,6 @@ class WYSPipeline(VanillaPipeline):
         local_rank: int = 0,
         grad_scaler=None,
     ):
-        check_patch_settings(config)
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         self.training_run = test_mode == "val"  # ns-train; ns-render/ns-eval need no editor
         self.editor: Optional[Editor] = None
@@ -126,12 +133,9 @@ class WYSPipeline(VanillaPipeline):
 
     # ----------------------------------------------------------------------------------------- set-up
     def _make_editor(self) -> Editor:
+        """The editor (settings were checked in WYSPipelineConfig.setup, see validate.py; what only loading can
+        tell still stops with one line)."""
         config = self.config
-        if not config.prompt.strip():
-            raise SystemExit('error: --pipeline.prompt is empty: say what to change, e.g. --pipeline.prompt "turn the ball blue"')
-        if not 0 < config.lower_bound <= config.upper_bound <= 1:
-            raise SystemExit(f"error: need 0 < --pipeline.lower-bound <= --pipeline.upper-bound <= 1, "
-                             f"got {config.lower_bound} and {config.upper_bound}")
         device = str(self.device) if config.editor_device == "auto" else config.editor_device
         editor_config = EditorConfig(
             model=config.editor_model,
@@ -149,11 +153,11 @@ class WYSPipeline(VanillaPipeline):
         )
         try:
             editor = editor_class(config.editor)(editor_config)
-        except (EditorError, ModelUnavailableError, ValueError) as error:
-            raise SystemExit(f"error: {error}") from error
-        if config.localizer != "auto" and getattr(editor, "localizer", None) != config.localizer:
-            raise SystemExit(f"error: editor {config.editor!r} does not take --pipeline.localizer "
-                             f"{config.localizer}: use --pipeline.editor relevance or zone, or leave the localizer on auto")
+            if config.localizer != "auto" and getattr(editor, "localizer", None) != config.localizer:
+                raise UsageError(f"editor {config.editor!r} does not take --pipeline.localizer {config.localizer}: "
+                                 f"use --pipeline.editor relevance or zone, or leave the localizer on auto")
+        except UsageError as error:
+            raise stop(error) from None
         return editor
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
@@ -333,23 +337,6 @@ class WYSPipeline(VanillaPipeline):
         if self.edit_store is not None:
             self.edit_store.clear_images()
         CONSOLE.print("[yellow]Edits reset: training on the original views again")
-
-
-def check_patch_settings(config: WYSPipelineConfig) -> None:
-    """The LPIPS loss needs the datamanager to sample whole patches of the model's patch size: say so before any
-    model or data is built."""
-    model, datamanager = config.model, config.datamanager
-    if not getattr(model, "use_lpips", False):
-        return
-    size = model.patch_size
-    if getattr(datamanager, "patch_size", 1) != size:
-        raise SystemExit(f"error: the LPIPS loss compares {size}x{size} patches but the datamanager samples "
-                         f"{datamanager.patch_size}x{datamanager.patch_size}: pass --pipeline.datamanager.patch-size "
-                         f"{size}, or --pipeline.model.use-lpips False")
-    if datamanager.train_num_rays_per_batch < size * size:
-        raise SystemExit(f"error: {datamanager.train_num_rays_per_batch} rays per batch hold no {size}x{size} patch: "
-                         f"use at least {size * size} rays, a smaller --pipeline.model.patch-size (and datamanager's), "
-                         f"or --pipeline.model.use-lpips False")
 
 
 def _takes_background(editor: Editor) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Type
@@ -11,6 +12,8 @@ import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from nerf_edit.io import atomic_write
+from nerf_edit.validate import UsageError
+from nerf_edit_methods.validate import check_trainer_config, exit_on_usage_error, remove_unused_run_folder, stop
 
 
 @dataclass
@@ -19,8 +22,40 @@ class WYSTrainerConfig(TrainerConfig):
 
     _target: Type = field(default_factory=lambda: WYSTrainer)
 
+    def __post_init__(self) -> None:
+        """ns-train reads --load-config before it calls anything of ours: a missing file is caught here, when tyro
+        builds the config from the command line (the registered defaults have no load_config)."""
+        if self.load_config is not None and not Path(self.load_config).is_file():
+            raise stop(UsageError(f"--load-config {str(self.load_config)!r} is not a file: pass the config.yml of "
+                                  f"an earlier run"))
+
+    def set_timestamp(self) -> None:
+        """ns-train calls this first, before it prints the config, writes the run folder and builds anything: every
+        setting is checked here, and a bad one stops with one `error:` line, exit status 2 (validate.py)."""
+        exit_on_usage_error(check_trainer_config, self)
+        super().set_timestamp()
+
 
 class WYSTrainer(Trainer):
+    def _load_checkpoint(self) -> None:
+        """As nerfstudio's, but a checkpoint that does not fit this model (other scene, other settings, copied
+        without its config.yml so validate.py could not compare) stops with one line, and the run folder made for
+        this run is removed again if nothing but its config is in it."""
+        try:
+            super()._load_checkpoint()
+        except (RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as error:
+            # Only what a checkpoint that doesn't fit raises: torch's state_dict mismatch, an optimizer group this
+            # model lacks (KeyError), a truncated or foreign file. Anything else is a bug and keeps its traceback.
+            mismatch = not isinstance(error, RuntimeError) or "state_dict" in str(error) or "size mismatch" in str(error)
+            if not mismatch or (self.config.load_dir is None and self.config.load_checkpoint is None):
+                raise
+            source = self.config.load_dir or self.config.load_checkpoint
+            first = " ".join(str(error).split())[:300]
+            remove_unused_run_folder(self.base_dir, self.config.output_dir)
+            raise stop(UsageError(f"the checkpoint in {str(source)!r} does not fit this model ({type(error).__name__}: "
+                                  f"{first}): continue from a nerfacto or wys run of the same scene with the same "
+                                  f"--pipeline.model settings")) from None
+
     def save_checkpoint(self, step: int) -> None:
         """As nerfstudio's, but the file is written beside the checkpoint folder and renamed into it: killed
         mid-save, a run keeps its previous checkpoint (nerfstudio loads the highest step in the folder, and a

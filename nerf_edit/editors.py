@@ -31,10 +31,12 @@ from nerf_edit import zone
 from nerf_edit.attention import CrossAttentionRecorder, record_cross_attention
 from nerf_edit.guided import composite, feathered_weights, guided_denoise, latent_mask_from_pixels
 from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID
+from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, MODEL_INDEX, ModelUnavailableError
 from nerf_edit.plugins import import_object
 from nerf_edit.relevance import relevance_map, relevance_mask
 from nerf_edit.segment import SAM_MODEL_ID, make_segmenter
+from nerf_edit import validate
+from nerf_edit.validate import UsageError
 
 LOCALIZERS = ("auto", "relevance", "zone")
 
@@ -139,7 +141,7 @@ class Editor(Protocol):
     ) -> EditResult: ...
 
 
-class EditorError(ValueError):
+class EditorError(UsageError):
     """Bad editor input or spec; the message is one line saying what is wrong and how to fix it."""
 
 
@@ -194,14 +196,18 @@ class IP2PEditor:
         """`ip2p`, `fusion` and `segmenter` are built from `config` unless given (benchmarks pass random-weight
         full-size models)."""
         self.config = config
-        if config.localizer not in LOCALIZERS:
-            raise EditorError(f"unknown localizer {config.localizer!r}: use one of {list(LOCALIZERS)}")
-        if config.start_from not in ("auto", "input", "noise"):
-            raise EditorError(f"unknown start {config.start_from!r}: use 'auto', 'input' or 'noise'")
-        if config.latent_mask not in ("any", "nearest"):
-            raise EditorError(f"unknown latent mask mode {config.latent_mask!r}: use 'any' or 'nearest'")
-        if config.zone.attention_layers not in ("coarsest", "all"):
-            raise EditorError(f"unknown attention layers {config.zone.attention_layers!r}: use 'coarsest' or 'all'")
+        # Every setting is checked before any model loads (validate.py; one line each, as EditorError or
+        # ModelUnavailableError).
+        try:
+            validate.check_editor_config(config, check_models=False)
+            if ip2p is None:
+                validate.check_model(config.model, "--model", MODEL_INDEX)
+            if (self.localizer == "zone" or self.uses_zone) and fusion is None and segmenter is None:
+                validate.check_zone_config(config.zone, main_model=config.model)
+        except (EditorError, ModelUnavailableError):
+            raise
+        except UsageError as error:
+            raise EditorError(str(error)) from error
         self.device = config.device
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -256,7 +262,7 @@ class IP2PEditor:
                         settings.segmenter, device=self.device, dtype=self.config.dtype,
                         points_per_side=settings.sam_points_per_side, points_per_batch=settings.sam_points_per_batch,
                     )
-            except ValueError as error:
+            except UsageError as error:
                 raise EditorError(str(error)) from error
             self._zone_parts = (fusion, segmenter, classify)
         return self._zone_parts
@@ -610,7 +616,7 @@ def editor_class(spec: str) -> type:
         raise EditorError(f"unknown editor {spec!r}: use one of {sorted(EDITORS)} or an import path 'package.module:Class'")
     try:
         cls = import_object(spec, "editor")
-    except ValueError as error:
+    except UsageError as error:
         raise EditorError(str(error)) from error
     if not all(callable(getattr(cls, name, None)) for name in ("relevance", "edit")):
         raise EditorError(f"editor {spec!r} lacks relevance()/edit(): see nerf_edit.editors.Editor")

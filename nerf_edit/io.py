@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from nerf_edit.validate import UsageError
 
-class ImageReadError(ValueError):
+
+class ImageReadError(UsageError):
     """An input image could not be read; the message is one line."""
 
 

@@ -10,11 +10,16 @@ from diffusers import StableDiffusionInstructPix2PixPipeline
 from diffusers.pipelines import pipeline_utils as diffusers_pipeline_utils
 from diffusers.utils import logging as diffusers_logging
 
+from nerf_edit.validate import UsageError
+
 # diffusers >= 0.36 renamed from_pretrained's `torch_dtype` to `dtype` (the old name warns).
 _DTYPE_KWARG = "dtype" if hasattr(diffusers_pipeline_utils, "_resolve_dtype") else "torch_dtype"
 IP2P_MODEL_ID = "timbrooks/instruct-pix2pix"
 TINY_MODEL = "tiny"
 MAGICBRUSH_MODEL_ID = "vinesmsuic/magicbrush-jul7"
+MODEL_INDEX = "model_index.json"  # the file every diffusers pipeline folder has
+DTYPE_NAMES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
 def is_tiny(model: str) -> bool:
@@ -22,7 +27,7 @@ def is_tiny(model: str) -> bool:
     return model == TINY_MODEL or (model.startswith(TINY_MODEL + ":") and model[len(TINY_MODEL) + 1 :].isdigit())
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(UsageError, RuntimeError):
     """A model could not be loaded; the message is one line saying why and how to fix it."""
 
 
@@ -32,15 +37,57 @@ def resolve_dtype(device: str | torch.device, dtype: str | torch.dtype | None = 
         return dtype
     if dtype in (None, "auto"):
         return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}: use one of {sorted(names)} or 'auto'")
-    return names[dtype]
+    if dtype not in DTYPE_NAMES:
+        raise UsageError(f"unknown dtype {dtype!r}: use one of {sorted(DTYPE_NAMES)} or 'auto'")
+    return DTYPE_NAMES[dtype]
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def check_available(model: str, key_file: str = MODEL_INDEX, name: str = "model") -> None:
+    """Raise ModelUnavailableError (one line) unless `model` can be loaded, without loading any weights: a local
+    folder must hold `key_file`; a hub id must be in the Hugging Face cache, or (online) exist on the hub."""
+    if not model:
+        raise ModelUnavailableError(f"{name} is empty: pass a hub id such as {IP2P_MODEL_ID!r}, a local folder, "
+                                    f"or {TINY_MODEL!r}")
+    path = Path(model).expanduser()
+    if model.startswith((".", "/", "~")) or path.is_dir():
+        if not path.is_dir():
+            raise ModelUnavailableError(f"{name} {model!r} is not a directory: pass a saved model folder, a hub id "
+                                        f"such as {IP2P_MODEL_ID!r}, or {TINY_MODEL!r}")
+        if not (path / key_file).is_file():
+            raise ModelUnavailableError(f"{name} {model!r} has no {key_file}: pass the folder a model was saved to "
+                                        f"(save_pretrained), a hub id, or {TINY_MODEL!r}")
+        return
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    try:
+        cached = try_to_load_from_cache(model, key_file)
+    except HFValidationError as error:
+        raise ModelUnavailableError(f"{name} {model!r} is neither a folder nor a hub id ('org/name'): pass a "
+                                    f"saved model folder, a hub id, or {TINY_MODEL!r}") from error
+    if isinstance(cached, str):
+        return
+    if hub_offline():
+        raise ModelUnavailableError(unavailable_message(model, FileNotFoundError(key_file)))
+    from huggingface_hub import HfApi
+
+    try:  # one small metadata request; the weights are downloaded by the loader
+        HfApi().model_info(model, timeout=10)
+    except RepositoryNotFoundError as error:
+        raise ModelUnavailableError(f"{name} {model!r} is not on the hub (or is private): check the id, log in "
+                                    f"with `huggingface-cli login`, or pass a local folder") from error
+    except Exception as error:  # no connection: the loader could not download it either
+        if "connect" in type(error).__name__.lower() or "timeout" in type(error).__name__.lower() or isinstance(error, OSError):
+            raise ModelUnavailableError(unavailable_message(model, error)) from error
+        # any other hub answer: leave it to the loader, which reports its own one-line error
 
 
 def unavailable_message(model: str, error: BaseException) -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    offline = hub_offline()
     cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
     return (
         f"model {model!r} is not available ({type(error).__name__}; HF_HOME={cache}, "

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from nerf_edit.loading import ModelUnavailableError, unavailable_message
+from nerf_edit.validate import UsageError
 
 CLIP_MODEL_ID = "openai/clip-vit-base-patch32"
 TINY_CLIP = "tiny"
@@ -46,7 +47,7 @@ def background_metrics(edited: torch.Tensor, original: torch.Tensor, edit_mask: 
     edited, original [N, 3, H, W] in [0, 1]; edit_mask [N, H, W] bool, True where the edit was meant to act."""
     keep = (~edit_mask.bool())[:, None].expand_as(edited)
     if not keep.any():
-        raise ValueError("the masks cover every pixel: there is no background to measure")
+        raise UsageError("the masks cover every pixel: there is no background to measure")
     difference = (edited.float() - original.float())[keep]
     l2 = float((difference**2).mean())
     return {"psnr": 10 * math.log10(1.0 / max(l2, 1e-12)), "l1": float(difference.abs().mean()), "l2": l2}
@@ -127,7 +128,7 @@ def edit_metrics(
 ) -> Dict[str, object]:
     """All metrics for two aligned frame sequences [N, 3, H, W]: means, plus per-frame values for plots."""
     if edited.shape != original.shape:
-        raise ValueError(f"edited {tuple(edited.shape)} and original {tuple(original.shape)} frames differ in shape: "
+        raise UsageError(f"edited {tuple(edited.shape)} and original {tuple(original.shape)} frames differ in shape: "
                          "render both along the same camera path at the same size")
     edited_emb, original_emb = embedder.images(edited), embedder.images(original)
     per_frame: Dict[str, list] = {

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib
 
+from nerf_edit.validate import UsageError
+
 
 def import_object(spec: str, kind: str):
     """The object an import path `package.module:Name` names (user plug-ins: editors, segmenters, classifiers).
-    Raises ValueError with one line when it can't be imported."""
+    Raises UsageError with one line when it can't be imported."""
     module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise UsageError(f"{kind} {spec!r} is not an import path: write it as 'package.module:Name'")
     try:
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import {kind} {spec!r} ({error}): check the module is importable and names it") from error
+        raise UsageError(f"cannot import {kind} {spec!r} ({error}): check the module is importable and names it") from error
 
 
 def build_plugin(spec: str, kind: str):

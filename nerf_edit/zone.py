@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from nerf_edit.plugins import build_plugin
+from nerf_edit.validate import UsageError
 
 Action = Literal["add", "remove", "change"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "change")
@@ -99,7 +100,7 @@ def action_classifier(spec: str) -> ActionClassifier:
     if spec in ACTIONS:
         return lambda instruction: spec
     if ":" not in spec:
-        raise ValueError(f"unknown action classifier {spec!r}: use 'rules', one of {list(ACTIONS)}, "
+        raise UsageError(f"unknown action classifier {spec!r}: use 'rules', one of {list(ACTIONS)}, "
                          f"or an import path 'package.module:Name'")
     return build_plugin(spec, "action classifier")
 

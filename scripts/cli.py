@@ -1,24 +1,34 @@
-"""Shared command-line plumbing: bad input becomes one `error:` line and exit status 2, never a traceback."""
+"""Shared command-line plumbing: bad input becomes one `error:` line and exit status 2, never a traceback.
+
+Only known user errors (`UsageError` and its kinds: ImageReadError, EditorError, ModelUnavailableError) become
+one line; any other exception is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
 import sys
 from typing import Type
 
-from nerf_edit.editors import EditorError
-from nerf_edit.io import ImageReadError
-from nerf_edit.loading import ModelUnavailableError
+from nerf_edit.validate import UsageError
 
-USER_ERRORS = (ImageReadError, EditorError, ModelUnavailableError, ValueError)
+USAGE_EXIT_CODE = 2  # as argparse/tyro for bad flags
+
+
+def fail(error: BaseException) -> None:
+    """Print `error: <message>` (one line) on stderr and exit with status 2."""
+    message = " ".join(str(error).split())  # one line, whatever the message held
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(USAGE_EXIT_CODE)
 
 
 def run(command: Type) -> None:
-    """Parse `command` (a dataclass with a main()) from the command line with tyro and run it."""
+    """Parse `command` (a dataclass with validate() and main()) from the command line with tyro, check every
+    setting before any model or data is loaded, then run it."""
     import tyro
 
     args = tyro.cli(command)
     try:
+        if hasattr(args, "validate"):
+            args.validate()
         args.main()
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except UsageError as error:
+        fail(error)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import tyro
 
+from nerf_edit import validate
 from nerf_edit.editors import EditorConfig, check_instruction, editor_class
 from nerf_edit.io import ImageReadError, atomic_save_image, load_image, to_uint8
 from nerf_edit_scripts.cli import run
@@ -35,9 +36,19 @@ class EditImage:
     settings: Annotated[EditorConfig, tyro.conf.arg(name="")] = field(default_factory=EditorConfig)
     """Model, device, steps, guidance, tau, ... (flags without a prefix)."""
 
-    def main(self) -> None:
-        inputs = self.find_inputs()
+    def validate(self) -> None:
+        """Every setting, before any model or image is loaded (one UsageError line each)."""
         check_instruction(self.instruction)
+        for path in self.find_inputs():
+            check_image_header(path)
+        validate.check_output_dir(self.output, "--output")
+        editor = validate.check_editor_spec(self.editor, "--editor")
+        validate.check_editor_config(self.settings, uses_zone=validate.editor_uses_zone(editor, self.settings))
+        validate.check_seed(self.seed)
+
+    def main(self) -> None:
+        self.validate()
+        inputs = self.find_inputs()
         images = [load_image(path) for path in inputs]  # fail on a bad file before loading any model
         editor = editor_class(self.editor)(self.settings)
         from rich.progress import track
@@ -60,7 +71,7 @@ class EditImage:
                 raise ImageReadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {str(self.input)!r}")
             return inputs
         if not self.input.exists():
-            raise ImageReadError(f"input {str(self.input)!r} does not exist: pass an image file or a folder of images")
+            raise ImageReadError(f"--input {str(self.input)!r} does not exist: pass an image file or a folder of images")
         return [self.input]
 
     def write(self, name: str, image: torch.Tensor, edited: torch.Tensor, relevance, mask) -> None:
@@ -79,6 +90,19 @@ class EditImage:
             atomic_save_image(self.output / f"{name}_canvas.png", extras["canvas"][0])
         if "actions" in extras:
             print(f"{name}: {extras['actions'][0]} edit")
+
+
+def check_image_header(path: Path) -> None:
+    """An image file PIL can identify, of at least 8x8 pixels (reads the header only)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise ImageReadError(f"cannot read image {str(path)!r} ({type(error).__name__}): pass a PNG or JPEG file") from error
+    if width < 8 or height < 8:
+        raise ImageReadError(f"image {str(path)!r} is {width}x{height}: at least 8x8 pixels are needed")
 
 
 def colorize(relevance: torch.Tensor) -> np.ndarray:

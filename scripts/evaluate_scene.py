@@ -14,10 +14,11 @@ from typing import Optional, Tuple
 
 import torch
 
+from nerf_edit import validate
 from nerf_edit.io import ImageReadError, atomic_save_image
 from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
 from nerf_edit_scripts.cli import run
-from nerf_edit_scripts.evaluate import write_results
+from nerf_edit_scripts.evaluate import check_clip_model, write_results
 
 
 def load_run(config_path: Path):
@@ -56,6 +57,20 @@ def ground_truth_masks(data: Path, image_filenames, label: int) -> Optional[torc
     return torch.stack([torch.from_numpy(masks[str(Path(f).relative_to(data))] == label) for f in image_filenames])
 
 
+def read_run_config(run: Path, name: str):
+    """The TrainerConfig an ns-train run saved (run/config.yml), read without building anything."""
+    import yaml
+
+    config_path = Path(run) / "config.yml"
+    if not config_path.is_file():
+        raise ImageReadError(f"{name}: no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
+    try:
+        return yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    except Exception as error:  # noqa: BLE001 - a foreign or broken config file: say which, not why in 40 lines
+        raise validate.UsageError(f"{name}: cannot read {str(config_path)!r} ({type(error).__name__}): pass a run "
+                                  f"made with this nerfstudio and its plug-ins installed") from error
+
+
 @dataclass
 class EvaluateScene:
     """Evaluate a finished wys run against the original scene on held-out cameras."""
@@ -79,17 +94,37 @@ class EvaluateScene:
     output: Optional[Path] = None
     """Folder for frames, results.json and results.png (default: <run>/eval)."""
 
-    def main(self) -> dict:
-        import yaml
+    def validate(self) -> Path:
+        """Every setting, before any run is loaded (one UsageError line each); returns the original's checkpoints."""
+        from nerf_edit_methods.validate import check_checkpoint_dir
 
-        config_path = self.run / "config.yml"
-        if not config_path.is_file():
-            raise ImageReadError(f"no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
+        if not self.run.is_dir():
+            raise validate.UsageError(f"--run {str(self.run)!r} is not a folder: pass the folder of a finished ns-train "
+                                      f"run (it holds config.yml)")
+        config = read_run_config(self.run, "--run")
+        check_checkpoint_dir(self.run / "nerfstudio_models", "--run's checkpoints")
         # eval_setup points load_dir at the run's own checkpoints: read the --load-dir it was trained from first.
-        original_dir = self.original or yaml.load(config_path.read_text(), Loader=yaml.Loader).load_dir
-        config, edited = load_run(config_path)
+        original_dir = self.original or getattr(config, "load_dir", None)
         if original_dir is None:
-            raise ImageReadError("the run was not started from a checkpoint (--load-dir): pass --original PATH/nerfstudio_models")
+            raise validate.UsageError("the run was not started from a checkpoint (--load-dir): pass --original "
+                                      "PATH/nerfstudio_models")
+        name = "--original" if self.original else "the run's --load-dir"
+        check_checkpoint_dir(Path(original_dir), name)
+        read_run_config(Path(original_dir).parent, name)
+        if self.instruction is not None:
+            validate.check_text("--instruction", self.instruction, "turn the ball blue")
+        if (self.source_caption is None) != (self.target_caption is None):
+            raise validate.UsageError("pass both --source-caption and --target-caption (CLIP directional similarity) or neither")
+        validate.check_at_least("--object-label", self.object_label, 1)
+        validate.check_range("--tau", self.tau, 0, 1)
+        check_clip_model(self.clip_model)
+        validate.check_output_dir(self.output or self.run / "eval", "--output")
+        return Path(original_dir)
+
+    def main(self) -> dict:
+        original_dir = self.validate()
+        config_path = self.run / "config.yml"
+        config, edited = load_run(config_path)
         _, original = load_run(Path(original_dir).parent / "config.yml")
         outputs = edited.datamanager.dataparser.get_dataparser_outputs(split="test")
         edited_rgb, relevance = render_cameras(edited, outputs.cameras)

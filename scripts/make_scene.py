@@ -207,17 +207,29 @@ class MakeScene:
     seed: int = 0
     """Seed of the camera jitter."""
 
+    def validate(self) -> None:
+        """Every setting, before anything is rendered or written (one UsageError line each)."""
+        from nerf_edit import validate
+
+        validate.check_at_least("--num-views", self.num_views, 2)
+        validate.check_at_least("--size", self.size, 16)
+        validate.check_at_least("--seed", self.seed, 0)  # numpy's generator takes no negative seed
+        validate.check_output_dir(self.output, "--output")
+        if self.output.is_dir() and any(self.output.iterdir()) and not (self.output / MASKS_FILE).is_file():
+            # Only a folder this generator wrote (it has masks.json) is rewritten: never someone's real scene.
+            raise validate.UsageError(f"--output {str(self.output)!r} holds files this generator did not write "
+                                      f"(no {MASKS_FILE}): pass a new or empty folder")
+
     def main(self) -> None:
-        if self.num_views < 2 or self.size < 16:
-            raise SystemExit(f"error: need --num-views >= 2 and --size >= 16, got {self.num_views} and {self.size}")
+        self.validate()
         make_scene(self.output, self.num_views, self.size, self.seed)
         print(f"wrote {self.num_views} views of {self.size}x{self.size} to {self.output}")
 
 
 def entrypoint() -> None:
-    import tyro
+    from nerf_edit_scripts.cli import run
 
-    tyro.cli(MakeScene).main()
+    run(MakeScene)
 
 
 if __name__ == "__main__":

@@ -125,11 +125,11 @@ def test_relevance_localizer_feeds_zone_refinement(images):
 
 def test_bad_zone_settings_are_one_line_errors():
     assert editor_class("zone") is ZoneEditor
-    with pytest.raises(EditorError, match="unknown localizer"):
+    with pytest.raises(EditorError, match="unknown --localizer 'sam'"):
         ZoneEditor(EditorConfig(model="tiny", device="cpu", localizer="sam"))
     with pytest.raises(EditorError, match="cannot import segmenter"):
         ZoneEditor(config(segmenter="nowhere:Segmenter"))
-    with pytest.raises(EditorError, match="unknown action classifier"):
+    with pytest.raises(EditorError, match="unknown --zone.action 'mlp'"):
         ZoneEditor(config(action="mlp"))
     editor = ZoneEditor(config(action=f"{__name__}:confused"))
     with pytest.raises(EditorError, match="must return one of"):
