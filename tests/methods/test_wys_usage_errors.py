@@ -98,6 +98,9 @@ CASES = [
     (["--pipeline.relevance-warmup-steps", "-1"], "--pipeline.relevance-warmup-steps must be an integer >= 0"),
     (["--pipeline.edit-start-step", "-5"], "--pipeline.edit-start-step must be an integer >= 0"),
     (["--pipeline.seed", str(2**64)], "--pipeline.seed 18446744073709551616 is out of range"),
+    (["--pipeline.model.use-lpips", "True"], "the LPIPS loss compares 32x32 patches but the datamanager samples 1x1"),
+    (["--pipeline.model.use-lpips", "True", "--pipeline.datamanager.patch-size", "32"],
+     "512 rays per batch hold no 32x32 patch"),
     (["--pipeline.zone.edge-alpha", "2"], "--pipeline.zone.edge-alpha must be in [0, 1]"),
     # editors, localizers, models, plug-ins
     (["--pipeline.editor", "nowhere:Editor"], "cannot import editor 'nowhere:Editor'"),
