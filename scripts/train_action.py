@@ -22,13 +22,10 @@ class TrainAction:
     """Fine-tune an IP2P-architecture model with EditAction's losses (L_static + λ_action·L_action + λ_reg·L_reg,
     cross-attention frozen); writes a diffusers pipeline folder, checkpoints and tensorboard logs."""
 
-    config: Annotated[ActionTrainConfig, tyro.conf.arg(name="")] = field(
-        default_factory=lambda: ActionTrainConfig(data=None))  # type: ignore[arg-type]
+    config: Annotated[ActionTrainConfig, tyro.conf.arg(name="")] = field(default_factory=ActionTrainConfig)
     """Data, model, losses, optimisation, checkpoints (flags without a prefix)."""
 
     def main(self) -> None:
-        if self.config.data is None:
-            raise ValueError("--data is required: a pair folder with pairs.jsonl")
         train_editaction(self.config)
 
 

@@ -94,15 +94,27 @@ class NoiseDraw:
     timesteps: torch.Tensor  # [B] long
     noise: torch.Tensor  # [B, 4, h, w]
     random_p: torch.Tensor  # [B] conditioning-dropout uniforms
+    action_timesteps: torch.Tensor  # [B] t of L_action and L_reg (shared by c_T and c_T')
+    action_noise: torch.Tensor  # [B, 4, h, w] ε of L_action and L_reg (shared by c_T and c_T')
+
+    def slice(self, part: slice) -> "NoiseDraw":
+        return NoiseDraw(*(getattr(self, name)[part] for name in self.__dataclass_fields__))
 
 
-def draw_noise(shape: tuple, num_train_timesteps: int, generator: torch.Generator) -> NoiseDraw:
+def draw_noise(shape: tuple, num_train_timesteps: int, generator: torch.Generator,
+               action_timestep_fraction: float = 1.0) -> NoiseDraw:
     """t ~ U{0..T-1}, ε ~ N(0, I), p ~ U(0, 1) for a batch of latents of `shape` [B, 4, h, w] (on the CPU, so
-    a seeded generator gives the same draws on any device and under any number of processes)."""
+    a seeded generator gives the same draws on any device and under any number of processes). With
+    action_timestep_fraction = 1 all three losses share (t, ε); below 1, L_action/L_reg get their own pair with
+    t ~ U{0..fraction·T-1} (still one pair for both instructions)."""
     timesteps = torch.randint(0, num_train_timesteps, (shape[0],), generator=generator)
     noise = torch.randn(shape, generator=generator)
     random_p = torch.rand(shape[0], generator=generator)
-    return NoiseDraw(timesteps, noise, random_p)
+    if action_timestep_fraction >= 1:
+        return NoiseDraw(timesteps, noise, random_p, timesteps, noise)
+    highest = max(1, int(action_timestep_fraction * num_train_timesteps))
+    action_timesteps = torch.randint(0, highest, (shape[0],), generator=generator)
+    return NoiseDraw(timesteps, noise, random_p, action_timesteps, torch.randn(shape, generator=generator))
 
 
 def editaction_losses(
@@ -128,17 +140,22 @@ def editaction_losses(
     """
     timesteps, noise = draw.timesteps.to(latents.device), draw.noise.to(latents.device, latents.dtype)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)  # [B, 4, h, w]
+    action_timesteps = draw.action_timesteps.to(latents.device)
+    action_noise = draw.action_noise.to(latents.device, latents.dtype)
+    action_noisy = noise_scheduler.add_noise(latents, action_noise, action_timesteps)  # [B, 4, h, w]
     dropped_text, dropped_image = conditioning_dropout(text, null_text, image_latents, draw.random_p.to(latents.device),
                                                        dropout_prob)
     batch = len(latents)
-    model_input = torch.cat([torch.cat([noisy, dropped_image], 1), torch.cat([noisy, image_latents], 1).repeat(2, 1, 1, 1)])
-    prediction = unet(model_input, timesteps.repeat(3), torch.cat([dropped_text, text, negative_text])).sample
+    model_input = torch.cat([torch.cat([noisy, dropped_image], 1),
+                             torch.cat([action_noisy, image_latents], 1).repeat(2, 1, 1, 1)])
+    all_timesteps = torch.cat([timesteps, action_timesteps, action_timesteps])
+    prediction = unet(model_input, all_timesteps, torch.cat([dropped_text, text, negative_text])).sample
     static_prediction, positive, negative = prediction.split(batch)  # [B, 4, h, w] each
     losses = {"static": static_loss(static_prediction, noise)}
-    losses["action"] = action_loss(denoising_error(positive, noise), denoising_error(negative, noise))
+    losses["action"] = action_loss(denoising_error(positive, action_noise), denoising_error(negative, action_noise))
     if reference_unet is not None and lambda_reg > 0:
         with torch.no_grad():
-            reference = reference_unet(torch.cat([noisy, image_latents], 1), timesteps, text).sample
+            reference = reference_unet(torch.cat([action_noisy, image_latents], 1), action_timesteps, text).sample
         losses["reg"] = regularization_loss(positive, reference)
     else:
         losses["reg"] = torch.zeros((), device=latents.device)

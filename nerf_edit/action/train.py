@@ -37,7 +37,7 @@ TRAINING_FILE = "editaction_training.json"
 class ActionTrainConfig:
     """EditAction fine-tuning of an IP2P-architecture model on before/after action pairs."""
 
-    data: Path
+    data: Path = Path("data/action_pairs")
     """Pair folder with pairs.jsonl (from nerf-edit-make-action-pairs or nerf-edit-action-pairs-from-videos)."""
     output: Path = Path("outputs/editaction")
     """Folder of the trained pipeline (diffusers save_pretrained layout), checkpoints/ and logs/."""
@@ -60,6 +60,9 @@ class ActionTrainConfig:
     negatives: Literal["disjoint", "any"] = "disjoint"
     """L_action's c_T': `disjoint` shares no content word with c_T (the paper; any other one where none does),
     `any` is any other instruction of the data (harder negatives, e.g. "left" against "right")."""
+    action_timestep_fraction: float = 1.0
+    """L_action/L_reg draw t from the first fraction of the schedule (1: the whole range, shared with L_static,
+    as IP2P; lower: low-noise levels, where the Diffusion-Classifier reading carries most information)."""
     conditioning_dropout_prob: float = 0.05
     """IP2P's conditioning dropout for L_static (text dropped with 2p, image with 2p, both with p)."""
     freeze_cross_attention: bool = True
@@ -110,6 +113,8 @@ class ActionTrainConfig:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.conditioning_dropout_prob <= 1 / 3:
             raise ValueError(f"--conditioning-dropout-prob must be in [0, 1/3], got {self.conditioning_dropout_prob}")
+        if not 0 < self.action_timestep_fraction <= 1:
+            raise ValueError(f"--action-timestep-fraction must be in (0, 1], got {self.action_timestep_fraction}")
         if self.stop_after is not None and self.stop_after < 1:
             raise ValueError(f"--stop-after must be >= 1, got {self.stop_after}")
 
@@ -263,10 +268,11 @@ def train_editaction(config: ActionTrainConfig) -> Path:
         generator = _step_generator(config.seed, micro_step)
         indices = _global_indices(config.seed, micro_step, global_batch, len(pairs))
         shape = (global_batch, 4, config.resolution // 8, config.resolution // 8)
-        draw = draw_noise(shape, noise_scheduler.config.num_train_timesteps, generator)
+        draw = draw_noise(shape, noise_scheduler.config.num_train_timesteps, generator,
+                          config.action_timestep_fraction)
         picks = torch.randint(0, 2**31 - 1, (global_batch,), generator=generator)
         mine = slice(rank * local_batch, (rank + 1) * local_batch)
-        draw.timesteps, draw.noise, draw.random_p = draw.timesteps[mine], draw.noise[mine], draw.random_p[mine]
+        draw = draw.slice(mine)
         batch_pairs = [pairs[i] for i in indices[mine]]
         negatives = [candidates[p.instruction][int(k) % len(candidates[p.instruction])]
                      for p, k in zip(batch_pairs, picks[mine])]
