@@ -73,6 +73,8 @@ class EvaluateAction:
     """M (t, ε) draws per pair, shared by all candidates."""
     resolution: int = 256
     """Images are resized to this square size (use the training resolution)."""
+    timestep_fraction: float = 1.0
+    """Draw t from the first fraction of the schedule (1: all of it; low noise carries most of the signal)."""
     seed: int = 0
     """Seed of the negatives and draws (the same questions for every model)."""
     fid: bool = False
@@ -101,7 +103,8 @@ class EvaluateAction:
               f"{len(heldout)} pairs, K={self.negatives}, M={self.draws})")
         for model in self.models:
             pipe = load_ip2p_pipeline(model, device=self.device)
-            result = action_accuracy(pipe, heldout, vocabulary, self.negatives, self.draws, self.resolution, self.seed)
+            result = action_accuracy(pipe, heldout, vocabulary, self.negatives, self.draws, self.resolution, self.seed,
+                                     self.timestep_fraction)
             results[model] = result.summary()
             if self.fid:
                 results[model]["fid"] = edit_fid(pipe, heldout, self.resolution, self.fid_steps, self.seed)

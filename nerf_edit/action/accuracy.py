@@ -73,14 +73,19 @@ def action_accuracy(
     draws: int = 8,
     resolution: int = 64,
     seed: int = 0,
+    timestep_fraction: float = 1.0,
 ) -> ActionAccuracy:
     """Held-out action accuracy of an IP2P-architecture pipeline (see the module docstring). The negatives and
-    the (t, ε) draws depend only on `seed` and the pairs, so two models are compared on identical questions."""
+    the (t, ε) draws depend only on `seed` and the pairs, so two models are compared on identical questions.
+    t is stratified over the first `timestep_fraction` of the schedule (1: all of it)."""
     if not pairs:
         raise ValueError("no held-out pairs to evaluate: build the data with a held-out split")
     unet, device = pipe.unet, pipe.unet.device
     scheduler = training_noise_scheduler(pipe.scheduler.config)
     total_steps = scheduler.config.num_train_timesteps
+    if not 0 < timestep_fraction <= 1:
+        raise ValueError(f"the timestep fraction must be in (0, 1], got {timestep_fraction}")
+    highest = max(1, int(timestep_fraction * total_steps))
     negative_sets = pick_negatives(pairs, vocabulary, negatives, seed)
     generator = torch.Generator().manual_seed(seed)
     correct, choices = 0, []
@@ -89,9 +94,9 @@ def action_accuracy(
         after = load_pair_image(pair.after, resolution)[None]
         image_latents, latents = encode_pair_images(pipe.vae, before, after)  # [1, 4, h, w]
         # Stratified t (one per 1/M of the schedule) and ε, shared by every candidate of this pair.
-        timesteps = ((torch.arange(draws) + torch.rand(draws, generator=generator)) * total_steps / draws).long()
+        timesteps = ((torch.arange(draws) + torch.rand(draws, generator=generator)) * highest / draws).long()
         noise = torch.randn((draws, *latents.shape[1:]), generator=generator).to(device, latents.dtype)
-        timesteps = timesteps.clamp(max=total_steps - 1).to(device)
+        timesteps = timesteps.clamp(max=highest - 1).to(device)
         noisy = scheduler.add_noise(latents.expand(draws, -1, -1, -1), noise, timesteps)  # [M, 4, h, w]
         candidates = [pair.instruction] + pair_negatives
         text = encode_prompts(pipe.tokenizer, pipe.text_encoder, candidates, device)  # [K+1, L, D]
