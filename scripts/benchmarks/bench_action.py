@@ -81,7 +81,7 @@ def measure(options) -> list[tuple[str, str]]:
         frozen_times.append(timed(frozen))
         trained_times.append(timed(trained))
     frozen_s, trained_s = statistics.median(frozen_times), statistics.median(trained_times)
-    setting = f"tiny IP2P {options.size}², batch {options.batch}, CPU {options.threads} threads"
+    setting = f"tiny IP2P {options.size}², batch {options.batch}, CPU {options.threads} thread(s)"
     rows = [
         (f"EditAction step, attn2 frozen ({setting})", f"{frozen_s * 1000:.1f} ms"),
         ("EditAction step, attn2 trained", f"{trained_s * 1000:.1f} ms"),
