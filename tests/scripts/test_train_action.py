@@ -105,3 +105,18 @@ def test_trained_folder_edits_an_image(trained, tmp_path):
         outputs[name] = load_image(tmp_path / name / "view_edited.png")
     assert outputs["tuned"].shape == (3, 32, 32)
     assert (outputs["tuned"] - outputs["base"]).abs().max() > 1 / 255  # the fine-tuned weights did the edit
+
+
+def test_gradient_checkpointing_trains_the_same_weights(pairs, trained, tmp_path, monkeypatch):
+    # Recomputing activations in the backward pass changes memory, not the gradients (float tolerance).
+    import torch.utils.checkpoint
+
+    calls = []
+    original = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or original(*a, **k))
+    output = train(pairs, tmp_path / "checkpointed", gradient_checkpointing=True)
+    assert calls, "the UNet never went through torch.utils.checkpoint"
+    checkpointed = load_ip2p_pipeline(str(output)).unet.state_dict()
+    plain = load_ip2p_pipeline(str(trained)).unet.state_dict()
+    for name, value in plain.items():
+        torch.testing.assert_close(checkpointed[name], value, rtol=0, atol=1e-5, msg=name)
