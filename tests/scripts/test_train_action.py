@@ -48,7 +48,12 @@ def test_cross_attention_untouched_everything_else_trained(trained):
             assert torch.equal(parameter, tuned_parameters[name]), name  # never touched by the optimizer
         else:
             assert not torch.equal(parameter, tuned_parameters[name]), name
-    assert list((trained / "logs").rglob("events.out.tfevents.*")), "tensorboard logs of the losses"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((trained / "logs").rglob("events.out.tfevents.*"))
+    assert events, "tensorboard logs of the losses"
+    logged = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    assert {"loss_total", "loss_static", "loss_action", "loss_reg"} <= set(logged), logged
     assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-6"]
 
 
@@ -120,3 +125,40 @@ def test_gradient_checkpointing_trains_the_same_weights(pairs, trained, tmp_path
     plain = load_ip2p_pipeline(str(trained)).unet.state_dict()
     for name, value in plain.items():
         torch.testing.assert_close(checkpointed[name], value, rtol=0, atol=1e-5, msg=name)
+
+
+def test_resume_latest_ignores_a_checkpoint_killed_while_being_written(tmp_path):
+    from nerf_edit.action.train import find_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    for name in ("checkpoint-2", "checkpoint-10", ".checkpoint-12.tmp", "checkpoint-x"):
+        (checkpoints / name).mkdir(parents=True)
+    assert find_checkpoint(tmp_path, "latest") == checkpoints / "checkpoint-10"  # numeric, not string order
+    assert find_checkpoint(tmp_path / "nothing", "latest") is None
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        find_checkpoint(tmp_path, str(checkpoints / ".checkpoint-12.tmp"))
+
+
+def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(pairs, tmp_path):
+    import signal
+    import time
+
+    settings = {**SETTINGS, "steps": 40, "checkpoint_every": 5}
+    command = [sys.executable, "-m", "nerf_edit_scripts.train_action", "--data", str(pairs),
+               "--output", str(tmp_path / "killed")]
+    for key, value in settings.items():
+        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 180
+    while not (checkpoints / "checkpoint-10").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "model_index.json").exists(), "killed too late: the run had finished"
+    train(pairs, tmp_path / "killed", steps=40, checkpoint_every=5, resume="latest")
+    uninterrupted = train(pairs, tmp_path / "straight", steps=40, checkpoint_every=5)
+    resumed = load_ip2p_pipeline(str(tmp_path / "killed")).unet.state_dict()
+    for name, value in load_ip2p_pipeline(str(uninterrupted)).unet.state_dict().items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
