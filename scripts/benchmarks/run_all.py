@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_2d  # noqa: E402
 import bench_3d  # noqa: E402
+import bench_action  # noqa: E402
 import bench_gpu  # noqa: E402
 import bench_zone  # noqa: E402
 
@@ -34,6 +35,7 @@ def main() -> None:
     rows += bench_gpu.measure(argparse.Namespace(size=512, steps=20, repeats=3))
     rows += bench_zone.measure(argparse.Namespace(device="cpu", size=256, steps=20, repeats=2, threads=2))
     rows += bench_zone.measure(argparse.Namespace(device="cuda", size=512, steps=20, repeats=3, threads=2))
+    rows += bench_action.measure(argparse.Namespace(size=64, batch=8, repeats=10, threads=1))
     width = max(len(name) for name, _ in rows)
     table = [f"| {'benchmark':{width}s} | result |", f"|{'-' * (width + 2)}|--------|"]
     table += [f"| {name:{width}s} | {value} |" for name, value in rows]
