@@ -220,16 +220,18 @@ class WYSPipeline(VanillaPipeline):
         if self.first_edit_step is None:
             self.first_edit_step = step
             self._edit_log.restart_clock()
-        self._freeze_cameras()
+        self._enter_editing()
         if self.viewer_pause.value or step < self.first_edit_step:
             return
         if (step - self.first_edit_step) % self.config.edit_rate == 0:
             for _ in range(self.config.edit_count):
                 self.edit_view(self._next_view())
 
-    def _freeze_cameras(self) -> None:
-        """Camera poses stay fixed while editing (official WYS/in2n: camera optimiser lr 1e-30): edited views
-        that disagree with each other must not be explained away by moving the cameras."""
+    def _enter_editing(self) -> None:
+        """The editing phase trains with in2n's losses (the model's start_editing) and fixed camera poses (official
+        WYS/in2n: camera optimiser lr 1e-30): edited views that disagree with each other must not be explained
+        away by moving the cameras."""
+        self.model.start_editing()
         for parameter in self.model.camera_optimizer.parameters():
             parameter.requires_grad_(False)
             parameter.grad = None

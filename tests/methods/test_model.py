@@ -69,12 +69,22 @@ def test_relevance_field_has_its_own_parameter_group(model):
     assert relevance_ids.isdisjoint(id(p) for p in groups["fields"])
 
 
-def test_rgb_loss_is_l1_as_instruct_nerf2nerf(model):
-    """in2n.py ~77-78 (SamsungLabs/WatchYourSteps): `self.rgb_loss = L1Loss()` when use_l1 (the default)."""
+def test_rgb_loss_is_mse_to_reconstruct_and_l1_to_edit(model):
+    """Reconstruction is nerfacto's (MSE); while editing, in2n.py ~77-78 (SamsungLabs/WatchYourSteps):
+    `self.rgb_loss = L1Loss()` when use_l1 (the default)."""
     outputs = model(rays())
     targets = batch(torch.zeros(64, 1, dtype=torch.bool))
-    loss = model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))["rgb_loss"]
-    torch.testing.assert_close(loss, (targets["image"] - outputs["rgb"]).abs().mean())
+
+    def rgb_loss():
+        return model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))["rgb_loss"]
+
+    assert not model.editing
+    torch.testing.assert_close(rgb_loss(), (targets["image"] - outputs["rgb"]).square().mean())
+    model.start_editing()
+    try:
+        torch.testing.assert_close(rgb_loss(), (targets["image"] - outputs["rgb"]).abs().mean())
+    finally:
+        model.editing, model.rgb_loss = False, torch.nn.MSELoss()
 
 
 def test_lpips_loss_compares_whole_ray_patches():
@@ -94,6 +104,8 @@ def test_lpips_loss_compares_whole_ray_patches():
     model.lpips_loss = planted_lpips
     outputs = model(rays())  # 64 rays = 4 patches of 4x4
     targets = batch(torch.zeros(64, 1, dtype=torch.bool))
+    assert "lpips_loss" not in model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))
+    model.start_editing()  # LPIPS is an editing loss, as in instruct-nerf2nerf
     loss = model.get_loss_dict(outputs, targets, model.get_metrics_dict(outputs, targets))["lpips_loss"]
     out_patches, gt_patches = seen[0]
     assert out_patches.shape == (4, 3, 4, 4)
