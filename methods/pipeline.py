@@ -60,7 +60,8 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     edit_start_step: int = 0
     """Steps of plain reconstruction before relevance and edits begin (0 when starting from --load-dir)."""
     editor: str = "relevance"
-    """Editor: `relevance` (WYS), `zone` (ZONE layer blending), `global` (plain IP2P), or `package.module:Class`."""
+    """Editor: `relevance` (WYS), `zone` (ZONE layer blending), `global` (plain IP2P), `colorkey` (a rule-based
+    demonstration editor, not IP2P: "turn the red ball blue" recolours red to blue), or `package.module:Class`."""
     localizer: Literal["auto", "relevance", "zone"] = "auto"
     """What trains the relevance field: `relevance` (WYS maps), `zone` (ZONE's attention + SAM masks), or `auto`
     (the editor's own: zone for the zone editor)."""
