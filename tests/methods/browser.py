@@ -65,9 +65,14 @@ def chromium():
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.time() + timeout
     while time.time() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except (NoSuchElementException, StaleElementReferenceException):  # the page is still being built
+            value = None
         if value:
             return value
         time.sleep(interval)
@@ -140,15 +145,15 @@ def choose(driver, option: str) -> None:
     driver.find_element(By.XPATH, f"//*[@role='option'][normalize-space()='{option}']").click()
 
 
-# Points of a grid over the largest canvas (the 3D view) where the canvas itself is what the page shows, i.e.
-# not under the control panel or another overlay: [[x, y], ...] in CSS pixels.
+# Points of a grid over the largest canvas (the 3D view) where a canvas is what the page shows (the 3D view or
+# viser's transparent 2D drawing canvas above it), not the control panel or another overlay: [[x, y], ...].
 _VISIBLE_CANVAS_POINTS = """
 const canvas = Array.from(document.querySelectorAll('canvas')).sort((a, b) =>
     b.clientWidth * b.clientHeight - a.clientWidth * a.clientHeight)[0];
 const box = canvas.getBoundingClientRect(), step = arguments[0], points = [];
 for (let y = box.top + step / 2; y < box.bottom; y += step)
   for (let x = box.left + step / 2; x < box.right; x += step)
-    if (document.elementFromPoint(x, y) === canvas) points.push([x, y]);
+    if (document.elementFromPoint(x, y) instanceof HTMLCanvasElement) points.push([x, y]);  // 3D or its 2D overlay
 return points;
 """
 

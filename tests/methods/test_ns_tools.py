@@ -56,13 +56,14 @@ def test_ns_viewer_serves_the_run_with_its_relevance(demo_runs, tmp_path):
         browser.wait_for_page(port, process, log, timeout=120)
         driver.get(f"http://127.0.0.1:{port}/")
         browser.wait_until(lambda: "Output type" in browser.labels(driver), 60, "the control panel")
-        assert "relevance" in browser.output_types(driver)
+        options = browser.output_types(driver)
+        assert "relevance" in options, options
         browser.choose(driver, "relevance")
         # the relevance colormap controls follow (methods/model.py: RelevanceViewerColormap)
         browser.wait_until(lambda: not browser.labelled(driver, "Normalize").is_selected(), 20,
                            "Normalize to switch off for relevance")
         pixels = browser.viewport(driver, tmp_path / "ns-viewer.png")
-        assert len(pixels) > 1000 and pixels.astype(float).std() > 5  # the 3D view is there and not blank
+        assert len(pixels) > 1000 and pixels.astype(float).std() > 5, (len(pixels), pixels.std())  # not blank
     finally:
         driver.quit()
         os.killpg(process.pid, signal.SIGKILL)
