@@ -120,7 +120,7 @@ def test_prompt_typed_in_the_page_is_used_at_the_next_edit(live):
 
     def green_edit():  # an edit written after typing (the one in flight then may still be blue)
         colours = [ball_colour(name) for name, written in edit_times(run).items() if written > typed]
-        return next((c for c in colours if c[1] > c[0] + 0.15 and c[1] > c[2] + 0.15), None)
+        return next((tuple(c) for c in colours if c[1] > c[0] + 0.15 and c[1] > c[2] + 0.15), None)
 
     browser.wait_until(green_edit, 240, "an edit with the prompt typed in the page (green ball)")
 
