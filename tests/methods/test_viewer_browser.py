@@ -130,8 +130,8 @@ def test_pause_edits_stops_edits_while_training_goes_on(live):
     browser.labelled(driver, "Pause edits").click()
     paused = time.time_ns()
     step = browser.wait_until(lambda: saved_step(run) + 1, 60, "a checkpoint") - 1
-    # 20 more steps are 10 edit periods (an edit every 2 steps); only the edit in flight at the click may land
-    browser.wait_until(lambda: saved_step(run) >= step + 20, 300, "training to go on while edits are paused")
+    # 10 more steps are 5 edit periods (an edit every 2 steps); only the edit in flight at the click may land
+    browser.wait_until(lambda: saved_step(run) >= step + 10, 300, "training to go on while edits are paused")
     late = [name for name, written in edit_times(run).items() if written > paused]
     assert len(late) <= 1, f"{len(late)} views were edited while edits were paused"
     browser.labelled(driver, "Pause edits").click()  # and unpausing brings edits back
