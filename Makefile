@@ -1,10 +1,11 @@
 # The two commands of the README: `make demo` (edit the bundled scene, render a video) and `make test`.
 VENV := .venv
 BIN := $(VENV)/bin
-# The demo runs offline on CPU with the tiny random-weight IP2P; on a GPU machine with the real weights:
+# The demo runs offline on CPU: IP2P when its weights are cached, else the colorkey demonstration editor.
+# On a GPU machine with the real weights:
 #   make demo DEVICE=cuda MODEL=timbrooks/instruct-pix2pix PROMPT="turn the ball blue"
 DEVICE ?= cpu
-MODEL ?= tiny
+MODEL ?= auto
 PROMPT ?= turn the red ball blue
 
 .PHONY: setup demo test

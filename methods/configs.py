@@ -141,3 +141,35 @@ wys_global_method = MethodSpecification(
     config=wys_trainer_config("wys-global", editor="global", use_relevance=False),
     description="The same loop with global IP2P edits and no relevance (instruct-nerf2nerf's behaviour), for comparison.",
 )
+
+
+# ---------------------------------------------------------------------------------- offline reconstruction
+def wys_reconstruct_trainer_config() -> TrainerConfig:
+    """nerfacto's reconstruction (its 30000 iterations) through the wys model, with no editor: works offline, and
+    `ns-train wys --load-dir <run>/nerfstudio_models` continues from it with edits."""
+    from nerf_edit_methods.reconstruct import WYSReconstructPipelineConfig
+
+    config = wys_trainer_config("wys-reconstruct", use_lpips=False)  # nerfacto's plain reconstruction: random rays
+    config.max_num_iterations = 30000
+    config.steps_per_save = 2000
+    # nerfacto's learning-rate schedule for a reconstruction (the constant rates are the editing recipe's).
+    config.optimizers.update({"proposal_networks": _adam(1e-2, 1e-4, 200000), "fields": _adam(1e-2, 1e-4, 200000)})
+    pipeline = config.pipeline
+    config.pipeline = WYSReconstructPipelineConfig(
+        datamanager=pipeline.datamanager, model=pipeline.model, editor=pipeline.editor,
+        use_relevance=pipeline.use_relevance, editor_dtype=pipeline.editor_dtype,
+    )
+    return config
+
+
+wys_reconstruct_method = MethodSpecification(
+    config=wys_reconstruct_trainer_config(),
+    description="Reconstruction only (nerfacto through the wys model, no edits): works offline; "
+    "continue with `ns-train wys --load-dir <run>/nerfstudio_models`.",
+)
+
+# `make demo` on a CPU (scripts/demo.sh) and its test: reconstruct the bundled scene with wys-reconstruct, then
+# edit from that checkpoint with wys; both add these to LIGHT_CPU_ARGS.
+DEMO_CPU_RECONSTRUCT_ARGS = ["--max-num-iterations", "300"]
+DEMO_CPU_EDIT_ARGS = ["--max-num-iterations", "200", "--pipeline.edit-rate", "5",
+                      "--pipeline.relevance-warmup-steps", "20"]

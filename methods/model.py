@@ -17,6 +17,7 @@ from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.model_components.renderers import SemanticRenderer
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import colormaps
+from nerfstudio.viewer.viewer_elements import ViewerControl
 
 from nerf_edit_methods.compat import UnavailableLPIPS, offline_lpips
 
@@ -84,6 +85,36 @@ class WYSModelConfig(NerfactoModelConfig):
     """Weight of the LPIPS loss."""
 
 
+RELEVANCE_COLORMAP = colormaps.ColormapOptions(colormap="viridis", normalize=False, colormap_min=0.0, colormap_max=1.0)
+"""Relevance is a value in [0, 1]: shown with a perceptually uniform colormap over the fixed range 0..1, so the
+same colour means the same relevance in every frame (a per-frame min..max stretch would make an irrelevant view
+look relevant)."""
+
+
+class RelevanceViewerColormap(ViewerControl):
+    """When the viewer's output type becomes `relevance`, set its colormap controls to RELEVANCE_COLORMAP (the
+    viewer's default for one-channel outputs is turbo, stretched to each frame's min..max). Users may change
+    them afterwards. nerfstudio hands every ViewerControl found on the pipeline the viewer (ns-train, ns-viewer)."""
+
+    def _setup(self, viewer) -> None:
+        super()._setup(viewer)
+        panel = getattr(viewer, "control_panel", None)
+        output = getattr(panel, "_output_render", None)  # nerfstudio 1.1's control panel
+        if output is None or getattr(output, "gui_handle", None) is None:
+            return
+        output.gui_handle.on_update(lambda _: self._apply(panel))
+
+    @staticmethod
+    def _apply(panel) -> None:
+        if panel.output_render != "relevance":
+            return
+        panel.update_colormap_options(dimensions=1, dtype=torch.float32)  # the options the render will offer
+        panel._colormap.value = RELEVANCE_COLORMAP.colormap
+        panel._normalize.value = RELEVANCE_COLORMAP.normalize
+        panel._min.value = RELEVANCE_COLORMAP.colormap_min
+        panel._max.value = RELEVANCE_COLORMAP.colormap_max
+
+
 class WYSModel(NerfactoModel):
     """Nerfacto whose outputs include `relevance` [..., 1]; works offline (LPIPS falls back when unavailable)."""
 
@@ -105,6 +136,7 @@ class WYSModel(NerfactoModel):
             implementation=self.config.implementation,
         )
         self.renderer_relevance = SemanticRenderer()
+        self.relevance_viewer_colormap = RelevanceViewerColormap()
 
     def start_editing(self) -> None:
         """From now on train with instruct-nerf2nerf's losses (L1, LPIPS on patches) instead of nerfacto's MSE."""
@@ -176,5 +208,5 @@ class WYSModel(NerfactoModel):
         metrics_dict, images_dict = super().get_image_metrics_and_images(outputs, batch)
         if isinstance(self.lpips, UnavailableLPIPS):
             metrics_dict.pop("lpips", None)  # not computed offline: report nothing rather than NaN
-        images_dict["relevance"] = colormaps.apply_colormap(outputs["relevance"])
+        images_dict["relevance"] = colormaps.apply_colormap(outputs["relevance"], RELEVANCE_COLORMAP)
         return metrics_dict, images_dict

@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Literal, Optional, Type
+from typing import Callable, ClassVar, Dict, Iterator, List, Literal, Optional, Type
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -34,6 +34,7 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     """Watch Your Steps: edit a trained scene where the instruction is relevant, and nowhere else."""
 
     _target: Type = field(default_factory=lambda: WYSPipeline)
+    makes_edits: ClassVar[bool] = True  # False: reconstruction only (wys-reconstruct), no prompt or editor
     datamanager: DataManagerConfig = field(default_factory=WYSDataManagerConfig)
     model: ModelConfig = field(default_factory=WYSModelConfig)
     prompt: str = ""
@@ -71,7 +72,8 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     edit_start_step: int = 0
     """Steps of plain reconstruction before relevance and edits begin (0 when starting from --load-dir)."""
     editor: str = "relevance"
-    """Editor: `relevance` (WYS), `zone` (ZONE layer blending), `global` (plain IP2P), or `package.module:Class`."""
+    """Editor: `relevance` (WYS), `zone` (ZONE layer blending), `global` (plain IP2P), `colorkey` (a rule-based
+    demonstration editor, not IP2P: "turn the red ball blue" recolours red to blue), or `package.module:Class`."""
     localizer: Literal["auto", "relevance", "zone"] = "auto"
     """What trains the relevance field: `relevance` (WYS maps), `zone` (ZONE's attention + SAM masks), or `auto`
     (the editor's own: zone for the zone editor)."""
@@ -128,7 +130,7 @@ class WYSPipeline(VanillaPipeline):
         self.viewer_tau = ViewerSlider("Relevance threshold τ", config.tau, 0.0, 1.0, 0.05)
         self.viewer_pause = ViewerCheckbox("Pause edits", False)
         self.viewer_reset = ViewerButton("Reset edits", cb_hook=lambda _: self.reset_edits())
-        if self.training_run:
+        if self.training_run and config.makes_edits:
             self.editor = self._make_editor()
 
     # ----------------------------------------------------------------------------------------- set-up

@@ -197,6 +197,10 @@ def check_pipeline_config(config, nerf_device: str) -> None:
     from nerf_edit.loading import MODEL_INDEX
 
     p = "--pipeline."
+    if not getattr(config, "makes_edits", True):  # wys-reconstruct: no prompt, no editor
+        check_patch_settings(config)
+        check_data(config.datamanager)
+        return
     validate.check_text(f"{p}prompt", config.prompt, "turn the ball blue")
     validate.check_range(f"{p}guidance-scale", config.guidance_scale, 0)
     validate.check_range(f"{p}image-guidance-scale", config.image_guidance_scale, 0)

@@ -605,7 +605,11 @@ class ZoneEditor(IP2PEditor):
         return EditResult(images=result, relevance=refined.float(), mask=final, extras=extras)
 
 
-EDITORS = {"relevance": RelevanceGuidedEditor, "wys": RelevanceGuidedEditor, "global": GlobalEditor, "zone": ZoneEditor}
+# Imported here, after the classes it uses from this module exist (it imports them back).
+from nerf_edit.colorkey import ColorKeyEditor  # noqa: E402
+
+EDITORS = {"relevance": RelevanceGuidedEditor, "wys": RelevanceGuidedEditor, "global": GlobalEditor, "zone": ZoneEditor,
+           "colorkey": ColorKeyEditor}  # colorkey: rule-based demonstration editor, not IP2P (nerf_edit/colorkey.py)
 
 
 def editor_class(spec: str) -> type:

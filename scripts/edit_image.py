@@ -30,7 +30,8 @@ class EditImage:
     output: Path = Path("edited")
     """Folder for <name>_edited.png, _relevance.png, _mask.png (and _rough_mask.png, _refined_mask.png, _canvas.png)."""
     editor: str = "relevance"
-    """`relevance` (WYS), `zone` (ZONE), `global` (plain IP2P), or an import path `package.module:Class`."""
+    """`relevance` (WYS), `zone` (ZONE), `global` (plain IP2P), `colorkey` (rule-based demonstration editor, not
+    IP2P: recolours the named source colour, e.g. "turn the red ball blue"), or an import path `package.module:Class`."""
     seed: int = 0
     """Seed of the diffusion noise."""
     settings: Annotated[EditorConfig, tyro.conf.arg(name="")] = field(default_factory=EditorConfig)

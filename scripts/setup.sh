@@ -23,15 +23,20 @@ else
     echo "$WANT" > "$STAMP"
 fi
 
-# ns-render refuses to run without ffmpeg.
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# System packages from apt: ffmpeg (ns-render refuses to run without it), Chromium and its driver (the browser
+# test of the viewer drives Debian's Chromium through selenium; nothing downloads a browser of its own).
+MISSING=()
+command -v ffmpeg >/dev/null 2>&1 || MISSING+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
+[ -x /usr/bin/chromedriver ] || MISSING+=(chromium-driver)
+if [ ${#MISSING[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        echo "setup: installing ffmpeg with apt-get"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+        echo "setup: installing ${MISSING[*]} with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null
     elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null
     else
-        echo "setup: error: ffmpeg is missing and cannot be installed without root: run 'sudo apt-get install ffmpeg'" >&2
+        echo "setup: error: ${MISSING[*]} missing and cannot be installed without root: run 'sudo apt-get install ${MISSING[*]}'" >&2
         exit 1
     fi
 fi

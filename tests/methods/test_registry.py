@@ -5,7 +5,7 @@ from importlib.metadata import entry_points
 
 from nerfstudio.plugins.types import MethodSpecification
 
-METHODS = {"wys", "wys-small", "wys-tiny", "wys-global"}
+METHODS = {"wys", "wys-small", "wys-tiny", "wys-global", "wys-reconstruct"}
 
 
 def test_entry_points_register_our_methods_under_their_names():
@@ -26,6 +26,19 @@ def test_presets_differ_as_documented():
     assert wys_tiny_method.config.pipeline.datamanager.train_num_rays_per_batch < wys_method.config.pipeline.datamanager.train_num_rays_per_batch
     assert wys_global_method.config.pipeline.editor == "global" and not wys_global_method.config.pipeline.use_relevance
     assert wys_method.config.max_num_iterations == 4000 and wys_method.config.pipeline.edit_rate == 10
+
+
+def test_reconstruct_preset_is_wys_without_an_editor():
+    """wys-reconstruct's checkpoint must load into wys: the same model and datamanager, only no editor."""
+    from nerf_edit_methods.configs import wys_method, wys_reconstruct_method
+    from nerf_edit_methods.reconstruct import WYSReconstructPipeline
+
+    reconstruct = wys_reconstruct_method.config
+    assert reconstruct.pipeline.model == wys_method.config.pipeline.model
+    assert reconstruct.pipeline.datamanager == wys_method.config.pipeline.datamanager
+    assert reconstruct.optimizers.keys() == wys_method.config.optimizers.keys()
+    assert reconstruct.max_num_iterations == 30000  # nerfacto's
+    assert WYSReconstructPipeline._make_editor(object()) is None  # no prompt needed, no weights loaded
 
 
 def test_no_generic_top_level_module_is_installed():

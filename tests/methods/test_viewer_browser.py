@@ -1,0 +1,139 @@
+"""The live viewer of `ns-train wys`, as a person sees it: headless Debian Chromium on the viewer page.
+
+A wys run resumes the demo's edited run (conftest.demo_runs: its relevance field is trained and its relevance
+targets are restored, so edits start at once) with the colorkey demonstration editor, the viewer on a free
+localhost port. The browser must show the WYS controls, offer the relevance output (screenshot
+checked in code: the relevance view spans low and high values), and the controls must act on the run: a prompt
+typed in the page is the one the next edits use, "Pause edits" stops edits while training goes on. The edits
+are observed through the run's saved views (edits/images/<view>.png) and its training progress through its
+checkpoints (one every 10 steps).
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import browser
+from conftest import SCENE
+from wys_runs import HOLD_OUT, PROMPT, QUIET, cli
+from nerf_edit_methods.configs import LIGHT_CPU_ARGS
+from nerf_edit_scripts.make_scene import load_object_masks
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # gitignored
+NEW_PROMPT = "turn the red ball green"
+
+
+@pytest.fixture(scope="module")
+def live(demo_runs, tmp_path_factory):
+    """(driver, run folder): ns-train wys with the viewer, and the page open in Chromium."""
+    base, env = demo_runs.edited, demo_runs.env
+    driver = browser.chromium()  # before the run: a missing browser fails at once
+    outputs = tmp_path_factory.mktemp("live")
+    port = browser.free_port()
+    log = outputs / "ns-train.log"
+    command = [cli("ns-train"), "wys", "--data", str(SCENE), "--output-dir", str(outputs), "--timestamp", "live",
+               *LIGHT_CPU_ARGS, *QUIET, "--vis", "viewer", "--viewer.websocket-port", str(port),
+               "--viewer.websocket-host", "127.0.0.1", "--load-dir", str(base / "nerfstudio_models"),
+               "--pipeline.editor", "colorkey", "--pipeline.prompt", PROMPT, "--pipeline.edit-rate", "2",
+               "--max-num-iterations", "100000", "--steps-per-save", "10",
+               *HOLD_OUT]  # the demo's split: its checkpoint has one appearance embedding per training view
+    with open(log, "w") as stream:
+        process = subprocess.Popen(command, env=env, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        browser.wait_for_page(port, process, log)
+        driver.get(f"http://127.0.0.1:{port}/")
+        yield driver, outputs / "synthetic" / "wys" / "live"
+    finally:
+        driver.quit()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def edit_times(run: Path) -> dict:
+    return {p.stem: p.stat().st_mtime_ns for p in (run / "edits" / "images").glob("*.png")}
+
+
+def saved_step(run: Path) -> int:
+    """The step of the run's latest checkpoint (-1 before the first)."""
+    steps = [int(re.search(r"step-(\d+)", p.name).group(1)) for p in (run / "nerfstudio_models").glob("step-*.ckpt")]
+    return max(steps, default=-1)
+
+
+def test_page_connects_and_shows_the_wys_controls(live):
+    driver, _ = live
+    browser.wait_until(lambda: "Edit prompt" in browser.labels(driver), 60, "the control panel (websocket connection)")
+    shown = browser.labels(driver)
+    for label in ("Edit prompt", "Text guidance", "Image guidance", "Relevance threshold τ", "Pause edits", "Output type"):
+        assert label in shown, f"{label!r} not on the page; labels: {shown}"
+    assert "Reset edits" in browser.buttons(driver)
+    assert browser.text_input(driver, "Edit prompt").get_attribute("value") == PROMPT
+    assert browser.slider_value(driver, "Text guidance") == pytest.approx(7.5)
+    assert browser.slider_value(driver, "Relevance threshold τ") == pytest.approx(0.5)
+    assert not browser.labelled(driver, "Pause edits").is_selected()
+
+
+def test_relevance_output_is_offered_and_shows_low_and_high_values(live):
+    driver, run = live
+    options = browser.output_types(driver)
+    assert "relevance" in options, options
+    browser.choose(driver, "relevance")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "viewer_relevance.png"
+
+    def relevance_picture():
+        values, distances = browser.colormap_values(browser.viewport(driver, screenshot), "viridis")
+        # the viridis view (not rgb): most pixels are viridis colours; the ball high, much of the rest low
+        # (the blur between them and the compositing of the 3D view give mid values and off-colours)
+        shares = (distances < 40).mean(), (values > 0.7).mean(), (values < 0.3).mean()
+        return shares if shares[0] > 0.5 and shares[1] > 0.005 and shares[2] > 0.3 else None
+
+    shares = browser.wait_until(relevance_picture, 120, f"a relevance render in the viewport ({screenshot})", 2)
+    print(f"screenshot: {screenshot} (viridis {shares[0]:.3f}, high {shares[1]:.3f}, low {shares[2]:.3f})")
+    pixels = np.asarray(Image.open(screenshot).convert("RGB")).astype(float)
+    assert pixels.std() > 20  # not blank
+
+
+def test_prompt_typed_in_the_page_is_used_at_the_next_edit(live):
+    from selenium.webdriver.common.keys import Keys
+
+    driver, run = live
+    box = browser.text_input(driver, "Edit prompt")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(NEW_PROMPT)
+    typed = time.time_ns()
+    masks = load_object_masks(SCENE)
+
+    def ball_colour(name: str) -> np.ndarray:
+        image = np.asarray(Image.open(run / "edits" / "images" / f"{name}.png"), dtype=float) / 255
+        return image[masks[f"images/{name}.png"] == 1].mean(0)
+
+    before = [ball_colour(name) for name, written in edit_times(run).items() if written < typed]
+    blue = [c[2] > c[0] + 0.15 and c[2] > c[1] + 0.15 for c in before]
+    assert len(before) >= 10 and np.mean(blue) >= 0.8  # the start prompt's edits are blue
+
+    def green_edit():  # an edit written after typing (the one in flight then may still be blue)
+        colours = [ball_colour(name) for name, written in edit_times(run).items() if written > typed]
+        return next((tuple(c) for c in colours if c[1] > c[0] + 0.15 and c[1] > c[2] + 0.15), None)
+
+    browser.wait_until(green_edit, 240, "an edit with the prompt typed in the page (green ball)")
+
+
+def test_pause_edits_stops_edits_while_training_goes_on(live):
+    driver, run = live
+    browser.labelled(driver, "Pause edits").click()
+    paused = time.time_ns()
+    step = browser.wait_until(lambda: saved_step(run) + 1, 60, "a checkpoint") - 1
+    # 10 more steps are 5 edit periods (an edit every 2 steps); only the edit in flight at the click may land
+    browser.wait_until(lambda: saved_step(run) >= step + 10, 300, "training to go on while edits are paused")
+    late = [name for name, written in edit_times(run).items() if written > paused]
+    assert len(late) <= 1, f"{len(late)} views were edited while edits were paused"
+    browser.labelled(driver, "Pause edits").click()  # and unpausing brings edits back
+    resumed = time.time_ns()
+    browser.wait_until(lambda: any(t > resumed for t in edit_times(run).values()), 120, "edits to resume after unpausing")
