@@ -57,9 +57,12 @@ def method_config(method: str, args: Sequence[str] = ()) -> TrainerConfig:
     return config
 
 
-def _adam(lr: float, lr_final: Optional[float] = None, max_steps: int = 0) -> dict:
-    """Adam; constant learning rate unless `lr_final` is given (exponential decay over `max_steps`)."""
-    scheduler = None if lr_final is None else ExponentialDecaySchedulerConfig(lr_final=lr_final, max_steps=max_steps)
+def _adam(lr: float, lr_final: Optional[float] = None, max_steps: int = 200000) -> dict:
+    """Adam; constant learning rate unless `lr_final` is given (exponential decay over `max_steps`).
+
+    A constant rate is still a scheduler (decaying from lr to lr): nerfstudio restores every scheduler a checkpoint
+    holds by name, so a run without one could not continue from nerfacto's or wys-reconstruct's checkpoints."""
+    scheduler = ExponentialDecaySchedulerConfig(lr_final=lr if lr_final is None else lr_final, max_steps=max_steps)
     return {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": scheduler}
 
 

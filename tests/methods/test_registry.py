@@ -1,4 +1,6 @@
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
 from importlib.metadata import entry_points
@@ -29,16 +31,39 @@ def test_presets_differ_as_documented():
 
 
 def test_reconstruct_preset_is_wys_without_an_editor():
-    """wys-reconstruct's checkpoint must load into wys: the same model and datamanager, only no editor."""
+    """wys-reconstruct's checkpoint must load into wys: the same parameter-shaping model settings (what --load-dir
+    compares) and camera optimiser. It reconstructs as nerfacto does (random rays, no LPIPS) and makes no edits."""
     from nerf_edit_methods.configs import wys_method, wys_reconstruct_method
-    from nerf_edit_methods.reconstruct import WYSReconstructPipeline
+    from nerf_edit_methods.validate import SHAPE_SETTINGS
 
-    reconstruct = wys_reconstruct_method.config
-    assert reconstruct.pipeline.model == wys_method.config.pipeline.model
-    assert reconstruct.pipeline.datamanager == wys_method.config.pipeline.datamanager
-    assert reconstruct.optimizers.keys() == wys_method.config.optimizers.keys()
+    reconstruct, wys = wys_reconstruct_method.config, wys_method.config
+    for setting in SHAPE_SETTINGS:
+        assert getattr(reconstruct.pipeline.model, setting) == getattr(wys.pipeline.model, setting), setting
+    assert reconstruct.pipeline.model.camera_optimizer.mode == wys.pipeline.model.camera_optimizer.mode
+    assert not reconstruct.pipeline.model.use_lpips and reconstruct.pipeline.datamanager.patch_size == 1
+    assert reconstruct.optimizers.keys() == wys.optimizers.keys()
     assert reconstruct.max_num_iterations == 30000  # nerfacto's
-    assert WYSReconstructPipeline._make_editor(object()) is None  # no prompt needed, no weights loaded
+    assert not reconstruct.pipeline.makes_edits and wys.pipeline.makes_edits  # no prompt needed, no weights loaded
+
+
+@pytest.mark.parametrize("source", ["nerfacto", "wys-reconstruct", "wys"])
+def test_every_wys_preset_can_continue_from_a_reconstruction(source):
+    """nerfstudio restores a checkpoint's optimizers and schedulers by name (Optimizers.load_schedulers:
+    `self.schedulers[k].load_state_dict(v)` for every k the checkpoint holds): each one the reconstruction saved
+    must exist in the preset that continues from it."""
+    from nerfstudio.configs.method_configs import method_configs
+
+    from nerf_edit_methods.configs import wys_global_method, wys_method, wys_reconstruct_method, wys_small_method, wys_tiny_method
+
+    sources = {"nerfacto": method_configs["nerfacto"], "wys-reconstruct": wys_reconstruct_method.config,
+               "wys": wys_method.config}
+    saved = sources[source].optimizers
+    for preset in (wys_method, wys_small_method, wys_tiny_method, wys_global_method):
+        optimizers = preset.config.optimizers
+        for name, settings in saved.items():
+            assert name in optimizers, (preset.config.method_name, name)
+            if settings["scheduler"] is not None:
+                assert optimizers[name]["scheduler"] is not None, (preset.config.method_name, name)
 
 
 def test_no_generic_top_level_module_is_installed():
