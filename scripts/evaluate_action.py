@@ -10,6 +10,8 @@ images and the true "after" images (torchmetrics), only where the Inception weig
 
 from __future__ import annotations
 
+from nerf_edit.validate import UsageError
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,9 @@ def check_fid_available() -> None:
         import torch_fidelity  # noqa: F401
         from torchmetrics.image.fid import FrechetInceptionDistance  # noqa: F401
     except ImportError:
-        raise ValueError("--fid needs torchmetrics and torch-fidelity: pip install torchmetrics torch-fidelity") from None
+        raise UsageError("--fid needs torchmetrics and torch-fidelity: pip install torchmetrics torch-fidelity") from None
     if not fid_weights_path().is_file():
-        raise ValueError(f"--fid needs the Inception weights at {fid_weights_path()} (not present, and nothing is "
+        raise UsageError(f"--fid needs the Inception weights at {fid_weights_path()} (not present, and nothing is "
                          f"downloaded here): copy {FID_WEIGHTS} from a networked machine's torch hub cache, "
                          f"or drop --fid")
 
@@ -88,13 +90,13 @@ class EvaluateAction:
 
     def main(self) -> dict:
         if self.negatives < 1 or self.draws < 1:
-            raise ValueError(f"--negatives and --draws must be >= 1, got {self.negatives} and {self.draws}")
+            raise UsageError(f"--negatives and --draws must be >= 1, got {self.negatives} and {self.draws}")
         if self.resolution < 16 or self.resolution % 8:
-            raise ValueError(f"--resolution must be >= 16 and a multiple of 8, got {self.resolution}")
+            raise UsageError(f"--resolution must be >= 16 and a multiple of 8, got {self.resolution}")
         everything = read_pairs(self.data)
         heldout = [pair for pair in everything if pair.split == "heldout"]
         if not heldout:
-            raise ValueError(f"{str(self.data)!r} has no held-out pairs (split `heldout`)")
+            raise UsageError(f"{str(self.data)!r} has no held-out pairs (split `heldout`)")
         if self.fid:
             check_fid_available()
         vocabulary = [pair.instruction for pair in everything]

@@ -10,6 +10,8 @@ nerf_edit/action/data.py).
 
 from __future__ import annotations
 
+from nerf_edit.validate import UsageError
+
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,13 +87,13 @@ def render_layout(base: SceneSpec, positions: dict, lifts: dict, size: int) -> n
 def make_action_pairs(output: Path, count: int = 64, heldout: int = 16, size: int = 64, seed: int = 0) -> Path:
     """`count` training pairs and `heldout` held-out pairs into `output` (pairs.jsonl, images/)."""
     if count < 1 or heldout < 0 or size < 16 or size % 8:
-        raise ValueError(f"need --count >= 1, --heldout >= 0 and --size >= 16 (a multiple of 8); got {count}, "
+        raise UsageError(f"need --count >= 1, --heldout >= 0 and --size >= 16 (a multiple of 8); got {count}, "
                          f"{heldout}, {size}")
     output = Path(output)
     rng = np.random.default_rng(seed)
     base = SceneSpec()
     if {obj.name for obj in base.objects} != set(NAMES):
-        raise ValueError(f"the scene spec must hold exactly {sorted(NAMES)}")
+        raise UsageError(f"the scene spec must hold exactly {sorted(NAMES)}")
     choices = [(a, s) for s in NAMES for a in ACTIONS] + [("swap", "red_ball")]
     records = []
     for number in range(count + heldout):

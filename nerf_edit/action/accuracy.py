@@ -9,6 +9,8 @@ as correct when the true instruction has the strictly lowest error (chance: 1 / 
 
 from __future__ import annotations
 
+from nerf_edit.validate import UsageError
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +60,7 @@ def pick_negatives(pairs: list[ActionPair], vocabulary: list[str], count: int, s
     for pair in pairs:
         others = [instruction for instruction in vocabulary if instruction != pair.instruction]
         if len(others) < count:
-            raise ValueError(f"need {count} negative instructions per pair but the data has only {len(others)} other "
+            raise UsageError(f"need {count} negative instructions per pair but the data has only {len(others)} other "
                              f"instruction(s): lower --negatives")
         negatives.append([others[i] for i in rng.choice(len(others), size=count, replace=False)])
     return negatives
@@ -79,12 +81,12 @@ def action_accuracy(
     the (t, ε) draws depend only on `seed` and the pairs, so two models are compared on identical questions.
     t is stratified over the first `timestep_fraction` of the schedule (1: all of it)."""
     if not pairs:
-        raise ValueError("no held-out pairs to evaluate: build the data with a held-out split")
+        raise UsageError("no held-out pairs to evaluate: build the data with a held-out split")
     unet, device = pipe.unet, pipe.unet.device
     scheduler = training_noise_scheduler(pipe.scheduler.config)
     total_steps = scheduler.config.num_train_timesteps
     if not 0 < timestep_fraction <= 1:
-        raise ValueError(f"the timestep fraction must be in (0, 1], got {timestep_fraction}")
+        raise UsageError(f"the timestep fraction must be in (0, 1], got {timestep_fraction}")
     highest = max(1, int(timestep_fraction * total_steps))
     negative_sets = pick_negatives(pairs, vocabulary, negatives, seed)
     generator = torch.Generator().manual_seed(seed)

@@ -8,6 +8,8 @@ nerf_edit/action/videos.py) write it; the trainer and the action-accuracy evalua
 
 from __future__ import annotations
 
+from nerf_edit.validate import UsageError
+
 import json
 import re
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ SPLITS = ("train", "heldout")
 STOP_WORDS = frozenset({"the", "a", "an", "to", "of", "and", "on", "in", "into", "from", "with", "it", "its", "up"})
 
 
-class ActionDataError(ValueError):
+class ActionDataError(UsageError):
     """A pair folder or index is missing or malformed; the message is one line."""
 
 

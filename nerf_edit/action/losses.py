@@ -20,6 +20,8 @@ resolution and λ_action means the same thing at 64² and 256².
 
 from __future__ import annotations
 
+from nerf_edit.validate import UsageError
+
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +39,7 @@ def freeze_cross_attention(unet: torch.nn.Module) -> list[str]:
                 parameter.requires_grad_(False)
                 frozen.append(f"{name}.{parameter_name}")
     if not frozen:
-        raise ValueError("the UNet has no cross-attention (`attn2`) layers: is this an IP2P-architecture model?")
+        raise UsageError("the UNet has no cross-attention (`attn2`) layers: is this an IP2P-architecture model?")
     return frozen
 
 

@@ -11,6 +11,8 @@ uninterrupted run would have, and N processes with batch B/N compute what one pr
 
 from __future__ import annotations
 
+from nerf_edit.validate import UsageError
+
 import copy
 import json
 import math
@@ -103,20 +105,20 @@ class ActionTrainConfig:
                     "checkpoint-every": self.checkpoint_every, "log-every": self.log_every}
         for name, value in positive.items():
             if value < 1:
-                raise ValueError(f"--{name} must be >= 1, got {value}")
+                raise UsageError(f"--{name} must be >= 1, got {value}")
         if self.resolution % 8:
-            raise ValueError(f"--resolution must be a multiple of 8 (the VAE downsamples 8x), got {self.resolution}")
+            raise UsageError(f"--resolution must be a multiple of 8 (the VAE downsamples 8x), got {self.resolution}")
         for name, value in {"lambda-action": self.lambda_action, "lambda-reg": self.lambda_reg}.items():
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"--{name} must be a finite number >= 0, got {value}")
+                raise UsageError(f"--{name} must be a finite number >= 0, got {value}")
         if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
-            raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}")
+            raise UsageError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.conditioning_dropout_prob <= 1 / 3:
-            raise ValueError(f"--conditioning-dropout-prob must be in [0, 1/3], got {self.conditioning_dropout_prob}")
+            raise UsageError(f"--conditioning-dropout-prob must be in [0, 1/3], got {self.conditioning_dropout_prob}")
         if not 0 < self.action_timestep_fraction <= 1:
-            raise ValueError(f"--action-timestep-fraction must be in (0, 1], got {self.action_timestep_fraction}")
+            raise UsageError(f"--action-timestep-fraction must be in (0, 1], got {self.action_timestep_fraction}")
         if self.stop_after is not None and self.stop_after < 1:
-            raise ValueError(f"--stop-after must be >= 1, got {self.stop_after}")
+            raise UsageError(f"--stop-after must be >= 1, got {self.stop_after}")
 
 
 def _step_generator(seed: int, micro_step: int) -> torch.Generator:
@@ -144,7 +146,7 @@ def find_checkpoint(output: Path, resume: str) -> Optional[Path]:
         return found[-1] if found else None
     path = Path(resume)
     if not path.is_dir() or not path.name.startswith("checkpoint-") or not path.name.split("-")[1].isdigit():
-        raise ValueError(f"--resume {resume!r} is not a checkpoint folder (OUTPUT/{CHECKPOINTS_DIR}/checkpoint-<step>): "
+        raise UsageError(f"--resume {resume!r} is not a checkpoint folder (OUTPUT/{CHECKPOINTS_DIR}/checkpoint-<step>): "
                          f"pass one, or `latest`")
     return path
 
@@ -182,7 +184,7 @@ def _make_optimizer(config: ActionTrainConfig, parameters):
         try:
             import bitsandbytes as bnb
         except ImportError:
-            raise ValueError("--use-8bit-adam needs bitsandbytes: `pip install bitsandbytes` (on a CUDA machine), "
+            raise UsageError("--use-8bit-adam needs bitsandbytes: `pip install bitsandbytes` (on a CUDA machine), "
                              "or leave the flag off") from None
         optimizer_class = bnb.optim.AdamW8bit
     else:
@@ -206,7 +208,7 @@ def train_editaction(config: ActionTrainConfig) -> Path:
         raise ActionDataError(f"{str(config.data)!r} has a single distinct instruction: L_action needs at least two")
     resume_from = find_checkpoint(config.output, config.resume) if config.resume else None
     if config.mixed_precision == "fp16" and (config.cpu or not torch.cuda.is_available()):
-        raise ValueError("--mixed-precision fp16 needs a GPU: use bf16 or no on the CPU")
+        raise UsageError("--mixed-precision fp16 needs a GPU: use bf16 or no on the CPU")
 
     log_with = None
     if config.log_with == "tensorboard":

@@ -15,6 +15,8 @@ never stops on one.
 
 from __future__ import annotations
 
+from nerf_edit.validate import UsageError
+
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,12 +57,12 @@ def parse_time(text: str) -> float:
     text = text.strip()
     parts = text.split(":")
     if len(parts) > 3 or not text:
-        raise ValueError(f"bad timestamp {text!r}")
+        raise UsageError(f"bad timestamp {text!r}")
     seconds = 0.0
     for part in parts:
         seconds = seconds * 60 + float(part)
     if not np.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"bad timestamp {text!r}")
+        raise UsageError(f"bad timestamp {text!r}")
     return seconds
 
 
@@ -122,7 +124,7 @@ def segment_frames(path: Path, start: float, end: float) -> tuple[np.ndarray, np
 
         first = next((frame for frame in decode_from(start) if frame.time >= start - 1e-6), None)
         if first is None:
-            raise ValueError(f"no frame after {start:.3f} s")
+            raise UsageError(f"no frame after {start:.3f} s")
         first_rgb = first.to_ndarray(format="rgb24")
         last = None
         for frame in decode_from(max(0.0, end - 2.0) if end - start > 2.0 else start):
@@ -131,7 +133,7 @@ def segment_frames(path: Path, start: float, end: float) -> tuple[np.ndarray, np
             if frame.time >= start - 1e-6:
                 last = frame
         if last is None:
-            raise ValueError(f"no frame in [{start:.3f}, {end:.3f}] s")
+            raise UsageError(f"no frame in [{start:.3f}, {end:.3f}] s")
         return first_rgb, last.to_ndarray(format="rgb24")
 
 
@@ -151,9 +153,9 @@ def build_pairs_from_videos(
     """Write pairs.jsonl + images/ into `output` from an annotation CSV; returns the counts (never raises on a
     bad video or row: those are skipped and counted)."""
     if size < 16 or size % 8:
-        raise ValueError(f"--size must be >= 16 and a multiple of 8, got {size}")
+        raise UsageError(f"--size must be >= 16 and a multiple of 8, got {size}")
     if not 0 <= heldout_fraction < 1:
-        raise ValueError(f"--heldout-fraction must be in [0, 1), got {heldout_fraction}")
+        raise UsageError(f"--heldout-fraction must be in [0, 1), got {heldout_fraction}")
     videos, output = Path(videos), Path(output)
     if not videos.is_dir():
         raise ActionDataError(f"videos folder {str(videos)!r} does not exist")
