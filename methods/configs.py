@@ -14,6 +14,7 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from nerf_edit.editors import EditorConfig
 from nerf_edit_methods.compat import allow_nerfstudio_checkpoints
 from nerf_edit_methods.datamanager import WYSDataManagerConfig
 from nerf_edit_methods.model import WYSModelConfig
@@ -70,6 +71,18 @@ def _adam(lr: float, lr_final: Optional[float] = None, max_steps: int = 200000) 
 LPIPS_PATCH = 32
 
 
+def wys_editing(dtype: str = "fp32") -> EditorConfig:
+    """The editor settings of the 3D method where they differ from the 2D editor's (official WYS 3D code,
+    SamsungLabs/WatchYourSteps in2n/in2n_config.py and in2n_pipeline.py)."""
+    return EditorConfig(
+        dtype=dtype,
+        steps=20,  # in2n_config.py: diffusion_steps 20 (2D: 100)
+        image_guidance_scale=1.5,  # in2n_config.py: image_guidance_scale 1.5 (2D: 1.0)
+        iqr_k=2.0,  # in2n_pipeline.py: relevance outliers clipped at Q3 + 2·IQR (2D: 1.5)
+        latent_mask="nearest",  # in2n_pipeline.py ~175: the mask reaches the latents by nearest downsampling
+    )
+
+
 def wys_trainer_config(
     method_name: str = "wys",
     rays_per_batch: int = 16384,
@@ -106,7 +119,7 @@ def wys_trainer_config(
             ),
             editor=editor,
             use_relevance=use_relevance,
-            editor_dtype=editor_dtype,
+            editing=wys_editing(editor_dtype),
         ),
         optimizers={
             # Constant, as the official code (in2n_config.py ~30-45: scheduler None).
@@ -160,7 +173,7 @@ def wys_reconstruct_trainer_config() -> TrainerConfig:
     pipeline = config.pipeline
     config.pipeline = WYSReconstructPipelineConfig(
         datamanager=pipeline.datamanager, model=pipeline.model, editor=pipeline.editor,
-        use_relevance=pipeline.use_relevance, editor_dtype=pipeline.editor_dtype,
+        use_relevance=pipeline.use_relevance, editing=pipeline.editing,
     )
     return config
 

@@ -45,6 +45,23 @@ class WYSDataManager(VanillaDataManager):
         self.image_batch["relevance"] = torch.zeros(num_images, height, width, 1)
         self.image_batch["relevance_valid"] = torch.zeros(num_images, height, width, 1, dtype=torch.bool)
 
+    # ------------------------------------------------------------------ what the pipeline writes (the only way in)
+    def set_view(self, index: int, image: torch.Tensor) -> None:
+        """Train on `image` [H, W, 3] in [0, 1] for view `index` from the next step on."""
+        self.image_batch["image"][index] = image.to(self.image_batch["image"])
+
+    def set_relevance_target(self, index: int, relevance: torch.Tensor) -> None:
+        """The relevance field's target for view `index`: [H, W] in [0, 1]."""
+        self.image_batch["relevance"][index, ..., 0] = relevance.to(self.image_batch["relevance"])
+        self.image_batch["relevance_valid"][index] = True
+
+    def reset_views(self) -> None:
+        """Every view back to its original image (relevance targets are kept)."""
+        self.image_batch["image"][:] = self.original_images
+
+    def has_all_relevance_targets(self) -> bool:
+        return bool(self.image_batch["relevance_valid"].flatten(1).any(1).all())
+
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1
         assert self.train_pixel_sampler is not None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -54,3 +55,33 @@ class EditStore:
             path.stem: torch.from_numpy(np.load(path)) for path in sorted(self.relevance_dir.glob("*.npy"))
         }
         return images, relevance
+
+    def restore_into(self, datamanager, names: Sequence[str], copy_to: Optional["EditStore"] = None) -> Tuple[List[int], int]:
+        """Resume: write this store's edited views and relevance targets into `datamanager` (views named `names`, in
+        dataset order), mirroring them into `copy_to` (the new run's store) when that is another folder.
+        -> (indices of the views that have an edit, number of relevance targets restored)"""
+        images, relevance = self.load()
+        mirror = copy_to is not None and copy_to.root != self.root
+        edited = []
+        for index, name in enumerate(names):
+            if name in images:
+                datamanager.set_view(index, images[name])
+                edited.append(index)
+                if mirror:
+                    copy_to.save_image(name, images[name])
+            if name in relevance:
+                datamanager.set_relevance_target(index, relevance[name])
+                if mirror:
+                    copy_to.save_relevance(name, relevance[name])
+        return edited, sum(name in relevance for name in names)
+
+
+def resume_order(num_views: int, edited: Sequence[int], rng: random.Random) -> List[int]:
+    """The order views are edited in after a resume, for `list.pop()` (which takes from the end): the views without
+    an edit yet come first, so the interrupted cycle finishes before any view is edited twice."""
+    edited = set(edited)
+    done = [i for i in range(num_views) if i in edited]
+    pending = [i for i in range(num_views) if i not in edited]
+    rng.shuffle(done)
+    rng.shuffle(pending)
+    return done + pending

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import random
 import time
@@ -20,11 +21,10 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerSlider, ViewerText
 
-from nerf_edit.editors import Editor, EditorConfig, ZoneConfig, editor_class
-from nerf_edit.loading import IP2P_MODEL_ID
+from nerf_edit.editors import Editor, EditorConfig, IP2PEditor, editor_class
 from nerf_edit.validate import UsageError
 from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
-from nerf_edit_methods.edit_store import EditStore
+from nerf_edit_methods.edit_store import EditStore, resume_order
 from nerf_edit_methods.model import WYSModelConfig
 from nerf_edit_methods.validate import check_pipeline_config, exit_on_usage_error, stop
 
@@ -39,32 +39,17 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     model: ModelConfig = field(default_factory=WYSModelConfig)
     prompt: str = ""
     """The edit instruction, e.g. "turn the ball blue" (required)."""
-    guidance_scale: float = 7.5
-    """Text guidance of InstructPix2Pix."""
-    image_guidance_scale: float = 1.5
-    """Image guidance of InstructPix2Pix."""
     edit_rate: int = 10
     """Edit training views every this many steps."""
     edit_count: int = 1
     """Views edited at each dataset update."""
-    diffusion_steps: int = 20
-    """Denoising steps per edit."""
     lower_bound: float = 0.02
     """Least noise level of an edit's starting point (fraction of the diffusion timesteps)."""
     upper_bound: float = 0.98
     """Greatest noise level of an edit's starting point."""
-    tau: float = 0.5
-    """Rendered relevance at or above tau is editable (after per-view normalisation, see below)."""
     normalize_rendered_relevance: bool = True
-    """Min-max normalise each view's rendered relevance before the tau threshold (official WYS,
+    """Min-max normalise each view's rendered relevance before the editing.tau threshold (official WYS,
     in2n_pipeline.py ~172); off thresholds the raw rendered relevance."""
-    latent_mask: Literal["any", "nearest"] = "nearest"
-    """How the pixel edit mask becomes the latent mask: `nearest` downsampling (official WYS) or `any` (a latent
-    cell is edited if any of its pixels is)."""
-    relevance_timestep: float = 0.8
-    """Relevance maps are measured at this fraction of the diffusion timesteps."""
-    relevance_iqr_k: float = 2.0
-    """Relevance outliers above Q3 + k·IQR are clipped (WYS uses 2 in 3D)."""
     relevance_warmup_steps: int = 100
     """Steps the relevance field trains on fresh targets before the first edit."""
     use_relevance: bool = True
@@ -74,17 +59,10 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     editor: str = "relevance"
     """Editor: `relevance` (WYS), `zone` (ZONE layer blending), `global` (plain IP2P), `colorkey` (a rule-based
     demonstration editor, not IP2P: "turn the red ball blue" recolours red to blue), or `package.module:Class`."""
-    localizer: Literal["auto", "relevance", "zone"] = "auto"
-    """What trains the relevance field: `relevance` (WYS maps), `zone` (ZONE's attention + SAM masks), or `auto`
-    (the editor's own: zone for the zone editor)."""
-    zone: ZoneConfig = field(default_factory=ZoneConfig)
-    """ZONE settings (segmenter, MagicBrush fusion, edge smoother) for the zone editor or localizer."""
-    editor_model: str = IP2P_MODEL_ID
-    """IP2P-architecture weights for the editor: hub id, local directory, or `tiny` (random, offline tests)."""
-    editor_device: str = "auto"
-    """Device of the editor (`auto`: the NeRF's device; e.g. cuda:1 to keep IP2P off the training GPU)."""
-    editor_dtype: str = "auto"
-    """Precision of the editor: fp32, fp16, bf16, or `auto` (fp16 on CUDA, fp32 on CPU)."""
+    editing: EditorConfig = field(default_factory=EditorConfig)
+    """The editor's settings (model, device, steps, guidance, τ, localizer, ZONE's): the 2D editor's, with the
+    3D method's values set in methods/configs.py. `device auto` is the NeRF's device (e.g. cuda:1 keeps IP2P off
+    the training GPU); `localizer` also decides what trains the relevance field."""
     seed: int = 0
     """Seed of the edit order, noise levels and diffusion noise."""
     edit_log_every: int = 10
@@ -125,9 +103,10 @@ class WYSPipeline(VanillaPipeline):
                                  always=False)
         # Viewer controls (nerfstudio finds ViewerElements on the pipeline).
         self.viewer_prompt = ViewerText("Edit prompt", config.prompt, hint="takes effect at the next edit")
-        self.viewer_guidance = ViewerSlider("Text guidance", config.guidance_scale, 0.0, 20.0, 0.5)
-        self.viewer_image_guidance = ViewerSlider("Image guidance", config.image_guidance_scale, 0.0, 5.0, 0.1)
-        self.viewer_tau = ViewerSlider("Relevance threshold τ", config.tau, 0.0, 1.0, 0.05)
+        editing = config.editing
+        self.viewer_guidance = ViewerSlider("Text guidance", editing.guidance_scale, 0.0, 20.0, 0.5)
+        self.viewer_image_guidance = ViewerSlider("Image guidance", editing.image_guidance_scale, 0.0, 5.0, 0.1)
+        self.viewer_tau = ViewerSlider("Relevance threshold τ", editing.tau, 0.0, 1.0, 0.05)
         self.viewer_pause = ViewerCheckbox("Pause edits", False)
         self.viewer_reset = ViewerButton("Reset edits", cb_hook=lambda _: self.reset_edits())
         if self.training_run and config.makes_edits:
@@ -138,26 +117,17 @@ class WYSPipeline(VanillaPipeline):
         """The editor (settings were checked in WYSPipelineConfig.setup, see validate.py; what only loading can
         tell still stops with one line)."""
         config = self.config
-        device = str(self.device) if config.editor_device == "auto" else config.editor_device
-        editor_config = EditorConfig(
-            model=config.editor_model,
-            device=device,
-            dtype=config.editor_dtype,
-            steps=config.diffusion_steps,
-            guidance_scale=config.guidance_scale,
-            image_guidance_scale=config.image_guidance_scale,
-            tau=config.tau,
-            latent_mask=config.latent_mask,
-            relevance_timestep=config.relevance_timestep,
-            iqr_k=config.relevance_iqr_k,
-            localizer=config.localizer,
-            zone=config.zone,
-        )
+        # A copy: the viewer's sliders change the editor's settings, never the run's saved config.
+        editing = dataclasses.replace(config.editing)
+        if editing.device == "auto":
+            editing.device = str(self.device)
         try:
-            editor = editor_class(config.editor)(editor_config)
-            if config.localizer != "auto" and getattr(editor, "localizer", None) != config.localizer:
-                raise UsageError(f"editor {config.editor!r} does not take --pipeline.localizer {config.localizer}: "
-                                 f"use --pipeline.editor relevance or zone, or leave the localizer on auto")
+            cls = editor_class(config.editor)
+            if editing.localizer != "auto" and not issubclass(cls, IP2PEditor):
+                raise UsageError(f"editor {config.editor!r} does not take --pipeline.editing.localizer "
+                                 f"{editing.localizer}: use --pipeline.editor relevance or zone, or leave the "
+                                 f"localizer on auto")
+            editor = cls(editing)
         except UsageError as error:
             raise stop(error) from None
         return editor
@@ -179,38 +149,23 @@ class WYSPipeline(VanillaPipeline):
 
     def restore_edits(self, previous: EditStore) -> None:
         """Resume: put back the edited views and relevance targets a previous run wrote, and keep them here."""
-        images, relevance = previous.load()
-        if not images and not relevance:
-            return
-        batch = self.datamanager.image_batch
-        for index, name in enumerate(self.view_names()):
-            if name in images:
-                batch["image"][index] = images[name].to(batch["image"])
-                if self.edit_store is not None and previous.root != self.edit_store.root:
-                    self.edit_store.save_image(name, images[name])
-            if name in relevance:
-                batch["relevance"][index, ..., 0] = relevance[name]
-                batch["relevance_valid"][index] = True
-                if self.edit_store is not None and previous.root != self.edit_store.root:
-                    self.edit_store.save_relevance(name, relevance[name])
-        self.relevance_ready = bool(batch["relevance_valid"].flatten(1).any(1).all())
-        # Finish the interrupted cycle first: views without an edit yet come next (pop() takes from the end).
         names = self.view_names()
-        done = [i for i, name in enumerate(names) if name in images]
-        pending = [i for i, name in enumerate(names) if name not in images]
-        self._rng.shuffle(done)
-        self._rng.shuffle(pending)
-        self._view_order = done + pending
-        CONSOLE.print(f"[green]Restored {len(images)} edited views and {len(relevance)} relevance targets "
-                      f"from {previous.root}")
+        edited, targets = previous.restore_into(self.datamanager, names, copy_to=self.edit_store)
+        if not edited and not targets:
+            return
+        self.relevance_ready = self.datamanager.has_all_relevance_targets()
+        self._view_order = resume_order(len(names), edited, self._rng)
+        CONSOLE.print(f"[green]Restored {len(edited)} edited views and {targets} relevance targets from {previous.root}")
 
     # ----------------------------------------------------------------------------------------- training
     def get_train_loss_dict(self, step: int):
         if self.training_run and self.editor is not None:
-            self._maybe_update_dataset(step)
+            self.update_dataset(step)
         return super().get_train_loss_dict(step)
 
-    def _maybe_update_dataset(self, step: int) -> None:
+    def update_dataset(self, step: int) -> None:
+        """The schedule, called before every training step: relevance targets once editing starts, then an edit of
+        `edit_count` views every `edit_rate` steps from the first edit step on (unless paused in the viewer)."""
         if self._start_step is None:
             self._start_step = step
         if step < self._start_step + self.config.edit_start_step:
@@ -227,7 +182,7 @@ class WYSPipeline(VanillaPipeline):
             return
         if (step - self.first_edit_step) % self.config.edit_rate == 0:
             for _ in range(self.config.edit_count):
-                self.edit_view(self._next_view())
+                self.edit_view(self.next_view())
 
     def _enter_editing(self) -> None:
         """The editing phase trains with in2n's losses (the model's start_editing) and fixed camera poses (official
@@ -238,7 +193,8 @@ class WYSPipeline(VanillaPipeline):
             parameter.requires_grad_(False)
             parameter.grad = None
 
-    def _next_view(self) -> int:
+    def next_view(self) -> int:
+        """The next view to edit: every view once per cycle, in a seeded random order."""
         if not self._view_order:
             self._view_order = list(range(len(self.datamanager.original_images)))
             self._rng.shuffle(self._view_order)
@@ -284,9 +240,7 @@ class WYSPipeline(VanillaPipeline):
         assert self.editor is not None
         original = self.datamanager.original_images[index]
         relevance = self.editor.relevance(_bchw(original), self._prompt(), conditioning=_bchw(render))[0].cpu()
-        batch = self.datamanager.image_batch
-        batch["relevance"][index, ..., 0] = relevance
-        batch["relevance_valid"][index] = True
+        self.datamanager.set_relevance_target(index, relevance)
         if self.edit_store is not None:
             self.edit_store.save_relevance(name, relevance)
 
@@ -325,8 +279,7 @@ class WYSPipeline(VanillaPipeline):
         if allowed is not None:
             # Any editor, plug-ins included: outside the mask the training view is the photo, bit for bit.
             edited = torch.where(allowed[0].to(edited.device)[..., None], edited, original)
-        edited = edited.to(self.datamanager.image_batch["image"])
-        self.datamanager.image_batch["image"][index] = edited
+        self.datamanager.set_view(index, edited)
         name = self.view_names()[index]
         if self.edit_store is not None:
             self.edit_store.save_image(name, edited)
@@ -337,7 +290,7 @@ class WYSPipeline(VanillaPipeline):
 
     def reset_edits(self) -> None:
         """Viewer button: back to the original views (the dataset on disk was never touched)."""
-        self.datamanager.image_batch["image"][:] = self.datamanager.original_images
+        self.datamanager.reset_views()
         if self.edit_store is not None:
             self.edit_store.clear_images()
         CONSOLE.print("[yellow]Edits reset: training on the original views again")

@@ -192,9 +192,8 @@ def _comparable(value):
 
 # ------------------------------------------------------------------------------------------------- pipeline
 def check_pipeline_config(config, nerf_device: str) -> None:
-    """Every WYSPipelineConfig setting and the data folder; `nerf_device` is the NeRF's (for editor-device auto)."""
-    from nerf_edit.editors import LOCALIZERS
-    from nerf_edit.loading import MODEL_INDEX
+    """Every WYSPipelineConfig setting and the data folder; `nerf_device` is the NeRF's (for editing.device auto)."""
+    from nerf_edit.editors import IP2PEditor
 
     p = "--pipeline."
     if not getattr(config, "makes_edits", True):  # wys-reconstruct: no prompt, no editor
@@ -202,39 +201,27 @@ def check_pipeline_config(config, nerf_device: str) -> None:
         check_data(config.datamanager)
         return
     validate.check_text(f"{p}prompt", config.prompt, "turn the ball blue")
-    validate.check_range(f"{p}guidance-scale", config.guidance_scale, 0)
-    validate.check_range(f"{p}image-guidance-scale", config.image_guidance_scale, 0)
     validate.check_at_least(f"{p}edit-rate", config.edit_rate, 1)
     validate.check_at_least(f"{p}edit-count", config.edit_count, 1)
-    validate.check_at_least(f"{p}diffusion-steps", config.diffusion_steps, 1)
     validate.check_range(f"{p}lower-bound", config.lower_bound, 0, 1, low_open=True)
     validate.check_range(f"{p}upper-bound", config.upper_bound, 0, 1, low_open=True)
     if config.lower_bound > config.upper_bound:
         raise UsageError(f"need {p}lower-bound <= {p}upper-bound, got {config.lower_bound} and {config.upper_bound}")
-    validate.check_range(f"{p}tau", config.tau, 0, 1)
-    validate.check_range(f"{p}relevance-timestep", config.relevance_timestep, 0, 1, low_open=True)
-    validate.check_range(f"{p}relevance-iqr-k", config.relevance_iqr_k, 0)
     validate.check_at_least(f"{p}relevance-warmup-steps", config.relevance_warmup_steps, 0)
     validate.check_at_least(f"{p}edit-start-step", config.edit_start_step, 0)
     validate.check_seed(config.seed, f"{p}seed")
-    validate.check_choice(f"{p}localizer", config.localizer, LOCALIZERS)
-    validate.check_choice(f"{p}latent-mask", config.latent_mask, ("any", "nearest"))
     check_patch_settings(config)
     editor = validate.check_editor_spec(config.editor, f"{p}editor")
-    if config.localizer != "auto" and not hasattr(editor, "localizer"):
-        raise UsageError(f"editor {config.editor!r} does not take {p}localizer {config.localizer}: use "
-                         f"{p}editor relevance or zone, or leave the localizer on auto")
-    device = nerf_device if config.editor_device == "auto" else config.editor_device
-    validate.check_device(device, f"{p}editor-device" if config.editor_device != "auto" else "--machine.device-type")
-    validate.check_dtype(config.editor_dtype, f"{p}editor-dtype")
+    editing, e = config.editing, f"{p}editing."
     # Built-in editors load IP2P (and ZONE's models); a plug-in editor may use none of them.
-    from nerf_edit.editors import IP2PEditor
-
     ip2p_editor = isinstance(editor, type) and issubclass(editor, IP2PEditor)
-    if ip2p_editor:
-        validate.check_model(config.editor_model, f"{p}editor-model", MODEL_INDEX)
-    uses_zone = ip2p_editor and validate.editor_uses_zone(editor, config)
-    validate.check_zone_config(config.zone, f"{p}zone.", main_model=config.editor_model, check_models=uses_zone)
+    if editing.localizer != "auto" and not ip2p_editor:
+        raise UsageError(f"editor {config.editor!r} does not take {e}localizer {editing.localizer}: use "
+                         f"{p}editor relevance or zone, or leave the localizer on auto")
+    uses_zone = ip2p_editor and validate.editor_uses_zone(editor, editing)
+    validate.check_editor_config(editing, check_models=ip2p_editor, uses_zone=uses_zone, prefix=e)
+    if editing.device == "auto":  # the NeRF's device
+        validate.check_device(nerf_device, "--machine.device-type")
     check_data(config.datamanager)
 
 

@@ -12,17 +12,19 @@ from nerf_edit.editors import (
     GlobalEditor,
     RelevanceGuidedEditor,
     ZoneConfig,
-    ZoneEditor,
     editor_class,
     make_editor,
 )
 from nerf_edit.ip2p import InstructPix2Pix
+from nerf_edit.localizers import LOCALIZERS, Localization, Localizer, RelevanceLocalizer, localizer_class
 from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, TINY_MODEL, ModelUnavailableError, load_ip2p_pipeline
 from nerf_edit.relevance import clip_and_normalize, relevance_map, relevance_mask
+from nerf_edit.zone_editor import ZoneEditor, ZoneLocalizer
 
 __all__ = [
     "EDITORS", "Editor", "EditorConfig", "EditorError", "EditResult", "GlobalEditor", "RelevanceGuidedEditor",
-    "ZoneConfig", "ZoneEditor", "editor_class", "make_editor", "InstructPix2Pix", "IP2P_MODEL_ID",
+    "ZoneConfig", "ZoneEditor", "ZoneLocalizer", "editor_class", "LOCALIZERS", "Localization", "Localizer",
+    "RelevanceLocalizer", "localizer_class", "make_editor", "InstructPix2Pix", "IP2P_MODEL_ID",
     "MAGICBRUSH_MODEL_ID", "TINY_MODEL", "ModelUnavailableError",
     "load_ip2p_pipeline", "clip_and_normalize", "relevance_map", "relevance_mask",
 ]

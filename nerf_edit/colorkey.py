@@ -155,4 +155,4 @@ class ColorKeyEditor:
         if self.config.dilate_px > 0:
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
         edited = torch.where(mask[:, None], recolour(conditioning, HUES[target]).to(images.dtype), images)
-        return EditResult(images=edited, relevance=relevance, mask=mask, extras={"source": source, "target": target})
+        return EditResult(images=edited, relevance=relevance, mask=mask)

@@ -2,44 +2,42 @@
 
 An editor answers two questions for a batch of images [B, 3, H, W] in [0, 1]:
   relevance(images, instruction, conditioning=None) -> [B, H, W] in [0, 1]   (where the instruction acts)
-  edit(images, instruction, conditioning=None, mask=None, ..., background=None) -> [B, 3, H, W]  (the edited images)
+  edit(images, instruction, conditioning=None, mask=None, ..., background=None) -> EditResult  (the edited images)
 `conditioning` is the image IP2P is conditioned on (default: `images`); `background` is what stays outside the
 mask (default: `images`). The 3D method computes relevance of the original view conditioned on the render, and
 edits the render conditioned on the original view with the original view as background (official WYS: outside
 the mask the training view is the photo, never the render).
 
-Editors are picked by name (`relevance`/`wys`, `global`, `zone`) or by import path `package.module:Class`; any
-class constructed as `Class(EditorConfig)` that has the two methods plugs in.
+Editors are picked by name (`relevance`/`wys`, `global`, `zone`, `colorkey`) or by import path
+`package.module:Class`; any class constructed as `Class(EditorConfig)` that has the two methods plugs in.
 
-Where an edit may act comes from a *localizer*: `relevance` (WYS: relevance >= tau) or `zone` (ZONE: IP2P's
-cross-attention gives a rough mask, the automatic segment with the best Region-IoU refines it). How the edit is
-applied comes from the editor: `relevance` denoises only inside the mask, `zone` edits globally (IP2P fused with
-MagicBrush) and blends the edited layer back with ZONE's FFT edge smoother.
+Two separate parts make an IP2P edit:
+  - *where* it may act is a localiser (`nerf_edit.localizers`: `relevance` = WYS relevance >= τ, `zone` = ZONE's
+    attention + segments, or a plug-in), handed to the editor, not inherited;
+  - *how* it is made is the editor's denoising loop (`nerf_edit.guided.denoise`) with per-step hooks: the
+    relevance editor keeps latents outside the mask (`keep_outside`), ZONE's editor fuses a second model
+    (`nerf_edit.zone_editor`).
+See docs/architecture.md for the whole data flow.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Protocol, runtime_checkable
+from typing import Literal, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 
-from nerf_edit import zone
-from nerf_edit.attention import CrossAttentionRecorder, record_cross_attention
-from nerf_edit.guided import composite, feathered_weights, guided_denoise, latent_mask_from_pixels
-from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, MODEL_INDEX, ModelUnavailableError
-from nerf_edit.plugins import import_object
-from nerf_edit.relevance import relevance_map, relevance_mask
-from nerf_edit.segment import SAM_MODEL_ID, make_segmenter
 from nerf_edit import validate
+from nerf_edit.guided import (StepCallback, StepHook, composite, denoise, feathered_weights, keep_outside,
+                              latent_mask_from_pixels, observe)
+from nerf_edit.ip2p import EncodedInputs, InstructPix2Pix, pad_to_multiple
+from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, MODEL_INDEX, ModelUnavailableError
+from nerf_edit.localizers import Localization, Localizer, localize, localizer_class
+from nerf_edit.plugins import import_object
+from nerf_edit.relevance import relevance_mask
+from nerf_edit.segment import SAM_MODEL_ID
+from nerf_edit.stages import StageTimer
 from nerf_edit.validate import UsageError
-
-LOCALIZERS = ("auto", "relevance", "zone")
-
 
 @dataclass
 class ZoneConfig:
@@ -109,10 +107,28 @@ class EditorConfig:
     """Noise draws averaged per relevance map."""
     iqr_k: float = 1.5
     """Relevance outliers above Q3 + k·IQR are clipped (1.5 in 2D, 2 in 3D)."""
-    localizer: Literal["auto", "relevance", "zone"] = "auto"
-    """Where edits may act: `relevance` (WYS maps), `zone` (IP2P attention + SAM), `auto` (the editor's own)."""
+    localizer: str = "auto"
+    """Where edits may act: `relevance` (WYS maps), `zone` (IP2P attention + SAM), `auto` (the editor's own), or
+    an import path `package.module:Class` (see nerf_edit.localizers)."""
     zone: ZoneConfig = field(default_factory=ZoneConfig)
     """ZONE settings (used by the zone editor and the zone localizer)."""
+
+
+class EditorError(UsageError):
+    """Bad editor input or spec; the message is one line saying what is wrong and how to fix it."""
+
+
+def check_images(images: torch.Tensor, name: str = "images") -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise EditorError(f"{name} must be a [B, 3, H, W] tensor in [0, 1], got {shape}")
+    if images.shape[-1] < 8 or images.shape[-2] < 8:
+        raise EditorError(f"{name} are {images.shape[-2]}x{images.shape[-1]}: at least 8x8 pixels are needed")
+
+
+def check_instruction(instruction: str) -> None:
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise EditorError("the instruction is empty: say what to change, e.g. 'turn the ball blue'")
 
 
 @dataclass
@@ -120,7 +136,7 @@ class EditResult:
     images: torch.Tensor  # [B, 3, H, W] edited and composited
     relevance: Optional[torch.Tensor] = None  # [B, H, W] in [0, 1], None for editors that don't compute it
     mask: Optional[torch.Tensor] = None  # [B, H, W] bool, the pixels allowed to change
-    extras: dict = field(default_factory=dict)
+    localization: Optional[Localization] = None  # what the localiser found (None when a mask was given)
 
 
 @runtime_checkable
@@ -141,46 +157,11 @@ class Editor(Protocol):
     ) -> EditResult: ...
 
 
-class EditorError(UsageError):
-    """Bad editor input or spec; the message is one line saying what is wrong and how to fix it."""
-
-
-def check_images(images: torch.Tensor, name: str = "images") -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise EditorError(f"{name} must be a [B, 3, H, W] tensor in [0, 1], got {shape}")
-    if images.shape[-1] < 8 or images.shape[-2] < 8:
-        raise EditorError(f"{name} are {images.shape[-2]}x{images.shape[-1]}: at least 8x8 pixels are needed")
-
-
-def check_instruction(instruction: str) -> None:
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise EditorError("the instruction is empty: say what to change, e.g. 'turn the ball blue'")
-
-
-def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad the bottom/right so H and W are multiples of `multiple` (the VAE's downsampling)."""
-    height, width = images.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if pad_h == 0 and pad_w == 0:
-        return images
-    return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
-
-
-@dataclass
-class ZoneLocalization:
-    """What ZONE's localisation found for a batch (masks [B, H, W] bool)."""
-
-    canvas: torch.Tensor  # [B, 3, H, W] the globally edited image I_sty (fused IP2P)
-    rough_mask: torch.Tensor  # M_b, from the cross-attention (or WYS relevance with the relevance localizer)
-    refined_mask: torch.Tensor  # M_f, the segment with the best Region-IoU (M_b when there is none)
-    actions: list  # the add/remove/change decision per image
-    attention: Optional[torch.Tensor] = None  # [B, h, w, L] the averaged cross-attention maps
-
-
 class IP2PEditor:
-    """Shared IP2P machinery: padding, encoding, relevance, the (optionally masked) denoising loop, and ZONE's
-    localisation (fused denoising with attention capture, Region-IoU against automatic segments)."""
+    """What every IP2P editor shares: checks, the model, the localiser part, encoding, and the denoising loop.
+
+    Random draws, in order: the edit's noise (`draw_noise`) first, then whatever the localiser draws, so a seed
+    gives the same edit whatever the localiser."""
 
     default_localizer = "relevance"
     default_start = "input"  # official WYS 2D: the input noised to the first timestep
@@ -190,19 +171,21 @@ class IP2PEditor:
         self,
         config: EditorConfig,
         ip2p: Optional[InstructPix2Pix] = None,
+        localizer: Optional[Localizer] = None,
         fusion: Optional[InstructPix2Pix] = None,
         segmenter=None,
     ):
-        """`ip2p`, `fusion` and `segmenter` are built from `config` unless given (benchmarks pass random-weight
-        full-size models)."""
+        """`ip2p` (and ZONE's `fusion` model and `segmenter`) are built from `config` unless given (benchmarks pass
+        random-weight full-size models); `localizer` replaces the one `config.localizer` names."""
         self.config = config
         # Every setting is checked before any model loads (validate.py; one line each, as EditorError or
         # ModelUnavailableError).
         try:
+            uses_zone = self.uses_zone or self.localizer_name == "zone"
             validate.check_editor_config(config, check_models=False)
             if ip2p is None:
                 validate.check_model(config.model, "--model", MODEL_INDEX)
-            if (self.localizer == "zone" or self.uses_zone) and fusion is None and segmenter is None:
+            if uses_zone and fusion is None and segmenter is None:
                 validate.check_zone_config(config.zone, main_model=config.model)
         except (EditorError, ModelUnavailableError):
             raise
@@ -214,19 +197,31 @@ class IP2PEditor:
         if ip2p is None:
             ip2p = InstructPix2Pix.from_pretrained(config.model, self.device, config.dtype)
         self.ip2p = ip2p
-        self._given = (fusion, segmenter)
-        self._zone_parts: Optional[tuple] = None
-        self.stage_seconds: Optional[dict] = None  # set to {} to time ZONE's stages
-        if self.localizer == "zone" or self.uses_zone:
-            self.zone_parts()  # load MagicBrush and SAM now: a missing model fails before any work
+        self.stages = StageTimer(self.device)
+        self._given_zone_parts = (fusion, segmenter)
+        self.localizer = localizer if localizer is not None else self.make_localizer()
 
     @property
-    def localizer(self) -> str:
+    def localizer_name(self) -> str:
         return self.default_localizer if self.config.localizer == "auto" else self.config.localizer
 
     @property
     def start_from(self) -> str:
         return self.default_start if self.config.start_from == "auto" else self.config.start_from
+
+    def make_localizer(self) -> Localizer:
+        """The localiser `config.localizer` names, sharing this editor's model (ZONE's loads its models now, so a
+        missing one fails before any work)."""
+        try:
+            cls = localizer_class(self.localizer_name)
+        except UsageError as error:
+            raise EditorError(str(error)) from error
+        if self.localizer_name == "zone":
+            from nerf_edit.zone_editor import load_zone_parts
+
+            return cls(self.config, self.ip2p, parts=load_zone_parts(self.config, self.ip2p, *self._given_zone_parts),
+                       stages=self.stages)
+        return cls(self.config, self.ip2p)
 
     def relevance(
         self,
@@ -235,166 +230,52 @@ class IP2PEditor:
         conditioning: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
-        """Where `instruction` acts on `images` (conditioned on `conditioning`). -> [B, H, W] in [0, 1]
-
-        The relevance localizer gives WYS relevance of `images`' latents; the zone localizer gives ZONE's
-        refined mask (0/1) from editing `conditioning`."""
+        """Where `instruction` acts on `images` (conditioned on `conditioning`): the localiser's soft map, or its
+        mask as 0/1 (ZONE). -> [B, H, W] in [0, 1]"""
         images, conditioning = self._check(images, instruction, conditioning)
-        if self.localizer == "zone":
-            return self.localize_zone(images, instruction, conditioning, generator).refined_mask.float()
-        return self._relevance(*self._encode(images, conditioning), instruction, generator, images)
+        return localize(self.localizer, images, instruction, conditioning, generator).as_map()
 
-    # ------------------------------------------------------------------------------------------ ZONE
-    def zone_parts(self) -> tuple:
-        """(fusion model or None, segmenter or None, action classifier), loaded once."""
-        if self._zone_parts is None:
-            settings = self.config.zone
-            fusion, segmenter = self._given
-            if fusion is None and settings.fusion_model not in ("none", self.config.model):
-                fusion = InstructPix2Pix.from_pretrained(settings.fusion_model, self.device, self.config.dtype)
-                if fusion.vae.config.latent_channels != self.ip2p.vae.config.latent_channels:
-                    raise EditorError(f"fusion model {settings.fusion_model!r} has a different latent space than "
-                                      f"{self.config.model!r}: use an IP2P-architecture model or --zone.fusion-model none")
-            try:
-                classify = zone.action_classifier(settings.action)
-                if segmenter is None:
-                    segmenter = make_segmenter(
-                        settings.segmenter, device=self.device, dtype=self.config.dtype,
-                        points_per_side=settings.sam_points_per_side, points_per_batch=settings.sam_points_per_batch,
-                    )
-            except UsageError as error:
-                raise EditorError(str(error)) from error
-            self._zone_parts = (fusion, segmenter, classify)
-        return self._zone_parts
+    def draw_noise(self, images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The edit's fixed noise [B, 4, h, w], drawn first so a seed gives the same edit whatever else draws."""
+        return self.ip2p.draw_noise(images, generator)
 
-    def classify(self, instruction: str) -> str:
-        action = self.zone_parts()[2](instruction)
-        if action not in zone.ACTIONS:
-            raise EditorError(f"the action classifier returned {action!r}: it must return one of {list(zone.ACTIONS)}")
-        return action
-
-    def _fused_denoise(
+    def denoise(
         self,
-        clean: torch.Tensor,
-        conditioning: torch.Tensor,
-        image_latents: torch.Tensor,
+        encoded: EncodedInputs,
         instruction: str,
-        beta: float,
         strength: float,
         noise: torch.Tensor,
-        recorder: Optional[CrossAttentionRecorder] = None,
-        on_step=None,
+        mask: Optional[torch.Tensor] = None,
+        known: Optional[torch.Tensor] = None,
+        hooks: Sequence[StepHook] = (),
+        on_step: Optional[StepCallback] = None,
     ) -> torch.Tensor:
-        """ZONE's fused IP2P: IP2P and the fusion model each take a guided DDIM step from their own latents, and
-        IP2P's are replaced by (z_ip2p + β·z_fusion)/(1 + β) (as ZONE's code, the fusion model keeps its own
-        chain). IP2P's cross-attention goes to `recorder`. Returns the final latents [B, 4, h, w]."""
-        fusion = self.zone_parts()[0]
-        config = self.config
-        timesteps, latents, noise = self._start(clean, noise, strength)
-        scheduler = self.ip2p.scheduler  # DDIM's step is stateless once the timesteps are set: one serves both
-        auxiliary = latents
-        fusion_image_latents = None
-        if fusion is not None:
-            fusion_image_latents = fusion.encode_condition(pad_to_multiple(conditioning, fusion.vae_scale_factor))
-        recording = record_cross_attention(self.ip2p.unet, recorder) if recorder is not None else contextlib.nullcontext()
-        with recording:
-            for i, t in enumerate(timesteps):
-                eps = self.ip2p.predict_guided(scheduler.scale_model_input(latents, t), t, image_latents, instruction,
-                                               config.guidance_scale, config.image_guidance_scale)
-                latents = scheduler.step(eps.to(latents.dtype), t, latents).prev_sample
-                if recorder is not None:
-                    recorder.next_step()
-                if fusion is not None:
-                    eps = fusion.predict_guided(scheduler.scale_model_input(auxiliary, t), t, fusion_image_latents,
-                                                instruction, config.guidance_scale, config.image_guidance_scale)
-                    auxiliary = scheduler.step(eps.to(auxiliary.dtype), t, auxiliary).prev_sample
-                    latents = zone.fuse_latents(latents, auxiliary, beta)
-                if on_step is not None:
-                    on_step(i, t, latents)
-        return latents
+        """Edit `encoded` from its z0 with the fixed `noise` (from `draw_noise`). With a pixel `mask` [B, H, W] only
+        its latent cells (`config.latent_mask` says which) change and the others follow `known` (z0 of the
+        background, default the images') re-noised. `hooks` run after the mask's; `on_step(i, t, latents)` last.
+        -> the final latents [B, 4, h, w]"""
+        ip2p, config = self.ip2p, self.config
+        timesteps, latents, noise = ip2p.start_latents(encoded.clean, noise, config.steps, strength,
+                                                       self.start_from == "noise")
+        all_hooks = []
+        if mask is not None:
+            factor = ip2p.vae_scale_factor
+            padded = pad_to_multiple(mask[:, None].float(), factor)[:, 0] > 0
+            latent_mask = latent_mask_from_pixels(padded.to(latents.device), factor, config.latent_mask)
+            known = encoded.clean if known is None else known
+            all_hooks.append(keep_outside(ip2p.scheduler, known, noise, timesteps, latent_mask))
+        all_hooks.extend(hooks)
+        if on_step is not None:
+            all_hooks.append(observe(on_step))
+        predict = ip2p.guided_predictor(encoded.condition, instruction, config.guidance_scale,
+                                        config.image_guidance_scale)
+        return denoise(predict, ip2p.scheduler, latents, timesteps, all_hooks)
 
-    def localize_zone(
-        self,
-        images: torch.Tensor,
-        instruction: str,
-        conditioning: torch.Tensor,
-        generator: Optional[torch.Generator] = None,
-        strength: float = 1.0,
-        noise: Optional[torch.Tensor] = None,
-        on_step=None,
-        encoded: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-    ) -> ZoneLocalization:
-        """ZONE §4.2-4.3 on a batch: fused edit of `conditioning` with IP2P's cross-attention recorded, rough
-        mask from the attention (or WYS relevance), refined by the automatic segment with the best Region-IoU
-        (segments of the edit, or of `images` for "remove")."""
-        settings = self.config.zone
-        _, segmenter, _ = self.zone_parts()
-        if noise is None:
-            noise = self.draw_noise(images, generator)
-        recorder = CrossAttentionRecorder(branches=3, branch=0)
-        action, canvas, latents, (clean, image_latents) = self._fused_edit(
-            images, instruction, conditioning, strength, noise, recorder, on_step, encoded)
-        actions = [action] * images.shape[0]
-        height, width = images.shape[-2:]
-        attention = None
-        with self.stage("rough mask"):
-            if self.localizer == "relevance":
-                relevance = self._relevance(clean, image_latents, instruction, generator, images)
-                rough = relevance_mask(relevance, self.config.tau)
-            else:
-                factor = self.ip2p.vae_scale_factor
-                padded_size = (latents.shape[-2] * factor, latents.shape[-1] * factor)
-                attention = recorder.average(padded_size, settings.attention_layers)
-                last = zone.last_token_index(self.ip2p.tokenizer, instruction)
-                rough = zone.rough_mask(attention, last, padded_size, settings.attention_threshold,
-                                        settings.attention_contrast)[:, :height, :width].to(images.device)
-        refined = rough.clone()
-        if segmenter is not None:
-            source = images if action == "remove" else canvas
-            for i in range(images.shape[0]):
-                with self.stage("segment (SAM)"):
-                    segments = segmenter(source[i])
-                with self.stage("Region-IoU"):
-                    refined[i] = zone.refine_mask(segments, rough[i])[0].to(images.device)
-        return ZoneLocalization(canvas, rough, refined, actions, attention)
-
-    def _fused_edit(self, images, instruction, conditioning, strength, noise, recorder=None, on_step=None, encoded=None):
-        """Classify the instruction, then ZONE's fused edit of `conditioning` (an `_encode` result may be passed in).
-        -> (action, canvas [B, 3, H, W], final latents, (z0, condition latents))"""
-        with self.stage("classify"):
-            action = self.classify(instruction)
-        with self.stage("encode"):
-            clean, image_latents = self._encode(images, conditioning) if encoded is None else encoded
-        with self.stage("fused denoise + attention capture" if recorder is not None else "fused denoise"):
-            latents = self._fused_denoise(clean, conditioning, image_latents, instruction, zone.FUSION_BETA[action],
-                                          strength, noise, recorder, on_step)
-        with self.stage("decode"):
-            canvas = self._decode(latents, images)
-        return action, canvas, latents, (clean, image_latents)
-
-    def _decode(self, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """Decoded latents cropped to `images`' size (undoing `pad_to_multiple`), on its device."""
-        height, width = images.shape[-2:]
-        return self.ip2p.decode(latents)[..., :height, :width].to(images.device)
-
-    def _check_mask(self, mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def check_mask(self, mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """A caller's mask as [B, H, W] bool on `images`' device, or a one-line error."""
         if mask.shape != (images.shape[0], *images.shape[-2:]):
             raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
         return mask.to(images.device).bool()
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        """Adds the block's wall time to `stage_seconds[name]` when profiling (stage_seconds set to a dict)."""
-        if self.stage_seconds is None:
-            yield
-            return
-        synchronize = torch.cuda.synchronize if torch.device(self.device).type == "cuda" else (lambda: None)
-        synchronize()
-        begin = time.perf_counter()
-        yield
-        synchronize()
-        self.stage_seconds[name] = self.stage_seconds.get(name, 0.0) + time.perf_counter() - begin
 
     def _check(self, images, instruction, conditioning):
         check_images(images)
@@ -404,7 +285,7 @@ class IP2PEditor:
         return images, conditioning
 
     @staticmethod
-    def _check_background(background: Optional[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    def check_background(background: Optional[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
         """The image kept outside the mask: `images` unless given; same shape as `images`."""
         if background is None:
             return images
@@ -413,96 +294,17 @@ class IP2PEditor:
             raise EditorError(f"background must have the images' shape {tuple(images.shape)}, got {tuple(background.shape)}")
         return background
 
-    def _background_latents(self, background, images, conditioning, encoded) -> torch.Tensor:
-        """z0 of `background` [B, 4, h, w], re-using an `_encode` result where it is the same image (no VAE pass)."""
-        if background is images:
-            return encoded[0]
-        if background is conditioning:
-            return encoded[1] * self.ip2p.vae.config.scaling_factor
+    def background_latents(self, background: torch.Tensor, encoded: EncodedInputs) -> torch.Tensor:
+        """z0 of `background` [B, 4, h, w], re-using `encoded` where it is the same image (no VAE pass)."""
+        if background is encoded.images:
+            return encoded.clean
+        if background is encoded.conditioning:
+            return encoded.condition * self.ip2p.vae.config.scaling_factor
         return self.ip2p.encode(pad_to_multiple(background, self.ip2p.vae_scale_factor))
-
-    def _encode(self, images: torch.Tensor, conditioning: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z0 of `images` [B, 4, h, w], IP2P condition latents of `conditioning`), padded to the VAE's factor.
-        One VAE pass when the two are the same images (z0 is the scaled condition latent)."""
-        factor = self.ip2p.vae_scale_factor
-        image_latents = self.ip2p.encode_condition(pad_to_multiple(conditioning, factor))
-        if conditioning is images:
-            return image_latents * self.ip2p.vae.config.scaling_factor, image_latents
-        return self.ip2p.encode(pad_to_multiple(images, factor)), image_latents
-
-    def _relevance(self, clean, image_latents, instruction, generator, images) -> torch.Tensor:
-        factor = self.ip2p.vae_scale_factor
-
-        def predict(noisy, t):
-            return self.ip2p.predict_text_and_null(noisy, t, image_latents, instruction)
-
-        relevance = relevance_map(
-            predict,
-            clean,
-            self.ip2p.scheduler.add_noise,
-            timestep=int(self.config.relevance_timestep * self.ip2p.num_train_timesteps),
-            num_samples=self.config.relevance_samples,
-            iqr_k=self.config.iqr_k,
-            output_size=(clean.shape[-2] * factor, clean.shape[-1] * factor),
-            generator=generator,
-        )
-        height, width = images.shape[-2:]
-        return relevance[:, :height, :width].to(images.device)
-
-    def draw_noise(self, images: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-        """The edit's fixed noise [B, 4, h, w], drawn first so a seed gives the same edit whatever else draws."""
-        factor = self.ip2p.vae_scale_factor
-        height, width = (-(-size // factor) for size in images.shape[-2:])
-        channels = self.ip2p.vae.config.latent_channels
-        device = generator.device if generator is not None else images.device
-        return torch.randn((images.shape[0], channels, height, width), generator=generator, device=device)
-
-    def _start(self, clean: torch.Tensor, noise: torch.Tensor, strength: float):
-        """An edit's DDIM timesteps and first latents: z0 noised to the first step (official WYS, img2img), or
-        pure noise at strength 1 with `start_from="noise"` (diffusers' IP2P pipeline).
-        -> (timesteps, initial latents [B, 4, h, w], noise on z0's device and dtype)"""
-        timesteps = self.ip2p.edit_timesteps(self.config.steps, strength)
-        noise = noise.to(clean.device, clean.dtype)
-        if strength >= 1 and self.start_from == "noise":
-            return timesteps, noise * self.ip2p.scheduler.init_noise_sigma, noise
-        return timesteps, self.ip2p.scheduler.add_noise(clean, noise, timesteps[:1]), noise
-
-    def _denoise(
-        self,
-        clean: torch.Tensor,
-        image_latents: torch.Tensor,
-        instruction: str,
-        pixel_mask: Optional[torch.Tensor],
-        strength: float,
-        noise: torch.Tensor,
-        images: torch.Tensor,
-        on_step=None,
-        known: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        """Edit from z0 `clean` with fixed `noise` (from `draw_noise`); only latent cells of `pixel_mask` [B, H, W]
-        (`config.latent_mask` says which) may change, the others follow `known` (z0 of the background, default
-        `clean`) re-noised. Returns decoded images cropped to `images`' size, on its device."""
-        factor = self.ip2p.vae_scale_factor
-        latent_mask = None
-        if pixel_mask is not None:
-            padded_mask = pad_to_multiple(pixel_mask[:, None].float(), factor)[:, 0] > 0
-            latent_mask = latent_mask_from_pixels(padded_mask.to(clean.device), factor, self.config.latent_mask)
-        timesteps, initial, noise = self._start(clean, noise, strength)
-
-        def predict(noisy, t):
-            return self.ip2p.predict_guided(
-                noisy, t, image_latents, instruction, self.config.guidance_scale, self.config.image_guidance_scale
-            ).to(noisy.dtype)
-
-        known = clean if known is None else known
-        latents = guided_denoise(
-            predict, self.ip2p.scheduler, initial, known, noise, timesteps, latent_mask, on_step=on_step
-        )
-        return self._decode(latents, images)
 
 
 class RelevanceGuidedEditor(IP2PEditor):
-    """Watch Your Steps: IP2P edits only where the instruction's relevance is at least τ."""
+    """Watch Your Steps: IP2P edits only where the localiser (default: relevance >= τ) allows."""
 
     def edit(
         self,
@@ -512,32 +314,29 @@ class RelevanceGuidedEditor(IP2PEditor):
         mask: Optional[torch.Tensor] = None,
         strength: float = 1.0,
         generator: Optional[torch.Generator] = None,
-        on_step=None,
+        on_step: Optional[StepCallback] = None,
         background: Optional[torch.Tensor] = None,
     ) -> EditResult:
-        """Edit `images`; `mask` [B, H, W] bool overrides the relevance mask (3D passes the rendered relevance's).
+        """Edit `images`; `mask` [B, H, W] bool overrides the localiser (3D passes the rendered relevance's).
         Outside the mask the latents follow `background`'s (default `images`) re-noised at every step, and the
         result is `background` there, bit for bit."""
         images, conditioning = self._check(images, instruction, conditioning)
-        background = self._check_background(background, images)
+        background = self.check_background(background, images)
         noise = self.draw_noise(images, generator)
-        encoded = self._encode(images, conditioning)
-        relevance = None
-        extras = {}
-        if mask is None and self.localizer == "zone":
-            found = self.localize_zone(images, instruction, conditioning, generator, encoded=encoded)
-            relevance, mask = found.refined_mask.float(), found.refined_mask
-            extras = {"rough_mask": found.rough_mask, "refined_mask": found.refined_mask, "actions": found.actions}
-        elif mask is None:
-            relevance = self._relevance(*encoded, instruction, generator, images)
-            mask = relevance_mask(relevance, self.config.tau)
-        mask = self._check_mask(mask, images)
+        encoded = self.ip2p.encode_inputs(images, conditioning)
+        found = None
+        if mask is None:
+            found = localize(self.localizer, images, instruction, conditioning, generator, encoded)
+            mask = found.mask
+        mask = self.check_mask(mask, images)
         if self.config.dilate_px > 0:
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
-        known = self._background_latents(background, images, conditioning, encoded)
-        edited = self._denoise(*encoded, instruction, mask, strength, noise, images, on_step, known)
+        latents = self.denoise(encoded, instruction, strength, noise, mask,
+                               self.background_latents(background, encoded), on_step=on_step)
+        edited = self.ip2p.decode_cropped(latents, images)
         result = composite(edited, background.float(), feathered_weights(mask, self.config.feather_px))
-        return EditResult(images=result, relevance=relevance, mask=mask, extras=extras)
+        return EditResult(images=result, relevance=found.as_map() if found is not None else None, mask=mask,
+                          localization=found)
 
 
 class GlobalEditor(IP2PEditor):
@@ -554,72 +353,32 @@ class GlobalEditor(IP2PEditor):
         mask: Optional[torch.Tensor] = None,
         strength: float = 1.0,
         generator: Optional[torch.Generator] = None,
-        on_step=None,
+        on_step: Optional[StepCallback] = None,
         background: Optional[torch.Tensor] = None,
     ) -> EditResult:
         images, conditioning = self._check(images, instruction, conditioning)
         noise = self.draw_noise(images, generator)
-        edited = self._denoise(*self._encode(images, conditioning), instruction, None, strength, noise, images, on_step)
-        return EditResult(images=edited)
+        latents = self.denoise(self.ip2p.encode_inputs(images, conditioning), instruction, strength, noise,
+                               on_step=on_step)
+        return EditResult(images=self.ip2p.decode_cropped(latents, images))
 
 
-class ZoneEditor(IP2PEditor):
-    """ZONE: a global edit by IP2P fused with MagicBrush, cut out by the localised mask and blended back with the
-    FFT edge smoother. Pixels outside the smoothed mask M_f* are exactly the input's.
-
-    With `mask` given (the 3D method passes its rendered relevance), that mask is M_f: no attention or SAM.
-    The edited layer is blended over `background` (default `images`)."""
-
-    default_localizer = "zone"
-    default_start = "noise"  # ZONE's code runs diffusers' IP2P sampling
-    uses_zone = True
-
-    def edit(
-        self,
-        images: torch.Tensor,
-        instruction: str,
-        conditioning: Optional[torch.Tensor] = None,
-        mask: Optional[torch.Tensor] = None,
-        strength: float = 1.0,
-        generator: Optional[torch.Generator] = None,
-        on_step=None,
-        background: Optional[torch.Tensor] = None,
-    ) -> EditResult:
-        images, conditioning = self._check(images, instruction, conditioning)
-        background = self._check_background(background, images)
-        noise = self.draw_noise(images, generator)
-        settings = self.config.zone
-        if mask is None:
-            found = self.localize_zone(images, instruction, conditioning, generator, strength, noise, on_step)
-            canvas, refined = found.canvas, found.refined_mask
-            extras = {"rough_mask": found.rough_mask, "refined_mask": refined, "actions": found.actions,
-                      "canvas": canvas}
-        else:
-            refined = self._check_mask(mask, images)
-            action, canvas, _, _ = self._fused_edit(images, instruction, conditioning, strength, noise, on_step=on_step)
-            extras = {"refined_mask": refined, "actions": [action] * images.shape[0], "canvas": canvas}
-        with self.stage("edge smoother + blend"):
-            final = zone.fft_edge_mask(canvas, background.float(), refined, settings.edge_dilate_px,
-                                       settings.edge_radius_px, settings.edge_threshold, settings.edge_close_px)
-            result = zone.blend_layers(canvas, background.float(), final, refined, settings.edge_alpha)
-        return EditResult(images=result, relevance=refined.float(), mask=final, extras=extras)
-
-
-# Imported here, after the classes it uses from this module exist (it imports them back).
-from nerf_edit.colorkey import ColorKeyEditor  # noqa: E402
-
-EDITORS = {"relevance": RelevanceGuidedEditor, "wys": RelevanceGuidedEditor, "global": GlobalEditor, "zone": ZoneEditor,
-           "colorkey": ColorKeyEditor}  # colorkey: rule-based demonstration editor, not IP2P (nerf_edit/colorkey.py)
+# Name -> import path: a new editor is one class plus one line here.
+EDITORS = {
+    "relevance": "nerf_edit.editors:RelevanceGuidedEditor",
+    "wys": "nerf_edit.editors:RelevanceGuidedEditor",
+    "global": "nerf_edit.editors:GlobalEditor",
+    "zone": "nerf_edit.zone_editor:ZoneEditor",
+    "colorkey": "nerf_edit.colorkey:ColorKeyEditor",  # rule-based demonstration editor, not IP2P
+}
 
 
 def editor_class(spec: str) -> type:
     """An editor class from a registered name or an import path `package.module:Class`."""
-    if spec in EDITORS:
-        return EDITORS[spec]
-    if ":" not in spec:
+    if ":" not in spec and spec not in EDITORS:
         raise EditorError(f"unknown editor {spec!r}: use one of {sorted(EDITORS)} or an import path 'package.module:Class'")
     try:
-        cls = import_object(spec, "editor")
+        cls = import_object(EDITORS.get(spec, spec), "editor")
     except UsageError as error:
         raise EditorError(str(error)) from error
     if not all(callable(getattr(cls, name, None)) for name in ("relevance", "edit")):

@@ -1,21 +1,88 @@
-"""Relevance-guided denoising: the sampler changes latents only inside the mask.
+"""The denoising loop every editor runs, and the per-step hooks that make it relevance-guided, fused or observed.
 
-After every scheduler step, outside the mask the latents are replaced with the input re-noised to the next
-timestep with the same fixed noise, and with the input's z0 itself after the last step; the decoded edit is then
-composited so pixels outside the (dilated) mask are exactly the input.
+`denoise` takes a guided ε predictor, a scheduler and a list of hooks. After every scheduler step each hook gets a
+`Step` (index, timestep, latents, the ε the step used, the scheduler's predicted z0) and returns the latents the
+next step starts from. What makes an edit local is a hook:
+  - `keep_outside(...)`: outside the mask the latents are replaced with the input re-noised to the next timestep
+    with the same fixed noise (z0 itself after the last step), so only the mask changes (WYS);
+  - ZONE's fusion with a second model is a hook (`nerf_edit.zone_editor.FusionHook`);
+  - `observe(callback)` only watches (progress bars, tests, attention recorders).
+The decoded edit is then composited so pixels outside the (dilated) mask are exactly the input.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 # (noisy latents, already scaled for the scheduler [B, C, h, w], timestep) -> guided ε [B, C, h, w]
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# (step index, timestep, latents after the step and blend [B, C, h, w]) -> None
+# (step index, timestep, latents after the step and the hooks before it [B, C, h, w]) -> None
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass
+class Step:
+    """One finished scheduler step, as hooks see it (tensors [B, C, h, w])."""
+
+    index: int
+    timestep: torch.Tensor
+    latents: torch.Tensor  # after the scheduler step and the hooks before this one
+    noise_pred: torch.Tensor  # the guided ε the step used
+    predicted_original: torch.Tensor  # the scheduler's z0 estimate at this step
+    previous: torch.Tensor  # the latents the step started from
+
+
+# Step -> the latents the next step starts from [B, C, h, w]
+StepHook = Callable[[Step], torch.Tensor]
+
+
+def denoise(
+    predict: NoisePredictor,
+    scheduler,
+    latents: torch.Tensor,
+    timesteps: torch.Tensor,
+    hooks: Sequence[StepHook] = (),
+) -> torch.Tensor:
+    """Denoise `latents` [B, C, h, w] over `timesteps`; after every step the `hooks` run in order. -> [B, C, h, w]"""
+    for i, t in enumerate(timesteps):
+        noise_pred = predict(scheduler.scale_model_input(latents, t), t)
+        output = scheduler.step(noise_pred, t, latents)
+        step = Step(i, t, output.prev_sample, noise_pred, output.pred_original_sample, latents)
+        for hook in hooks:
+            step.latents = hook(step)
+        latents = step.latents
+    return latents
+
+
+def keep_outside(
+    scheduler, clean_latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, latent_mask: torch.Tensor
+) -> StepHook:
+    """Hook: only cells of `latent_mask` [B, 1, h, w] change; the others are `clean_latents` (z0 [B, C, h, w])
+    re-noised with the fixed `noise` to the next timestep, and z0 itself after the last step. The scheduler must
+    add noise at arbitrary timesteps (DDIM, DDPM)."""
+
+    def hook(step: Step) -> torch.Tensor:
+        if step.index + 1 < len(timesteps):
+            known = scheduler.add_noise(clean_latents, noise, timesteps[step.index + 1 : step.index + 2])
+        else:
+            known = clean_latents
+        return torch.where(latent_mask, step.latents, known.to(step.latents.dtype))
+
+    return hook
+
+
+def observe(callback: StepCallback) -> StepHook:
+    """Hook that calls `callback(i, t, latents)` and changes nothing (progress, tests, recorders)."""
+
+    def hook(step: Step) -> torch.Tensor:
+        callback(step.index, step.timestep, step.latents)
+        return step.latents
+
+    return hook
 
 
 def latent_mask_from_pixels(pixel_mask: torch.Tensor, factor: int, mode: str = "any") -> torch.Tensor:
@@ -42,24 +109,15 @@ def guided_denoise(
     latent_mask: Optional[torch.Tensor] = None,
     on_step: Optional[StepCallback] = None,
 ) -> torch.Tensor:
-    """Denoise `initial_latents` [B, C, h, w] over `timesteps`, editing only where `latent_mask` [B, 1, h, w] is True.
-
-    `clean_latents` (z0) and `noise` are the input's latents and the fixed noise that re-noises them; with no mask
-    this is plain sampling. The scheduler must add noise at arbitrary timesteps (DDIM, DDPM).
-    """
-    latents = initial_latents
-    for i, t in enumerate(timesteps):
-        eps = predict(scheduler.scale_model_input(latents, t), t)
-        latents = scheduler.step(eps, t, latents).prev_sample
-        if latent_mask is not None:
-            if i + 1 < len(timesteps):
-                known = scheduler.add_noise(clean_latents, noise, timesteps[i + 1 : i + 2])
-            else:
-                known = clean_latents
-            latents = torch.where(latent_mask, latents, known.to(latents.dtype))
-        if on_step is not None:
-            on_step(i, t, latents)
-    return latents
+    """Denoise `initial_latents` [B, C, h, w] over `timesteps`, editing only where `latent_mask` [B, 1, h, w] is True
+    (`denoise` with the `keep_outside` hook). `clean_latents` (z0) and `noise` re-noise the input; with no mask this
+    is plain sampling."""
+    hooks = []
+    if latent_mask is not None:
+        hooks.append(keep_outside(scheduler, clean_latents, noise, timesteps, latent_mask))
+    if on_step is not None:
+        hooks.append(observe(on_step))
+    return denoise(predict, scheduler, initial_latents, timesteps, hooks)
 
 
 def feathered_weights(pixel_mask: torch.Tensor, feather_px: int = 0) -> torch.Tensor:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
 from nerf_edit.loading import IP2P_MODEL_ID, load_ip2p_pipeline
@@ -34,6 +37,30 @@ def sd1_ddim_scheduler(config) -> DDIMScheduler:
         rescale_betas_zero_snr=False,
         timestep_spacing="trailing",
     )
+
+
+def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad the bottom/right so H and W are multiples of `multiple` (the VAE's downsampling)."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return images
+    return F.pad(images, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+@dataclass
+class EncodedInputs:
+    """An edit's inputs in latent space (padded to the VAE's factor), encoded once and shared by the localiser and
+    the editor."""
+
+    images: torch.Tensor  # [B, 3, H, W] the images being edited, unpadded
+    conditioning: torch.Tensor  # [B, 3, H, W] the image IP2P is conditioned on
+    clean: torch.Tensor  # [B, 4, h, w] z0 of `images` (scaled latents)
+    condition: torch.Tensor  # [B, 4, h, w] IP2P's condition latents of `conditioning` (unscaled mode)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])
 
 
 class InstructPix2Pix:
@@ -130,6 +157,50 @@ class InstructPix2Pix:
         ).sample.float()
         eps_text_image, eps_image, eps_null = eps.chunk(3)
         return eps_null + image_guidance_scale * (eps_image - eps_null) + guidance_scale * (eps_text_image - eps_image)
+
+    def encode_inputs(self, images: torch.Tensor, conditioning: torch.Tensor) -> EncodedInputs:
+        """z0 of `images` and the condition latents of `conditioning`; one VAE pass when they are the same tensor
+        (z0 is then the scaled condition latent)."""
+        condition = self.encode_condition(pad_to_multiple(conditioning, self.vae_scale_factor))
+        if conditioning is images:
+            clean = condition * self.vae.config.scaling_factor
+        else:
+            clean = self.encode(pad_to_multiple(images, self.vae_scale_factor))
+        return EncodedInputs(images, conditioning, clean, condition)
+
+    def decode_cropped(self, latents: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Decoded latents cropped to `like`'s [.., H, W] (undoing `pad_to_multiple`), on its device. -> [B, 3, H, W]"""
+        height, width = like.shape[-2:]
+        return self.decode(latents)[..., :height, :width].to(like.device)
+
+    def draw_noise(self, images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Noise shaped like the (padded) latents of `images` [B, C, h, w], on the generator's device."""
+        factor = self.vae_scale_factor
+        height, width = (-(-size // factor) for size in images.shape[-2:])
+        device = generator.device if generator is not None else images.device
+        shape = (images.shape[0], self.vae.config.latent_channels, height, width)
+        return torch.randn(shape, generator=generator, device=device)
+
+    def guided_predictor(self, condition: torch.Tensor, instruction: str, guidance_scale: float,
+                         image_guidance_scale: float):
+        """`(noisy latents, t) -> guided ε` for `denoise`, conditioned on `condition` latents [B, 4, h, w]."""
+
+        def predict(noisy: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+            eps = self.predict_guided(noisy, timestep, condition, instruction, guidance_scale, image_guidance_scale)
+            return eps.to(noisy.dtype)
+
+        return predict
+
+    def start_latents(self, clean: torch.Tensor, noise: torch.Tensor, steps: int, strength: float,
+                      from_noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An edit's DDIM timesteps and first latents: z0 `clean` noised to the first step (official WYS, img2img),
+        or pure noise when `from_noise` at strength 1 (diffusers' IP2P pipeline).
+        -> (timesteps, initial latents [B, 4, h, w], `noise` on z0's device and dtype)"""
+        timesteps = self.edit_timesteps(steps, strength)
+        noise = noise.to(clean.device, clean.dtype)
+        if strength >= 1 and from_noise:
+            return timesteps, noise * self.scheduler.init_noise_sigma, noise
+        return timesteps, self.scheduler.add_noise(clean, noise, timesteps[:1]), noise
 
     def edit_timesteps(self, steps: int, strength: float = 1.0) -> torch.Tensor:
         """`steps` DDIM timesteps starting near strength·T (img2img's schedule, stretched so `steps` steps run).

@@ -181,29 +181,38 @@ def check_zone_config(zone, prefix: str = "--zone.", main_model: Optional[str] =
             check_model(zone.segmenter, f"{prefix}segmenter", "config.json")
 
 
-def check_editor_config(config, check_models: bool = True, uses_zone: bool = False) -> None:
-    """Every EditorConfig setting, named by its nerf-edit-image flag. `uses_zone`: the editor needs ZONE's models
-    whatever the localizer (the zone editor); `check_models=False` when the caller passes models built in code."""
-    from nerf_edit.editors import LOCALIZERS
+def check_localizer(spec: str, name: str = "--localizer") -> None:
+    """`auto`, a registered localiser, or an import path to one (imported here, so a typo stops now)."""
+    from nerf_edit.localizers import localizer_class
+
+    if spec != "auto":
+        localizer_class(spec, name)
+
+
+def check_editor_config(config, check_models: bool = True, uses_zone: bool = False, prefix: str = "--",
+                        model_flag: Optional[str] = None) -> None:
+    """Every EditorConfig setting, named by its flag: `prefix` + name (`--steps` for nerf-edit-image,
+    `--pipeline.editing.steps` for ns-train wys). `uses_zone`: the editor needs ZONE's models whatever the
+    localizer (the zone editor); `check_models=False` when the caller passes models built in code."""
     from nerf_edit.loading import MODEL_INDEX
 
-    check_at_least("--steps", config.steps, 1)
-    check_range("--guidance-scale", config.guidance_scale, 0)
-    check_range("--image-guidance-scale", config.image_guidance_scale, 0)
-    check_range("--tau", config.tau, 0, 1)
-    check_at_least("--dilate-px", config.dilate_px, 0)
-    check_at_least("--feather-px", config.feather_px, 0)
-    check_range("--relevance-timestep", config.relevance_timestep, 0, 1, low_open=True)
-    check_at_least("--relevance-samples", config.relevance_samples, 1)
-    check_range("--iqr-k", config.iqr_k, 0)
-    check_choice("--localizer", config.localizer, LOCALIZERS)
-    check_choice("--start-from", config.start_from, ("auto", "input", "noise"))
-    check_choice("--latent-mask", config.latent_mask, ("any", "nearest"))
-    check_device(config.device, "--device")
-    check_dtype(config.dtype, "--dtype")
+    check_at_least(f"{prefix}steps", config.steps, 1)
+    check_range(f"{prefix}guidance-scale", config.guidance_scale, 0)
+    check_range(f"{prefix}image-guidance-scale", config.image_guidance_scale, 0)
+    check_range(f"{prefix}tau", config.tau, 0, 1)
+    check_at_least(f"{prefix}dilate-px", config.dilate_px, 0)
+    check_at_least(f"{prefix}feather-px", config.feather_px, 0)
+    check_range(f"{prefix}relevance-timestep", config.relevance_timestep, 0, 1, low_open=True)
+    check_at_least(f"{prefix}relevance-samples", config.relevance_samples, 1)
+    check_range(f"{prefix}iqr-k", config.iqr_k, 0)
+    check_localizer(config.localizer, f"{prefix}localizer")
+    check_choice(f"{prefix}start-from", config.start_from, ("auto", "input", "noise"))
+    check_choice(f"{prefix}latent-mask", config.latent_mask, ("any", "nearest"))
+    check_device(config.device, f"{prefix}device")
+    check_dtype(config.dtype, f"{prefix}dtype")
     if check_models:
-        check_model(config.model, "--model", MODEL_INDEX)
-    check_zone_config(config.zone, "--zone.", main_model=config.model,
+        check_model(config.model, model_flag or f"{prefix}model", MODEL_INDEX)
+    check_zone_config(config.zone, f"{prefix}zone.", main_model=config.model,
                       check_models=check_models and (uses_zone or config.localizer == "zone"))
 
 

@@ -58,7 +58,7 @@ echo "demo: reconstructing $DATA ($DEVICE) into $BASE"
 
 echo "demo: editing it with \"$PROMPT\" into $RUN"
 "$BIN/ns-train" wys --data "$DATA" --output-dir outputs --timestamp "$STAMP" --load-dir "$BASE/nerfstudio_models" \
-    --pipeline.prompt "$PROMPT" --pipeline.editor "$EDITOR" --pipeline.editor-model "$MODEL" "${QUIET[@]}" "${EDIT[@]}"
+    --pipeline.prompt "$PROMPT" --pipeline.editor "$EDITOR" --pipeline.editing.model "$MODEL" "${QUIET[@]}" "${EDIT[@]}"
 
 echo "demo: rendering the edited scene and its relevance to $VIDEO"
 "$BIN/ns-render" interpolate --load-config "$RUN/config.yml" --rendered-output-names rgb relevance \

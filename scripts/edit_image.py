@@ -62,7 +62,7 @@ class EditImage:
                 relevance = editor.relevance(image[None], self.instruction)
             self.write(path.stem, image, result.images[0], relevance[0] if relevance is not None else None,
                        result.mask[0] if result.mask is not None else None)
-            self.write_zone(path.stem, image, result.extras)
+            self.write_localization(path.stem, image, getattr(result, "localization", None))
         print(f"wrote {len(inputs)} edit(s) to {self.output}")
 
     def find_inputs(self) -> List[Path]:
@@ -82,15 +82,18 @@ class EditImage:
         if mask is not None:
             atomic_save_image(self.output / f"{name}_mask.png", overlay(image, mask))
 
-    def write_zone(self, name: str, image: torch.Tensor, extras: dict) -> None:
-        """ZONE's intermediate pictures: rough mask M_b, refined mask M_f (overlays) and the canvas I_sty."""
+    def write_localization(self, name: str, image: torch.Tensor, found) -> None:
+        """ZONE's intermediate pictures, when the localisation has them: rough mask M_b, refined mask M_f
+        (overlays) and the canvas I_sty."""
         for key in ("rough_mask", "refined_mask"):
-            if key in extras:
-                atomic_save_image(self.output / f"{name}_{key}.png", overlay(image, extras[key][0].cpu()))
-        if "canvas" in extras:
-            atomic_save_image(self.output / f"{name}_canvas.png", extras["canvas"][0])
-        if "actions" in extras:
-            print(f"{name}: {extras['actions'][0]} edit")
+            mask = getattr(found, key, None)
+            if mask is not None:
+                atomic_save_image(self.output / f"{name}_{key}.png", overlay(image, mask[0].cpu()))
+        canvas = getattr(found, "canvas", None)
+        if canvas is not None:
+            atomic_save_image(self.output / f"{name}_canvas.png", canvas[0])
+        if getattr(found, "actions", None):
+            print(f"{name}: {found.actions[0]} edit")
 
 
 def check_image_header(path: Path) -> None:

@@ -3,7 +3,7 @@
     nerf-edit-train-action --data data/action_pairs --output outputs/editaction --model timbrooks/instruct-pix2pix
     accelerate launch --num_processes 4 -m nerf_edit_scripts.train_action --data ... --batch-size 16   # 4 GPUs
 
-The result is a diffusers IP2P folder: `nerf-edit-image --model OUTPUT`, `ns-train wys --pipeline.editor-model OUTPUT`.
+The result is a diffusers IP2P folder: `nerf-edit-image --model OUTPUT`, `ns-train wys --pipeline.editing.model OUTPUT`.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def measure(options) -> list[tuple[str, str]]:
     scene = make_scene(work / "scene", num_views=24, size=options.size, seed=0)
     common = ["--data", str(scene), "--max-num-iterations", "100000"]
     wys = method_config("wys", LIGHT_CPU_ARGS + common + ["--pipeline.prompt", "turn the ball blue",
-                                                          "--pipeline.editor-model", "tiny", "--pipeline.edit-start-step", "1000000"])
+                                                          "--pipeline.editing.model", "tiny", "--pipeline.edit-start-step", "1000000"])
     with offline_lpips():
         nerfacto = build_trainer(nerfacto_config(common), work / "out")
     wys_trainer = build_trainer(wys, work / "out")

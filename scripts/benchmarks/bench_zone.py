@@ -17,7 +17,8 @@ import torch
 
 
 def build_editor(device: str, steps: int):
-    from nerf_edit.editors import EditorConfig, ZoneConfig, ZoneEditor
+    from nerf_edit.editors import EditorConfig, ZoneConfig
+    from nerf_edit.zone_editor import ZoneEditor
     from nerf_edit.ip2p import InstructPix2Pix
     from nerf_edit.segment import SamSegmenter
 
@@ -56,7 +57,6 @@ def measure(options) -> list[tuple[str, str]]:
         return [(f"ZONE full-size {options.size}² stages", "skipped: no GPU")]
     if device == "cpu":
         torch.set_num_threads(options.threads)
-    from nerf_edit.attention import CrossAttentionRecorder
     from nerf_edit.zone import fft_edge_mask
 
     editor = build_editor(device, options.steps)
@@ -64,23 +64,23 @@ def measure(options) -> list[tuple[str, str]]:
     image = torch.rand(1, 3, options.size, options.size, generator=torch.Generator().manual_seed(0)).to(device)
     instruction = "give him a red hat"
     editor.edit(image, instruction)  # warm-up
-    editor.stage_seconds = {}
+    editor.stages.start()
     for _ in range(options.repeats):
         editor.edit(image, instruction, generator=torch.Generator().manual_seed(0))
-    stages = {name: seconds / options.repeats for name, seconds in editor.stage_seconds.items()}
+    stages = {name: seconds / options.repeats for name, seconds in editor.stages.seconds.items()}
     total = sum(stages.values())
     rows = [(f"ZONE {options.size}² ({label}): {name}", f"{seconds:.3f} s ({seconds / total:.0%})")
             for name, seconds in stages.items()]
     rows.append((f"ZONE {options.size}² ({label}): one edit, {options.steps} steps", f"{total:.3f} s"))
-    segments = len(editor.zone_parts()[1](image[0]))
+    segments = len(editor.zone.parts.segmenter(image[0]))
     rows.append((f"ZONE {options.size}² ({label}): SAM segments kept (quality filters off)", f"{segments}"))
 
-    clean, latents = editor._encode(image, image)
+    encoded = editor.ip2p.encode_inputs(image, image)
     noise = editor.draw_noise(image, torch.Generator().manual_seed(0))
+    editor.stages.seconds = None  # the fused edits below are timed whole
 
     def denoise(record):
-        recorder = CrossAttentionRecorder() if record else None
-        editor._fused_denoise(clean, image, latents, instruction, 0.01, 1.0, noise, recorder)
+        editor.zone.fused_edit(encoded, instruction, 1.0, noise, record=record)
 
     plain = timed(lambda: denoise(False), device, options.repeats)
     captured = timed(lambda: denoise(True), device, options.repeats)

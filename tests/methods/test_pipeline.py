@@ -104,7 +104,7 @@ def test_rendered_relevance_is_normalised_per_view_before_tau(trainer):
     ball[4:9, 6:12] = True
     rendered = 0.2 + 0.1 * ball.float() + 0.01 * torch.rand(16, 24)  # never reaches τ = 0.5 unnormalised
     normalised = (rendered - rendered.min()) / (rendered.max() - rendered.min())
-    assert torch.equal(pipeline.edit_mask(rendered), normalised >= pipeline.config.tau)
+    assert torch.equal(pipeline.edit_mask(rendered), normalised >= pipeline.config.editing.tau)
     assert torch.equal(pipeline.edit_mask(rendered), ball)
     pipeline.config.normalize_rendered_relevance = False
     assert not pipeline.edit_mask(rendered).any()
@@ -140,11 +140,11 @@ def test_viewer_prompt_and_pause_act_on_the_next_update(trainer):
     pipeline.relevance_ready = True  # skip the targets: this test is about the controls
     pipeline.viewer_pause.value = True
     for step in range(0, 30):
-        pipeline._maybe_update_dataset(step)
+        pipeline.update_dataset(step)
     assert editor.edit_calls == 0
     pipeline.viewer_pause.value = False
     pipeline.viewer_prompt.value = "make the cube green"
-    pipeline._maybe_update_dataset(30)  # (30 - first edit step 0) is a multiple of the edit rate
+    pipeline.update_dataset(30)  # (30 - first edit step 0) is a multiple of the edit rate
     assert editor.edit_calls == 1 and editor.instructions[-1] == "make the cube green"
 
 
@@ -172,21 +172,21 @@ def test_restore_puts_back_saved_edits(trainer, scene, tmp_path):
         assert torch.equal(fresh.datamanager.image_batch["image"][names.index(name)], image)
     assert fresh.relevance_ready and fresh.edit_store.num_images() == 2
     # the interrupted cycle goes on with the views that have no edit yet
-    upcoming = [fresh._next_view() for _ in range(len(names) - 2)]
+    upcoming = [fresh.next_view() for _ in range(len(names) - 2)]
     assert not {names.index(n) for n in saved_images} & set(upcoming)
 
 
-ZONE_TINY = ["--pipeline.editor-model", "tiny", "--pipeline.diffusion-steps", "2", "--pipeline.zone.fusion-model",
-             "none", "--pipeline.zone.segmenter", "ball_segmenter:BallSegmenter", "--pipeline.prompt", "remove the red ball"]
+ZONE_TINY = ["--pipeline.editing.model", "tiny", "--pipeline.editing.steps", "2", "--pipeline.editing.zone.fusion-model",
+             "none", "--pipeline.editing.zone.segmenter", "ball_segmenter:BallSegmenter", "--pipeline.prompt", "remove the red ball"]
 
 
 def test_zone_masks_train_the_relevance_field(scene, tmp_path):
-    """--pipeline.localizer zone: every relevance target is a ZONE mask, i.e. one of the segments of that view
+    """--pipeline.editing.localizer zone: every relevance target is a ZONE mask, i.e. one of the segments of that view
     chosen by Region-IoU ("remove" segments the original view)."""
-    trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "relevance", "--pipeline.localizer", "zone", *ZONE_TINY])
+    trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "relevance", "--pipeline.editing.localizer", "zone", *ZONE_TINY])
     pipeline = trainer.pipeline
-    assert pipeline.editor.localizer == "zone"
-    segmenter = pipeline.editor.zone_parts()[1]
+    assert pipeline.editor.localizer_name == "zone"
+    segmenter = pipeline.editor.localizer.parts.segmenter
     pipeline.compute_relevance_targets()
     batch = pipeline.datamanager.image_batch
     assert len(segmenter.outputs) == len(batch["relevance"])
@@ -199,7 +199,7 @@ def test_zone_masks_train_the_relevance_field(scene, tmp_path):
 def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
     trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "zone", *ZONE_TINY])
     pipeline = trainer.pipeline
-    assert pipeline.editor.localizer == "zone"
+    assert pipeline.editor.localizer_name == "zone"
     batch = pipeline.datamanager.image_batch
     batch["relevance"][...] = 0.0
     batch["relevance_valid"][...] = True
@@ -216,8 +216,8 @@ def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
 
     pipeline.render_train_view = keep_render
     pipeline.edit_view(0)
-    mask = rendered[0]["relevance"][..., 0] >= pipeline.config.tau
-    near = zone.dilate(mask[None], zone.scaled_px(pipeline.config.zone.edge_dilate_px, mask.shape))[0]
+    mask = rendered[0]["relevance"][..., 0] >= pipeline.config.editing.tau
+    near = zone.dilate(mask[None], zone.scaled_px(pipeline.config.editing.zone.edge_dilate_px, mask.shape))[0]
     edited = batch["image"][0]
     original = pipeline.datamanager.original_images[0]
     assert mask.any() and not near.all()
@@ -230,13 +230,13 @@ def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
     [
         (["--pipeline.prompt", " "], "--pipeline.prompt is empty"),
         (["--pipeline.editor", "nowhere:Editor"], "cannot import editor"),
-        (["--pipeline.editor", "relevance", "--pipeline.editor-model", "org/not-downloaded"], "is not available"),
+        (["--pipeline.editor", "relevance", "--pipeline.editing.model", "org/not-downloaded"], "is not available"),
         (["--pipeline.lower-bound", "0.9", "--pipeline.upper-bound", "0.5"], "lower-bound"),
-        (["--pipeline.editor", "zone", "--pipeline.editor-model", "tiny"], "'vinesmsuic/magicbrush-jul7' is not available"),
-        (["--pipeline.editor", "relevance", "--pipeline.localizer", "zone", "--pipeline.editor-model", "tiny",
-          "--pipeline.zone.fusion-model", "none", "--pipeline.zone.segmenter", "nowhere:Segmenter"],
+        (["--pipeline.editor", "zone", "--pipeline.editing.model", "tiny"], "'vinesmsuic/magicbrush-jul7' is not available"),
+        (["--pipeline.editor", "relevance", "--pipeline.editing.localizer", "zone", "--pipeline.editing.model", "tiny",
+          "--pipeline.editing.zone.fusion-model", "none", "--pipeline.editing.zone.segmenter", "nowhere:Segmenter"],
          "cannot import segmenter"),
-        (["--pipeline.localizer", "zone"], "does not take --pipeline.localizer zone"),  # the oracle has no localizer
+        (["--pipeline.editing.localizer", "zone"], "does not take --pipeline.editing.localizer zone"),  # the oracle has no localizer
     ],
 )
 def test_bad_settings_stop_with_one_clear_line(scene, tmp_path, args, message):

@@ -23,8 +23,8 @@ def test_entry_points_register_our_methods_under_their_names():
 def test_presets_differ_as_documented():
     from nerf_edit_methods.configs import wys_global_method, wys_method, wys_small_method, wys_tiny_method
 
-    assert wys_method.config.pipeline.editor_dtype == "fp32"
-    assert wys_small_method.config.pipeline.editor_dtype == "fp16"
+    assert wys_method.config.pipeline.editing.dtype == "fp32"
+    assert wys_small_method.config.pipeline.editing.dtype == "fp16"
     assert wys_tiny_method.config.pipeline.datamanager.train_num_rays_per_batch < wys_method.config.pipeline.datamanager.train_num_rays_per_batch
     assert wys_global_method.config.pipeline.editor == "global" and not wys_global_method.config.pipeline.use_relevance
     assert wys_method.config.max_num_iterations == 4000 and wys_method.config.pipeline.edit_rate == 10

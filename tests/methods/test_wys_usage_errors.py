@@ -83,41 +83,41 @@ LIGHT_RUN = "{root}/nerfacto_light/nerfstudio_models"
 CASES = [
     # the prompt and the numbers
     (["--pipeline.prompt", " "], "--pipeline.prompt is empty"),
-    (["--pipeline.tau", "1.5"], "--pipeline.tau must be in [0, 1], got 1.5"),
-    (["--pipeline.tau", "-0.1"], "--pipeline.tau must be in [0, 1]"),
-    (["--pipeline.guidance-scale", "-1"], "--pipeline.guidance-scale must be >= 0"),
-    (["--pipeline.image-guidance-scale", "-1"], "--pipeline.image-guidance-scale must be >= 0"),
-    (["--pipeline.diffusion-steps", "0"], "--pipeline.diffusion-steps must be an integer >= 1"),
+    (["--pipeline.editing.tau", "1.5"], "--pipeline.editing.tau must be in [0, 1], got 1.5"),
+    (["--pipeline.editing.tau", "-0.1"], "--pipeline.editing.tau must be in [0, 1]"),
+    (["--pipeline.editing.guidance-scale", "-1"], "--pipeline.editing.guidance-scale must be >= 0"),
+    (["--pipeline.editing.image-guidance-scale", "-1"], "--pipeline.editing.image-guidance-scale must be >= 0"),
+    (["--pipeline.editing.steps", "0"], "--pipeline.editing.steps must be an integer >= 1"),
     (["--pipeline.edit-rate", "0"], "--pipeline.edit-rate must be an integer >= 1"),
     (["--pipeline.edit-count", "0"], "--pipeline.edit-count must be an integer >= 1"),
     (["--pipeline.lower-bound", "0"], "--pipeline.lower-bound must be in (0, 1]"),
     (["--pipeline.upper-bound", "1.5"], "--pipeline.upper-bound must be in (0, 1]"),
     (["--pipeline.lower-bound", "0.9", "--pipeline.upper-bound", "0.5"], "need --pipeline.lower-bound <= --pipeline.upper-bound"),
-    (["--pipeline.relevance-timestep", "0"], "--pipeline.relevance-timestep must be in (0, 1]"),
-    (["--pipeline.relevance-iqr-k", "-1"], "--pipeline.relevance-iqr-k must be >= 0"),
+    (["--pipeline.editing.relevance-timestep", "0"], "--pipeline.editing.relevance-timestep must be in (0, 1]"),
+    (["--pipeline.editing.iqr-k", "-1"], "--pipeline.editing.iqr-k must be >= 0"),
     (["--pipeline.relevance-warmup-steps", "-1"], "--pipeline.relevance-warmup-steps must be an integer >= 0"),
     (["--pipeline.edit-start-step", "-5"], "--pipeline.edit-start-step must be an integer >= 0"),
     (["--pipeline.seed", str(2**64)], "--pipeline.seed 18446744073709551616 is out of range"),
     (["--pipeline.model.use-lpips", "True"], "the LPIPS loss compares 32x32 patches but the datamanager samples 1x1"),
     (["--pipeline.model.use-lpips", "True", "--pipeline.datamanager.patch-size", "32"],
      "512 rays per batch hold no 32x32 patch"),
-    (["--pipeline.zone.edge-alpha", "2"], "--pipeline.zone.edge-alpha must be in [0, 1]"),
+    (["--pipeline.editing.zone.edge-alpha", "2"], "--pipeline.editing.zone.edge-alpha must be in [0, 1]"),
     # editors, localizers, models, plug-ins
     (["--pipeline.editor", "nowhere:Editor"], "cannot import editor 'nowhere:Editor'"),
     (["--pipeline.editor", "oracle_editor"], "unknown --pipeline.editor 'oracle_editor'"),
-    (["--pipeline.localizer", "zone"], "does not take --pipeline.localizer zone"),  # the oracle has no localizer
-    (["--pipeline.editor", "relevance", "--pipeline.editor-model", "org/not-downloaded"], "'org/not-downloaded' is not available"),
-    (["--pipeline.editor", "relevance", "--pipeline.editor-model", "./no/such/model"], "--pipeline.editor-model './no/such/model' is not a directory"),
-    (["--pipeline.editor", "global", "--pipeline.editor-model", "{root}/model_folder"], "has no model_index.json"),
-    (["--pipeline.editor", "zone", "--pipeline.editor-model", "tiny"], "'vinesmsuic/magicbrush-jul7' is not available"),
-    (["--pipeline.editor", "relevance", "--pipeline.localizer", "zone", "--pipeline.editor-model", "tiny",
-      "--pipeline.zone.fusion-model", "none", "--pipeline.zone.segmenter", "nowhere:Segmenter"], "cannot import segmenter"),
-    (["--pipeline.editor", "zone", "--pipeline.editor-model", "tiny", "--pipeline.zone.fusion-model", "none",
-      "--pipeline.zone.segmenter", "none", "--pipeline.zone.action", "often"], "unknown --pipeline.zone.action 'often'"),
+    (["--pipeline.editing.localizer", "zone"], "does not take --pipeline.editing.localizer zone"),  # the oracle has no localizer
+    (["--pipeline.editor", "relevance", "--pipeline.editing.model", "org/not-downloaded"], "'org/not-downloaded' is not available"),
+    (["--pipeline.editor", "relevance", "--pipeline.editing.model", "./no/such/model"], "--pipeline.editing.model './no/such/model' is not a directory"),
+    (["--pipeline.editor", "global", "--pipeline.editing.model", "{root}/model_folder"], "has no model_index.json"),
+    (["--pipeline.editor", "zone", "--pipeline.editing.model", "tiny"], "'vinesmsuic/magicbrush-jul7' is not available"),
+    (["--pipeline.editor", "relevance", "--pipeline.editing.localizer", "zone", "--pipeline.editing.model", "tiny",
+      "--pipeline.editing.zone.fusion-model", "none", "--pipeline.editing.zone.segmenter", "nowhere:Segmenter"], "cannot import segmenter"),
+    (["--pipeline.editor", "zone", "--pipeline.editing.model", "tiny", "--pipeline.editing.zone.fusion-model", "none",
+      "--pipeline.editing.zone.segmenter", "none", "--pipeline.editing.zone.action", "often"], "unknown --pipeline.editing.zone.action 'often'"),
     # devices
-    (["--pipeline.editor-device", MISSING_GPU], f"--pipeline.editor-device '{MISSING_GPU}'"),
-    (["--pipeline.editor-device", "banana"], "--pipeline.editor-device 'banana' is not a device"),
-    (["--pipeline.editor-dtype", "fp8"], "unknown --pipeline.editor-dtype 'fp8'"),
+    (["--pipeline.editing.device", MISSING_GPU], f"--pipeline.editing.device '{MISSING_GPU}'"),
+    (["--pipeline.editing.device", "banana"], "--pipeline.editing.device 'banana' is not a device"),
+    (["--pipeline.editing.dtype", "fp8"], "unknown --pipeline.editing.dtype 'fp8'"),
     # --data
     (["--data", "{root}/missing"], "--data '{root}/missing' does not exist"),
     (["--data", "{root}/empty"], "--data '{root}/empty' is empty"),
@@ -192,10 +192,10 @@ def test_bad_settings_stop_before_anything_is_built(extra, message, root, nothin
 
 @pytest.mark.parametrize("method", ["wys-small", "wys-tiny", "wys-global"])
 def test_every_preset_checks_its_settings(method, root, nothing_built, capsys):
-    config = method_config(method, args_for(root, ["--pipeline.diffusion-steps", "0"]))
+    config = method_config(method, args_for(root, ["--pipeline.editing.steps", "0"]))
     with pytest.raises(SystemExit) as info:
         config.set_timestamp()
-    assert info.value.code == 2 and "--pipeline.diffusion-steps must be an integer >= 1" in info.value.message
+    assert info.value.code == 2 and "--pipeline.editing.steps must be an integer >= 1" in info.value.message
     assert not (root / "outputs").exists()
 
 
@@ -223,10 +223,10 @@ def test_good_settings_pass(root, monkeypatch):
 def test_pipeline_setup_checks_in_process_users_too(root, nothing_built, capsys):
     """Tests and benchmarks build the pipeline without ns-train: its setup checks before building; ns-render and
     ns-eval (test_mode inference) load finished runs and are not stopped by a training-only setting."""
-    config = method_config("wys", args_for(root, ["--pipeline.tau", "7"]))
+    config = method_config("wys", args_for(root, ["--pipeline.editing.tau", "7"]))
     with pytest.raises(SystemExit) as info:
         config.pipeline.setup(device="cpu", test_mode="val")
-    assert info.value.code == 2 and "--pipeline.tau must be in [0, 1]" in info.value.message
+    assert info.value.code == 2 and "--pipeline.editing.tau must be in [0, 1]" in info.value.message
     with pytest.raises(AssertionError, match="something was built"):  # past the checks, straight to building
         config.pipeline.setup(device="cpu", test_mode="inference")
 
@@ -266,7 +266,7 @@ def test_real_ns_train(root):
     """Three cases as a user meets them, in parallel: exit 2, our line last, no traceback, no run folder, and the
     log shows no trainer (it logs where checkpoints go) and no dataset was set up."""
     cases = [
-        (["--pipeline.editor-device", MISSING_GPU], f"--pipeline.editor-device '{MISSING_GPU}'"),
+        (["--pipeline.editing.device", MISSING_GPU], f"--pipeline.editing.device '{MISSING_GPU}'"),
         (["--data", "{root}/missing"], "does not exist"),
         (["--load-dir", "{root}/missing/nerfstudio_models"], "does not exist"),
     ]

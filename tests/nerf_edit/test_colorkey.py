@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from nerf_edit.colorkey import ColorKeyEditor, parse_instruction, recolour
-from nerf_edit.editors import EDITORS, Editor, EditorConfig, EditorError, make_editor
+from nerf_edit.editors import Editor, EditorConfig, EditorError, editor_class, make_editor
 from nerf_edit_scripts.make_scene import load_object_masks
 
 SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"
@@ -30,7 +30,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_registered_by_name_and_follows_the_editor_protocol():
-    assert EDITORS["colorkey"] is ColorKeyEditor
+    assert editor_class("colorkey") is ColorKeyEditor
     editor = make_editor("colorkey", EditorConfig(model="no/such-model"))  # loads no weights at all
     assert isinstance(editor, Editor)
     assert ColorKeyEditor.is_demonstration

@@ -204,7 +204,8 @@ def test_batched_edit_equals_one_by_one(tiny_ip2p):
     mask[:, 8:24, 8:24] = True
     noise = editor.draw_noise(images, torch.Generator().manual_seed(0))
     def denoise(images, mask, noise):
-        return editor._denoise(*editor._encode(images, images), INSTRUCTION, mask, 1.0, noise, images)
+        latents = editor.denoise(tiny_ip2p.encode_inputs(images, images), INSTRUCTION, 1.0, noise, mask)
+        return tiny_ip2p.decode_cropped(latents, images)
 
     batched = denoise(images, mask, noise)
     single = torch.cat([denoise(images[i : i + 1], mask[i : i + 1], noise[i : i + 1]) for i in range(3)])

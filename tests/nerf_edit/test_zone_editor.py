@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from nerf_edit import zone
-from nerf_edit.editors import EditorConfig, EditorError, RelevanceGuidedEditor, ZoneConfig, ZoneEditor, editor_class
+from nerf_edit.editors import EditorConfig, EditorError, RelevanceGuidedEditor, ZoneConfig, editor_class
+from nerf_edit.zone_editor import ZoneEditor
 from nerf_edit.segment import make_segmenter
 
 
@@ -42,29 +43,30 @@ def images():
 def test_zone_editor_changes_nothing_outside_its_final_mask(images):
     editor = ZoneEditor(config())
     result = editor.edit(images, "give him a red hat", generator=torch.Generator().manual_seed(0))
-    extras = result.extras
-    assert result.images.shape == images.shape and extras["actions"] == ["add", "add"]
+    found = result.localization
+    assert result.images.shape == images.shape and found.actions == ["add", "add"]
     segments = QuadrantSegmenter()(images[0])
     for i in range(2):
         # the refined mask is one of the segments (Region-IoU) and the final mask stays near it
-        assert any(torch.equal(extras["refined_mask"][i], s) for s in segments)
-        near = zone.dilate(extras["refined_mask"][i : i + 1], zone.scaled_px(4.0, images.shape[-2:]))[0]
+        assert any(torch.equal(found.refined_mask[i], s) for s in segments)
+        near = zone.dilate(found.refined_mask[i : i + 1], zone.scaled_px(4.0, images.shape[-2:]))[0]
         assert not (result.mask[i] & ~near).any()
     outside = ~result.mask[:, None].expand_as(images)
     assert torch.equal(result.images[outside], images[outside])
-    assert extras["canvas"].shape == images.shape and extras["rough_mask"].dtype == torch.bool
+    assert found.canvas.shape == images.shape and found.rough_mask.dtype == torch.bool
 
 
 def test_one_fused_step_is_the_papers_formula(images):
     """z_{t-1} = (z*_{t-1} + β z'_{t-1}) / (1 + β), β = 0.2 for remove, with each model's own guided step."""
     editor = ZoneEditor(config())
     editor.config.steps = 1
-    fusion = editor.zone_parts()[0]
+    fusion = editor.zone.parts.fusion
     ip2p = editor.ip2p
     captured = []
-    noise = editor.draw_noise(images, torch.Generator().manual_seed(1))
-    editor.localize_zone(images, "remove the ball", images, noise=noise, on_step=lambda i, t, z: captured.append(z))
-    clean, image_latents = editor._encode(images, images)
+    editor.edit(images, "remove the ball", generator=torch.Generator().manual_seed(1),
+                on_step=lambda i, t, z: captured.append(z))
+    noise = editor.draw_noise(images, torch.Generator().manual_seed(1))  # an edit draws its noise first
+    image_latents = ip2p.encode_condition(images)
     timesteps = ip2p.edit_timesteps(1)
     t = timesteps[0]
     start = noise * ip2p.scheduler.init_noise_sigma
@@ -82,7 +84,7 @@ def test_fusion_with_zero_weight_is_plain_ip2p(images, monkeypatch):
     plain = ZoneEditor(config(fusion_model="none")).edit(images, "turn the ball blue", generator=generator())
     monkeypatch.setattr(zone, "FUSION_BETA", {"add": 0.0, "remove": 0.0, "change": 0.0})
     fused = ZoneEditor(config()).edit(images, "turn the ball blue", generator=generator())
-    torch.testing.assert_close(fused.extras["canvas"], plain.extras["canvas"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(fused.localization.canvas, plain.localization.canvas, rtol=0, atol=1e-6)
 
 
 def test_given_mask_skips_localisation(images):
@@ -91,8 +93,8 @@ def test_given_mask_skips_localisation(images):
     mask = torch.zeros(2, 40, 56, dtype=torch.bool)
     mask[:, 10:30, 20:40] = True
     result = editor.edit(images, "turn the ball blue", mask=mask, strength=0.5, generator=torch.Generator().manual_seed(0))
-    assert QuadrantSegmenter.calls == 0 and "rough_mask" not in result.extras
-    assert torch.equal(result.extras["refined_mask"], mask)
+    assert QuadrantSegmenter.calls == 0 and result.localization.rough_mask is None
+    assert torch.equal(result.localization.refined_mask, mask)
     assert not (result.mask & ~zone.dilate(mask, zone.scaled_px(4.0, (40, 56)))).any()
     outside = ~result.mask[:, None].expand_as(images)
     assert torch.equal(result.images[outside], images[outside])
@@ -116,11 +118,11 @@ def test_relevance_localizer_feeds_zone_refinement(images):
                                      zone=ZoneConfig(fusion_model="none", segmenter="none")))
     result = editor.edit(images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(0)
-    editor.draw_noise(images, generator)  # the edit draws its noise first, then the relevance noise
-    wys = editor._relevance(*editor._encode(images, images), "turn the ball blue", generator, images)
+    editor.draw_noise(images, generator)  # the edit draws its noise first, then the localiser its own
+    wys = editor.localizer.localize(images, "turn the ball blue", images, generator).soft
     assert wys.max() >= 0.5 and (wys < 0.5).any()
-    assert torch.equal(result.extras["rough_mask"], wys >= 0.5)  # no segmenter: refined = rough
-    assert torch.equal(result.extras["refined_mask"], result.extras["rough_mask"])
+    assert torch.equal(result.localization.rough_mask, wys >= 0.5)  # no segmenter: refined = rough
+    assert torch.equal(result.localization.refined_mask, result.localization.rough_mask)
 
 
 def test_bad_zone_settings_are_one_line_errors():

@@ -24,7 +24,8 @@ def test_full_size_guided_edit_on_gpu_keeps_pixels_outside_the_mask():
 
 @pytest.mark.gpu
 def test_full_size_zone_edit_on_gpu_keeps_pixels_outside_its_mask():
-    from nerf_edit.editors import ZoneConfig, ZoneEditor
+    from nerf_edit.editors import ZoneConfig
+    from nerf_edit.zone_editor import ZoneEditor
     from nerf_edit.segment import SamSegmenter, build_full_size_sam
 
     sam = SamSegmenter(build_full_size_sam(dtype=torch.float16), device="cuda", points_per_side=8)
@@ -37,4 +38,4 @@ def test_full_size_zone_edit_on_gpu_keeps_pixels_outside_its_mask():
     result = editor.edit(images, "remove the ball")
     outside = ~result.mask[:, None].expand_as(images)
     assert torch.equal(result.images[outside], images[outside])
-    assert torch.isfinite(result.images).all() and result.extras["actions"] == ["remove"]
+    assert torch.isfinite(result.images).all() and result.localization.actions == ["remove"]
