@@ -266,3 +266,19 @@ def test_checkpoints_are_written_whole(trainer, monkeypatch):
     monkeypatch.undo()
     state = torch.load(checkpoint_dir / "step-000000005.ckpt", map_location="cpu")
     assert state["step"] == 5
+
+
+def test_a_localizer_by_import_path_trains_the_relevance_field(scene, tmp_path):
+    """--pipeline.editing.localizer package.module:Class: a user's localiser (here one that knows the answer, the red
+    ball) gives every relevance target, and the relevance editor edits only inside the rendered relevance."""
+    trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "relevance", "--pipeline.editing.model", "tiny",
+                                              "--pipeline.editing.steps", "2",
+                                              "--pipeline.editing.localizer", "ball_localizer:BallLocalizer"])
+    pipeline = trainer.pipeline
+    assert type(pipeline.editor.localizer).__name__ == "BallLocalizer"
+    pipeline.compute_relevance_targets()
+    batch = pipeline.datamanager.image_batch
+    for index, target in enumerate(batch["relevance"][..., 0]):
+        original = pipeline.datamanager.original_images[index].permute(2, 0, 1)[None]
+        assert torch.equal(target, red_region(original)[0].float())
+    assert pipeline.editor.localizer.calls == len(batch["relevance"])
