@@ -9,7 +9,8 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Dict, Iterator, List, Literal, Optional, Type
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, ClassVar, Dict, Iterator, List, Literal, Optional, Sequence, Type
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -42,7 +43,14 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     edit_rate: int = 10
     """Edit training views every this many steps."""
     edit_count: int = 1
-    """Views edited at each dataset update."""
+    """Dataset updates at each edit step (each of `edit_batch` views)."""
+    edit_batch: int = 1
+    """Views rendered and edited together in one batched IP2P call, every edit_batch·edit_rate steps (so the edits
+    per iteration stay the same). A batch shares one noise level; each view gets the noise it would get alone."""
+    overlap_edits: bool = False
+    """Edit in a worker thread (its own CUDA stream on a GPU) while training goes on: the views are rendered at an
+    edit step, and their edits go into training at the next edit step (edit_batch·edit_rate steps later; the
+    worker is waited for if it is not done). Deterministic; a kill loses at most the edits in flight."""
     lower_bound: float = 0.02
     """Least noise level of an edit's starting point (fraction of the diffusion timesteps)."""
     upper_bound: float = 0.98
@@ -98,6 +106,8 @@ class WYSPipeline(VanillaPipeline):
         self._rng = random.Random(config.seed)
         self._generator = torch.Generator().manual_seed(config.seed)
         self._view_order: List[int] = []
+        self._worker: Optional[EditWorker] = None  # --pipeline.overlap-edits
+        self._in_flight = None
         self._start_step: Optional[int] = None
         self._edit_log = RateLog("Dataset update: {done} views edited ({rate:.2f} views/s)", config.edit_log_every,
                                  always=False)
@@ -180,9 +190,13 @@ class WYSPipeline(VanillaPipeline):
         self._enter_editing()
         if self.viewer_pause.value or step < self.first_edit_step:
             return
-        if (step - self.first_edit_step) % self.config.edit_rate == 0:
+        if (step - self.first_edit_step) % (self.config.edit_rate * self.config.edit_batch) == 0:
             for _ in range(self.config.edit_count):
-                self.edit_view(self.next_view())
+                views = [self.next_view() for _ in range(self.config.edit_batch)]
+                if self.config.overlap_edits:
+                    self._overlapped_update(views)
+                else:
+                    self.edit_views(views)
 
     def _enter_editing(self) -> None:
         """The editing phase trains with in2n's losses (the model's start_editing) and fixed camera poses (official
@@ -226,23 +240,32 @@ class WYSPipeline(VanillaPipeline):
             settings.tau = float(self.viewer_tau.value)
 
     def compute_relevance_targets(self) -> None:
-        """Relevance of every training view: the original image's latent, conditioned on the rendered view."""
+        """Relevance of every training view: the original image's latent, conditioned on the rendered view
+        (`edit_batch` views per editor call)."""
         assert self.editor is not None
         names = self.view_names()
+        batch = self.config.edit_batch
         with progress_report("Relevance maps of the training views", len(names), "views") as advance:
-            for index, name in enumerate(names):
-                render = self.render_train_view(index)["rgb"]
-                self._set_relevance_target(index, name, render)
-                advance()
+            for first in range(0, len(names), batch):
+                indices = list(range(first, min(first + batch, len(names))))
+                renders = torch.stack([self.render_train_view(index)["rgb"] for index in indices])
+                self._save_relevance_targets(indices, self._relevance_targets(indices, renders, self._prompt()))
+                for _ in indices:
+                    advance()
         self.relevance_ready = True
 
-    def _set_relevance_target(self, index: int, name: str, render: torch.Tensor) -> None:
+    def _relevance_targets(self, indices: Sequence[int], renders: torch.Tensor, prompt: str) -> torch.Tensor:
+        """The editor's relevance of the original views, conditioned on their renders [K, H, W, 3]. -> [K, H, W]"""
         assert self.editor is not None
-        original = self.datamanager.original_images[index]
-        relevance = self.editor.relevance(_bchw(original), self._prompt(), conditioning=_bchw(render))[0].cpu()
-        self.datamanager.set_relevance_target(index, relevance)
-        if self.edit_store is not None:
-            self.edit_store.save_relevance(name, relevance)
+        originals = self.datamanager.original_images[list(indices)].to(renders)
+        return self.editor.relevance(_bchw(originals), prompt, conditioning=_bchw(renders)).cpu()
+
+    def _save_relevance_targets(self, indices: Sequence[int], relevance: torch.Tensor) -> None:
+        names = self.view_names()
+        for index, target in zip(indices, relevance):
+            self.datamanager.set_relevance_target(index, target)
+            if self.edit_store is not None:
+                self.edit_store.save_relevance(names[index], target)
 
     def edit_mask(self, rendered_relevance: torch.Tensor) -> torch.Tensor:
         """Pixels an edit may change: the rendered relevance [H, W], min-max normalised per view (official WYS,
@@ -253,40 +276,80 @@ class WYSPipeline(VanillaPipeline):
             relevance = (relevance - low) / (high - low).clamp_min(1e-12)
         return relevance >= float(self.viewer_tau.value)
 
-    def edit_view(self, index: int) -> None:
-        """Render a training view and its relevance, edit it where relevant, and put it back into training.
+    def edit_view(self, index: int, strength: Optional[float] = None) -> None:
+        """Render a training view and its relevance, edit it where relevant, and put it back into training."""
+        self.edit_views([index], strength)
+
+    def edit_views(self, indices: Sequence[int], strength: Optional[float] = None) -> None:
+        """Render training views with their relevance, edit them where relevant in one editor call, and put them
+        back into training (`strength`: the edits' noise level, drawn in [lower_bound, upper_bound] unless given).
 
         As the official code: the edit starts from the noised render, is conditioned on the original view, and
         outside the mask the view is the original photo (in2n_pipeline.py ~213: edited·M + original·(1 − M)), so
         the render's blur and floaters are never fed back into training."""
+        self.apply_edits(self.run_edits(self.prepare_edits(indices, strength)))
+
+    def prepare_edits(self, indices: Sequence[int], strength: Optional[float] = None) -> "EditJob":
+        """What an update needs from the NeRF (main thread, at a step boundary): the views rendered, their masks."""
         assert self.editor is not None
         self._sync_editor_settings()
-        outputs = self.render_train_view(index)
-        render = outputs["rgb"].clamp(0, 1)  # [H, W, 3]
-        mask = None
-        if self.config.use_relevance:
-            mask = self.edit_mask(outputs["relevance"][..., 0])[None]  # [1, H, W]
-        original = self.datamanager.original_images[index].to(render)
-        strength = self._rng.uniform(self.config.lower_bound, self.config.upper_bound)
+        renders, masks = [], []
+        for index in indices:
+            outputs = self.render_train_view(index)
+            renders.append(outputs["rgb"].clamp(0, 1))  # [H, W, 3]
+            if self.config.use_relevance:
+                masks.append(self.edit_mask(outputs["relevance"][..., 0]))  # [H, W]
+        if strength is None:
+            strength = self._rng.uniform(self.config.lower_bound, self.config.upper_bound)
+        renders = torch.stack(renders)  # [K, H, W, 3]
+        return EditJob(list(indices), renders, torch.stack(masks) if masks else None, strength, self._prompt())
+
+    def run_edits(self, job: "EditJob") -> "EditJob":
+        """The editor's work (no NeRF involved, so it may run in a worker thread): edits and relevance targets."""
+        assert self.editor is not None
+        originals = self.datamanager.original_images[job.indices].to(job.renders)  # [K, H, W, 3]
         # Editors written before `background` joined the interface still plug in: the composite below holds.
-        background = {"background": _bchw(original)} if _takes_background(self.editor) else {}
-        result = self.editor.edit(
-            _bchw(render), self._prompt(), conditioning=_bchw(original), mask=mask, strength=strength,
-            generator=self._generator, **background,
-        )
-        edited = result.images[0].permute(1, 2, 0).to(render)  # [H, W, 3]
-        allowed = result.mask if result.mask is not None else mask  # what the editor changed, else what it was given
+        background = {"background": _bchw(originals)} if _takes_background(self.editor) else {}
+        result = self.editor.edit(_bchw(job.renders), job.prompt, conditioning=_bchw(originals), mask=job.masks,
+                                  strength=job.strength, generator=self._generator, **background)
+        edited = result.images.permute(0, 2, 3, 1).to(job.renders)  # [K, H, W, 3]
+        allowed = result.mask if result.mask is not None else job.masks  # what the editor changed, else was given
         if allowed is not None:
             # Any editor, plug-ins included: outside the mask the training view is the photo, bit for bit.
-            edited = torch.where(allowed[0].to(edited.device)[..., None], edited, original)
-        self.datamanager.set_view(index, edited)
-        name = self.view_names()[index]
-        if self.edit_store is not None:
-            self.edit_store.save_image(name, edited)
+            edited = torch.where(allowed.to(edited.device)[..., None], edited, originals)
+        job.edited = edited
         if self.config.use_relevance:
-            self._set_relevance_target(index, name, render)
-        self.edits_done += 1
-        self._edit_log.advance()
+            job.relevance = self._relevance_targets(job.indices, job.renders, job.prompt)
+        return job
+
+    def apply_edits(self, job: "EditJob") -> None:
+        """Put finished edits into training and on disk (main thread, at a step boundary)."""
+        names = self.view_names()
+        for index, edited in zip(job.indices, job.edited):
+            self.datamanager.set_view(index, edited)
+            if self.edit_store is not None:
+                self.edit_store.save_image(names[index], edited)
+            self.edits_done += 1
+            self._edit_log.advance()
+        if job.relevance is not None:
+            self._save_relevance_targets(job.indices, job.relevance)
+
+    def _overlapped_update(self, views: Sequence[int]) -> None:
+        """Apply the edits started at the previous edit step (waiting for them if needed), then start these."""
+        self.finish_overlapped_edits()
+        job = self.prepare_edits(views)
+        self._worker = self._worker or EditWorker(self.editor_device())
+        self._in_flight = self._worker.submit(self.run_edits, job)
+
+    def finish_overlapped_edits(self) -> None:
+        """Wait for the edits in flight, if any, and put them into training."""
+        if self._in_flight is not None:
+            job = self._worker.result(self._in_flight)
+            self._in_flight = None
+            self.apply_edits(job)
+
+    def editor_device(self) -> torch.device:
+        return torch.device(getattr(self.editor, "device", self.device))
 
     def reset_edits(self) -> None:
         """Viewer button: back to the original views (the dataset on disk was never touched)."""
@@ -296,14 +359,56 @@ class WYSPipeline(VanillaPipeline):
         CONSOLE.print("[yellow]Edits reset: training on the original views again")
 
 
+@dataclass
+class EditJob:
+    """One dataset update of K views, from render to result."""
+
+    indices: List[int]
+    renders: torch.Tensor  # [K, H, W, 3] the views as the NeRF renders them
+    masks: Optional[torch.Tensor]  # [K, H, W] bool, where the edits may act (None: the editor decides)
+    strength: float  # the noise level the edits start from
+    prompt: str
+    edited: Optional[torch.Tensor] = None  # [K, H, W, 3] results, the photo outside the masks
+    relevance: Optional[torch.Tensor] = None  # [K, H, W] new relevance targets
+
+
+class EditWorker:
+    """One worker thread for the editor; on CUDA it runs on its own stream, synchronised with the training stream
+    at submission (the renders are ready) and at the result (the edits are ready)."""
+
+    def __init__(self, device: torch.device):
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wys-edit")
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def submit(self, function, job: EditJob) -> Future:
+        if self.stream is None:
+            return self.executor.submit(function, job)
+        ready = torch.cuda.current_stream(self.stream.device).record_event()
+
+        def on_stream():
+            with torch.cuda.stream(self.stream):
+                self.stream.wait_event(ready)
+                return function(job)
+
+        return self.executor.submit(on_stream)
+
+    def result(self, future: Future) -> EditJob:
+        job = future.result()
+        if self.stream is not None:
+            torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
+        return job
+
+
 def _takes_background(editor: Editor) -> bool:
     parameters = inspect.signature(editor.edit).parameters
     return "background" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-def _bchw(image: torch.Tensor) -> torch.Tensor:
-    """[H, W, 3] -> [1, 3, H, W]"""
-    return image.permute(2, 0, 1)[None].float()
+def _bchw(images: torch.Tensor) -> torch.Tensor:
+    """[K, H, W, 3] -> [K, 3, H, W] (a single view [H, W, 3] -> [1, 3, H, W])"""
+    if images.ndim == 3:
+        images = images[None]
+    return images.permute(0, 3, 1, 2).float()
 
 
 @contextlib.contextmanager

@@ -174,12 +174,13 @@ class InstructPix2Pix:
         return self.decode(latents)[..., :height, :width].to(like.device)
 
     def draw_noise(self, images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Noise shaped like the (padded) latents of `images` [B, C, h, w], on the generator's device."""
+        """Noise shaped like the (padded) latents of `images` [B, C, h, w], on the generator's device. Drawn one
+        image at a time, so a batch gets exactly the noise its images would get edited one by one."""
         factor = self.vae_scale_factor
         height, width = (-(-size // factor) for size in images.shape[-2:])
         device = generator.device if generator is not None else images.device
-        shape = (images.shape[0], self.vae.config.latent_channels, height, width)
-        return torch.randn(shape, generator=generator, device=device)
+        shape = (1, self.vae.config.latent_channels, height, width)
+        return torch.cat([torch.randn(shape, generator=generator, device=device) for _ in range(images.shape[0])])
 
     def guided_predictor(self, condition: torch.Tensor, instruction: str, guidance_scale: float,
                          image_guidance_scale: float):

@@ -282,3 +282,59 @@ def test_a_localizer_by_import_path_trains_the_relevance_field(scene, tmp_path):
         original = pipeline.datamanager.original_images[index].permute(2, 0, 1)[None]
         assert torch.equal(target, red_region(original)[0].float())
     assert pipeline.editor.localizer.calls == len(batch["relevance"])
+
+
+def seeded_pipeline(scene, output_dir, args):
+    """Two of these with the same args are the same NeRF (ns-train seeds torch before building; in-process we do)."""
+    torch.manual_seed(0)
+    return setup_trainer(scene, output_dir, args).pipeline
+
+
+TINY_RELEVANCE = ["--pipeline.editor", "relevance", "--pipeline.editing.model", "tiny", "--pipeline.editing.steps", "2",
+                  "--pipeline.relevance-warmup-steps", "0", "--pipeline.edit-rate", "1"]
+
+
+def test_a_batched_update_equals_one_by_one_with_the_same_noise(scene, tmp_path):
+    """--pipeline.edit-batch 3: three views rendered and edited in one IP2P call give each view what editing it
+    alone gives, with the same noise level and seed (to float tolerance: batched convolutions sum in another
+    order)."""
+    batched = seeded_pipeline(scene, tmp_path / "batched", [*TINY_RELEVANCE, "--pipeline.edit-batch", "3"])
+    single = seeded_pipeline(scene, tmp_path / "single", TINY_RELEVANCE)
+    for pipeline in (batched, single):
+        pipeline.compute_relevance_targets()
+    batched.edit_views([5, 1, 3], strength=0.7)
+    for index in (5, 1, 3):
+        single.edit_view(index, strength=0.7)
+    edited, alone = batched.datamanager.image_batch["image"], single.datamanager.image_batch["image"]
+    originals = single.datamanager.original_images
+    assert not torch.equal(alone[[5, 1, 3]], originals[[5, 1, 3]])  # the edits did change something
+    torch.testing.assert_close(edited, alone, rtol=0, atol=2e-4)
+
+
+def test_the_schedule_keeps_the_edits_per_iteration(scene, tmp_path):
+    """edit-batch K edits K views every K·edit-rate steps: as many edits per step as one view every edit-rate."""
+    pipeline = setup_trainer(scene, tmp_path, [*ORACLE, "--pipeline.edit-batch", "4", "--pipeline.edit-rate", "2",
+                                               "--pipeline.relevance-warmup-steps", "0"]).pipeline
+    for step in range(24):
+        pipeline.update_dataset(step)
+    assert pipeline.edits_done == 24 // 2 and pipeline.editor.edit_calls == 24 // 8
+
+
+def test_overlapped_updates_land_one_edit_step_later_with_the_same_result(scene, tmp_path):
+    """--pipeline.overlap-edits: the edits rendered at an edit step are computed in a worker thread and go into
+    training at the next edit step, equal to the sequential run's."""
+    overlapped = seeded_pipeline(scene, tmp_path / "overlap", [*TINY_RELEVANCE, "--pipeline.overlap-edits", "True"])
+    sequential = seeded_pipeline(scene, tmp_path / "sequential", TINY_RELEVANCE)
+    originals = overlapped.datamanager.original_images
+    overlapped.update_dataset(0)
+    assert overlapped.edits_done == 0 and torch.equal(overlapped.datamanager.image_batch["image"], originals)
+    overlapped.update_dataset(1)
+    assert overlapped.edits_done == 1  # step 0's edit landed at step 1
+    overlapped.finish_overlapped_edits()
+    for step in (0, 1):
+        sequential.update_dataset(step)
+    assert overlapped.edits_done == sequential.edits_done == 2
+    torch.testing.assert_close(overlapped.datamanager.image_batch["image"], sequential.datamanager.image_batch["image"],
+                               rtol=0, atol=1e-6)
+    store = EditStore.for_run(overlapped.edit_store.root.parent) if overlapped.edit_store else None
+    assert store is None or store.num_images() == 2
