@@ -81,3 +81,36 @@ def test_text_embeddings_are_cached(tiny_ip2p):
     first = tiny_ip2p.embed_text("make the cube red")
     assert tiny_ip2p.embed_text("make the cube red") is first
     assert not torch.equal(tiny_ip2p.embed_text("make the cube blue"), first)
+
+
+def test_speed_options_keep_the_edit():
+    """channels_last and VAE tiling/slicing change memory layout and chunking, not the result (to float tolerance;
+    a view smaller than the VAE's tile is not tiled)."""
+    import torch
+
+    from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
+
+    images = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+
+    def edit(**options):
+        editor = RelevanceGuidedEditor(EditorConfig(model="tiny", device="cpu", steps=3, **options))
+        return editor.edit(images, "turn the ball blue", generator=torch.Generator().manual_seed(0)).images
+
+    plain = edit()
+    torch.testing.assert_close(edit(channels_last=True), plain, rtol=0, atol=1e-4)
+    torch.testing.assert_close(edit(vae_tiling=True), plain, rtol=0, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_compiled_unet_keeps_the_edit():
+    import torch
+
+    from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
+
+    images = torch.rand(1, 3, 64, 64, device="cuda")
+
+    def edit(**options):
+        editor = RelevanceGuidedEditor(EditorConfig(model="tiny", device="cuda", dtype="fp32", steps=3, **options))
+        return editor.edit(images, "turn the ball blue", generator=torch.Generator("cuda").manual_seed(0)).images
+
+    torch.testing.assert_close(edit(compile=True, channels_last=True), edit(), rtol=0, atol=1e-3)
