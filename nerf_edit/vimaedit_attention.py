@@ -45,6 +45,24 @@ VIMAEDIT_LAYOUT = BatchLayout(chunks=4, record=(2, 3), base=2, edited=3)  # [unc
 IP2P_LAYOUT = BatchLayout(chunks=3, record=(0,))  # nerf_edit.ip2p.predict_guided: [text+image, image, null]
 
 
+def attention_factors(unet) -> List[int]:
+    """Downsampling factors (relative to the latent) of the UNet levels that have cross-attention: SD-1.5 has 1, 2
+    and 4 (64², 32², 16² at 512²)."""
+    return [2**level for level, kind in enumerate(unet.config.down_block_types) if "CrossAttn" in kind]
+
+
+def grounding_factors(unet) -> Tuple[int, int]:
+    """(cross-attention factor, self-attention factor) ViMAEdit grounds with: latent/4 and latent/2 (SD-1.5's 16²
+    and 32²); a UNet without those levels (the 2-level tiny test IP2P) uses its coarsest attention level for both
+    missing ones."""
+    factors = attention_factors(unet)
+    if not factors:
+        raise ValueError("the UNet has no cross-attention layers to ground with")
+    cross = 4 if 4 in factors else max(factors)
+    self_factor = 2 if 2 in factors else max(factors)
+    return cross, self_factor
+
+
 def layer_cells(latent_size: Tuple[int, int], factor: int) -> int:
     """Cells of the UNet layers at 1/factor of the latent grid (the UNet halves with ceil)."""
     height, width = latent_size

@@ -36,7 +36,15 @@ import torch.nn.functional as F
 from nerf_edit import vimaedit
 from nerf_edit.loading import ModelUnavailableError, check_available, is_tiny, resolve_dtype, unavailable_message
 from nerf_edit.validate import UsageError
-from nerf_edit.vimaedit_attention import IP2P_LAYOUT, BatchLayout, VIMAEDIT_LAYOUT, AttentionControl, attention_control, upsample_flat
+from nerf_edit.vimaedit_attention import (
+    IP2P_LAYOUT,
+    VIMAEDIT_LAYOUT,
+    AttentionControl,
+    BatchLayout,
+    attention_control,
+    grounding_factors,
+    upsample_flat,
+)
 
 SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 IP_ADAPTER_ID = "h94/IP-Adapter"
@@ -417,7 +425,8 @@ class ViMAEditEditor:
         result = edited
         if settings.composite:
             result = torch.where(pixel_mask[:, None], edited, background.float().to(images.device))
-        extras = {"critical_region": critical, "latent_mask": applied, "decoded": edited}
+        extras = {"critical_region": critical, "latent_mask": applied, "decoded": edited,
+                  "latents": latents.chunk(2)[1], "source_latents": latents.chunk(2)[0], "x0": x0}
         return EditResult(images=result, relevance=relevance, mask=pixel_mask, extras=extras)
 
     # ------------------------------------------------------------------ parts
@@ -448,6 +457,7 @@ class ViMAEditEditor:
         settings, tokenizer = self.settings, self.models.tokenizer
         mapper = alphas = None
         steps = settings.steps
+        cross_factor, self_factor = grounding_factors(self.models.unet)
         if settings.prompt_to_prompt:
             ids = tokenizer([source_prompt, target_prompt], truncation=True,
                             max_length=tokenizer.model_max_length).input_ids
@@ -455,8 +465,8 @@ class ViMAEditEditor:
         return AttentionControl(
             VIMAEDIT_LAYOUT if settings.prompt_to_prompt else BatchLayout(chunks=4, record=(2, 3)),
             latent_size,
-            record_cross_factor=4 if grounding else None,
-            record_self_factor=2 if grounding and settings.iterative_grounding and settings.grounding_iterations else None,
+            record_cross_factor=cross_factor if grounding else None,
+            record_self_factor=self_factor if grounding and settings.iterative_grounding and settings.grounding_iterations else None,
             self_steps=int(settings.self_replace * steps),
             cross_steps=int(settings.cross_replace * steps),
             image_steps=int(settings.image_replace * steps) if settings.image_guidance else 0,
@@ -470,8 +480,9 @@ class ViMAEditEditor:
         if not cross:
             raise RuntimeError("the UNet has no cross-attention layers at 1/4 of the latent grid to ground with")
         initial = vimaedit.blend_token_map(cross, weights)  # [2B, Nc]
-        half = (-(-latent_size[0] // 2), -(-latent_size[1] // 2))
-        initial = upsample_flat(initial, latent_size, half)  # [2B, Ns]
+        factor = grounding_factors(self.models.unet)[1]
+        half = (-(-latent_size[0] // factor), -(-latent_size[1] // factor))
+        initial = upsample_flat(initial, latent_size, half)  # [2B, Ns]: M₀ on the self-attention grid
         iterations = settings.grounding_iterations if settings.iterative_grounding else 0
         if iterations == 0:
             return initial
@@ -512,7 +523,8 @@ class ViMAEditLocalizer:
     text branch's cross-attention at latent/4 and self-attention at latent/2; from `blend_start` of the steps on,
     M₀ (the blend tokens' cross-attention, resized to latent/2) is refined K times with M ← γM + (1−γ)·A·M and
     summed; the sum, min-max normalised and nearest-resized to pixels, is `soft`; `mask` is soft > mask_threshold.
-    Blend tokens: `config.vimaedit.blend_words` when set, else the instruction's content words."""
+    Blend tokens: `config.vimaedit.blend_words` when set, else the instruction's content words. Grids as
+    `vimaedit_attention.grounding_factors` (IP2P has SD-1.5's UNet: 16² and 32² at 512²)."""
 
     def __init__(self, config, ip2p):
         self.config = config
@@ -545,14 +557,15 @@ class ViMAEditLocalizer:
         device = generator.device if generator is not None else clean.device
         noise = torch.randn(clean.shape, generator=generator, device=device).to(clean.device, clean.dtype)
         latents = ip2p.scheduler.add_noise(clean, noise, timesteps[:1])
+        cross_factor, self_factor = grounding_factors(ip2p.unet)
         control = AttentionControl(
-            IP2P_LAYOUT, latent_size, record_cross_factor=4,
-            record_self_factor=2 if settings.iterative_grounding and settings.grounding_iterations else None,
+            IP2P_LAYOUT, latent_size, record_cross_factor=cross_factor,
+            record_self_factor=self_factor if settings.iterative_grounding and settings.grounding_iterations else None,
         )
         start = int(settings.blend_start * steps)
         total = None
         iterations = settings.grounding_iterations if settings.iterative_grounding else 0
-        half = (-(-latent_size[0] // 2), -(-latent_size[1] // 2))
+        half = (-(-latent_size[0] // self_factor), -(-latent_size[1] // self_factor))
         with attention_control(ip2p.unet, control):
             for index, t in enumerate(timesteps):
                 control.step = index
