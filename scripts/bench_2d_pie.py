@@ -100,8 +100,7 @@ class BenchPie:
             for item in todo:
                 began = time.perf_counter()
                 row = edit_and_measure(self, editor, metrics, item, output)
-                with open(rows_file, "a") as handle:  # one line per image: a crash loses at most the current one
-                    handle.write(json.dumps(row) + "\n")
+                append_row(rows_file, row)
                 progress.step(item.key, time.perf_counter() - began)
         state.wait_for_everyone()
         if state.is_main_process:
@@ -131,6 +130,15 @@ class Progress:
                 self.bar.close()
         else:
             log(f"[{self.count}/{self.total}] {key} edited and measured in {seconds:.1f} s")
+
+
+def append_row(path: Path, row: Dict) -> None:
+    """One JSON line per image, flushed: a crash loses at most the image being written; a line cut by one is
+    closed first so the new row stays readable."""
+    cut = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with open(path, "a") as handle:
+        handle.write(("\n" if cut else "") + json.dumps(row) + "\n")
+        handle.flush()
 
 
 def edited_path(output: Path, item: pie_bench.PieItem) -> Path:
