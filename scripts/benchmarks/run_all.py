@@ -22,6 +22,7 @@ import bench_2d  # noqa: E402
 import bench_3d  # noqa: E402
 import bench_action  # noqa: E402
 import bench_gpu  # noqa: E402
+import bench_vimaedit  # noqa: E402
 import bench_zone  # noqa: E402
 
 
@@ -35,6 +36,7 @@ def main() -> None:
     rows += bench_gpu.measure(argparse.Namespace(size=512, steps=20, repeats=3))
     rows += bench_zone.measure(argparse.Namespace(device="cpu", size=256, steps=20, repeats=2, threads=2))
     rows += bench_zone.measure(argparse.Namespace(device="cuda", size=512, steps=20, repeats=3, threads=2))
+    rows += bench_vimaedit.measure(argparse.Namespace(size=512, steps=50, repeats=1, threads=2))
     rows += bench_action.measure(argparse.Namespace(size=64, batch=8, repeats=10, threads=1))
     width = max(len(name) for name, _ in rows)
     table = [f"| {'benchmark':{width}s} | result |", f"|{'-' * (width + 2)}|--------|"]
