@@ -38,6 +38,7 @@ from nerf_edit.relevance import relevance_mask
 from nerf_edit.segment import SAM_MODEL_ID
 from nerf_edit.stages import StageTimer
 from nerf_edit.validate import UsageError
+from nerf_edit.vimaedit_config import ViMAEditConfig
 
 @dataclass
 class ZoneConfig:
@@ -119,6 +120,8 @@ class EditorConfig:
     an import path `package.module:Class` (see nerf_edit.localizers)."""
     zone: ZoneConfig = field(default_factory=ZoneConfig)
     """ZONE settings (used by the zone editor and the zone localizer)."""
+    vimaedit: ViMAEditConfig = field(default_factory=ViMAEditConfig)
+    """ViMAEdit settings (used by the vimaedit editor and the vimaedit localizer)."""
 
 
 class EditorError(UsageError):
@@ -378,6 +381,7 @@ EDITORS = {
     "global": "nerf_edit.editors:GlobalEditor",
     "zone": "nerf_edit.zone_editor:ZoneEditor",
     "colorkey": "nerf_edit.colorkey:ColorKeyEditor",  # rule-based demonstration editor, not IP2P
+    "vimaedit": "nerf_edit.vimaedit_editor:ViMAEditEditor",  # dual-branch SD-1.5 editing, not IP2P
 }
 
 

@@ -6,7 +6,7 @@ A localiser is any class constructed as `Class(config: EditorConfig, ip2p: Instr
 the localiser has one (WYS relevance), else None (ZONE's masks are 0/1). Editors call it when no mask is given; the
 3D method trains its relevance field from `soft` (or the mask as 0/1).
 
-Registered by name in LOCALIZERS (`relevance`, `zone`), or given as an import path `package.module:Class` with
+Registered by name in LOCALIZERS (`relevance`, `zone`, `vimaedit`), or given as an import path `package.module:Class` with
 `--localizer` (2D) or `--pipeline.editing.localizer` (3D). Adding one is one class plus one line in LOCALIZERS.
 """
 
@@ -113,6 +113,7 @@ class RelevanceLocalizer(IP2PLocalizer):
 LOCALIZERS = {
     "relevance": "nerf_edit.localizers:RelevanceLocalizer",
     "zone": "nerf_edit.zone_editor:ZoneLocalizer",
+    "vimaedit": "nerf_edit.vimaedit_editor:ViMAEditLocalizer",
 }
 
 

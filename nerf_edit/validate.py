@@ -214,6 +214,10 @@ def check_editor_config(config, check_models: bool = True, uses_zone: bool = Fal
         check_model(config.model, model_flag or f"{prefix}model", MODEL_INDEX)
     check_zone_config(config.zone, f"{prefix}zone.", main_model=config.model,
                       check_models=check_models and (uses_zone or config.localizer == "zone"))
+    if hasattr(config, "vimaedit"):
+        from nerf_edit.vimaedit_config import check_vimaedit_config
+
+        check_vimaedit_config(config.vimaedit, f"{prefix}vimaedit.")
 
 
 def check_editor_spec(spec: str, name: str = "--editor") -> type:

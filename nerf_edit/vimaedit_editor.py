@@ -34,6 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from nerf_edit import vimaedit
+from nerf_edit.editors import EditResult
+from nerf_edit.guided import Step, denoise
+from nerf_edit.localizers import Localization
 from nerf_edit.loading import ModelUnavailableError, check_available, is_tiny, resolve_dtype, unavailable_message
 from nerf_edit.validate import UsageError
 from nerf_edit.vimaedit_attention import (
@@ -46,105 +49,14 @@ from nerf_edit.vimaedit_attention import (
     upsample_flat,
 )
 
-SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-IP_ADAPTER_ID = "h94/IP-Adapter"
-CLIP_H14_ID = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
-
-try:  # the editing-architecture refactor (issue 10) provides it; identical fallback until it lands
-    from nerf_edit.localizers import Localization  # type: ignore
-except ImportError:  # pragma: no cover - depends on the merge order
-
-    @dataclass
-    class Localization:
-        mask: torch.Tensor  # [B, H, W] bool
-        soft: Optional[torch.Tensor] = None  # [B, H, W] in [0, 1]
-
-
-@dataclass
-class ViMAEditConfig:
-    """ViMAEdit's settings; defaults are the official code's (run_editing_vima.py), deviations documented."""
-
-    source_prompt: str = ""
-    """Prompt describing the input image (PIE-Bench's original prompt)."""
-    target_prompt: str = ""
-    """Prompt describing the wanted image; empty: the instruction passed to edit() is the target prompt."""
-    blend_words: str = ""
-    """Blend words `SOURCE TARGET` (PIE-Bench's blended_word: the source prompt's word, the target's); one word is
-    looked up in both prompts; empty: no grounding, the whole image is edited (as the official code)."""
-    model: str = SD15_MODEL_ID
-    """Stable Diffusion 1.x text-to-image pipeline: hub id, local folder, or `tiny` (random weights)."""
-    ip_adapter: str = IP_ADAPTER_ID
-    """IP-Adapter repository: hub id, local folder, or `tiny`."""
-    ip_adapter_subfolder: str = "models"
-    """Subfolder of the IP-Adapter weights."""
-    ip_adapter_weight: str = "ip-adapter_sd15.bin"
-    """IP-Adapter weight file."""
-    clip_model: str = CLIP_H14_ID
-    """CLIP with image and text projections giving e_s, t_s, t_t (transformers CLIPModel): hub id, folder, `tiny`."""
-    image_guidance: bool = True
-    """Component 1, image-embedding-enhanced denoising (IP-Adapter with ê_t); off: no IP-Adapter (ablation)."""
-    ip_adapter_scale: float = 0.4
-    """IP-Adapter scale."""
-    ip_ordering: Literal["paper", "official"] = "paper"
-    """`paper`: e_s to the source branch, ê_t to the target; `official`: the official code's batch order."""
-    iterative_grounding: bool = True
-    """Component 2, self-attention-guided iterative grounding; off: cross-attention only (K = 0; ablation)."""
-    grounding_iterations: int = 5
-    """K, iterations of M ← γM + (1−γ)·A·M."""
-    gamma: float = 0.5
-    """γ of the grounding iteration."""
-    variance: Literal["adaptive", "zero", "uniform"] = "adaptive"
-    """Component 3: `adaptive` (σ = η·σ_DDIM in the critical region, 0 elsewhere), `zero` (deterministic DDIM) or
-    `uniform` (σ = η·σ_DDIM everywhere): the paper's ablation."""
-    eta: float = 1.0
-    """η of the sampling variance."""
-    mask_threshold: float = 0.5
-    """Editing mask: normalised grounding map above this (union of both branches)."""
-    critical_threshold: float = 0.8
-    """Critical region: normalised grounding map above this (union of both branches)."""
-    blend_start: float = 0.2
-    """Grounding maps are summed from this fraction of the steps on (masks exist from then)."""
-    steps: int = 50
-    """DDIM steps."""
-    source_guidance_scale: float = 1.0
-    """CFG of the source branch."""
-    target_guidance_scale: float = 7.5
-    """CFG of the target branch."""
-    prompt_to_prompt: bool = True
-    """Prompt-to-Prompt attention controls (refinement, self- and image-attention injection)."""
-    cross_replace: float = 0.4
-    """P2P cross-attention refinement for the first fraction of the steps."""
-    self_replace: float = 0.6
-    """P2P self-attention injection for the first fraction of the steps."""
-    image_replace: float = 0.1
-    """IP-Adapter attention injection for the first fraction of the steps."""
-    clip_predicted_x0: bool = False
-    """Clamp the corrected x̂0 latent to [−1, 1] (the official scheduler's inherited DDIM default; off here)."""
-    composite: bool = True
-    """Pixels outside the final mask are the input's exactly (ours); off: the decoded latent everywhere (official)."""
-
-
-def vimaedit_config(config) -> ViMAEditConfig:
-    """The ViMAEdit settings an EditorConfig carries (`config.vimaedit`), or the defaults."""
-    return getattr(config, "vimaedit", None) or ViMAEditConfig()
-
-
-def check_vimaedit_config(settings: ViMAEditConfig, prefix: str = "--vimaedit.") -> None:
-    """One-line UsageError for a bad setting (before any model loads)."""
-    from nerf_edit import validate
-
-    validate.check_range(f"{prefix}ip-adapter-scale", settings.ip_adapter_scale, 0.0)
-    validate.check_choice(f"{prefix}ip-ordering", settings.ip_ordering, ("paper", "official"))
-    validate.check_choice(f"{prefix}variance", settings.variance, ("adaptive", "zero", "uniform"))
-    validate.check_at_least(f"{prefix}grounding-iterations", settings.grounding_iterations, 0)
-    validate.check_at_least(f"{prefix}steps", settings.steps, 1)
-    for name in ("gamma", "mask_threshold", "critical_threshold", "blend_start", "cross_replace", "self_replace",
-                 "image_replace"):
-        validate.check_range(prefix + name.replace("_", "-"), getattr(settings, name), 0.0, 1.0)
-    validate.check_range(f"{prefix}eta", settings.eta, 0.0)
-    if len(settings.blend_words.split()) > 2:
-        raise UsageError(f"{prefix}blend-words {settings.blend_words!r} has more than two words: give "
-                         "'SOURCE_WORD TARGET_WORD' (or one word found in both prompts)")
+from nerf_edit.vimaedit_config import (  # noqa: F401  (re-exported: the settings belong with the editor)
+    CLIP_H14_ID,
+    IP_ADAPTER_ID,
+    SD15_MODEL_ID,
+    ViMAEditConfig,
+    check_vimaedit_config,
+    vimaedit_config,
+)
 
 
 def blend_word_pair(blend_words: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
@@ -283,6 +195,18 @@ def _pad(images: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(images, (0, -width % multiple, 0, -height % multiple), mode="replicate")
 
 
+@dataclass
+class ViMAEditResult(EditResult):
+    """An edit with what ViMAEdit's loop ended with (latents [B, 4, h, w], masks [B, 1, h, w])."""
+
+    critical_region: Optional[torch.Tensor] = None  # where the adaptive variance acted at the last step
+    latent_mask: Optional[torch.Tensor] = None  # the mask blended into the target branch
+    decoded: Optional[torch.Tensor] = None  # [B, 3, H, W] the target branch decoded, before the composite
+    latents: Optional[torch.Tensor] = None  # the target branch's final latents
+    source_latents: Optional[torch.Tensor] = None  # the source branch's final latents (x0 by the correction)
+    x0: Optional[torch.Tensor] = None  # the input's latents
+
+
 class ViMAEditEditor:
     """ViMAEdit (dual-branch SD-1.5 editing) behind the Editor interface. `edit(images, instruction)` edits with
     the configured source prompt and blend words, the instruction being the target prompt unless one is configured;
@@ -325,7 +249,7 @@ class ViMAEditEditor:
         `conditioning` (default `images`) gives the IP-Adapter's source embedding e_s; `mask` [B, H, W] bool, when
         given, replaces the grounding mask in the blend and the composite; `background` (default `images`) is kept
         outside the final mask; `strength` < 1 starts at the step nearest strength·T.
-        -> EditResult(images, relevance = normalised grounding map or None, mask, extras)"""
+        -> ViMAEditResult(images, relevance = normalised grounding map or None, mask, and the latents)"""
         from nerf_edit.editors import EditorError, EditResult, check_images
 
         check_images(images)
@@ -425,9 +349,9 @@ class ViMAEditEditor:
         result = edited
         if settings.composite:
             result = torch.where(pixel_mask[:, None], edited, background.float().to(images.device))
-        extras = {"critical_region": critical, "latent_mask": applied, "decoded": edited,
-                  "latents": latents.chunk(2)[1], "source_latents": latents.chunk(2)[0], "x0": x0}
-        return EditResult(images=result, relevance=relevance, mask=pixel_mask, extras=extras)
+        return ViMAEditResult(images=result, relevance=relevance, mask=pixel_mask, critical_region=critical,
+                              latent_mask=applied, decoded=edited, latents=latents.chunk(2)[1],
+                              source_latents=latents.chunk(2)[0], x0=x0)
 
     # ------------------------------------------------------------------ parts
     def _text_context(self, source_prompt: str, target_prompt: str, batch: int) -> torch.Tensor:
@@ -563,22 +487,27 @@ class ViMAEditLocalizer:
             record_self_factor=self_factor if settings.iterative_grounding and settings.grounding_iterations else None,
         )
         start = int(settings.blend_start * steps)
-        total = None
         iterations = settings.grounding_iterations if settings.iterative_grounding else 0
         half = (-(-latent_size[0] // self_factor), -(-latent_size[1] // self_factor))
+        sums = []  # the grounded maps summed from `start` on, [B, h/2·w/2]
+
+        def ground(step: Step) -> torch.Tensor:
+            """Step hook: this step's attention (recorded while its ε was predicted) grounds the blend tokens."""
+            cross, self_map = control.pop_step()
+            control.step = step.index + 1
+            if step.index + 1 >= start:
+                grounded = upsample_flat(vimaedit.blend_token_map(cross, weights), latent_size, half)
+                if iterations:
+                    grounded = vimaedit.iterative_grounding(grounded, self_map, settings.gamma, iterations)
+                sums[:] = [grounded if not sums else sums[0] + grounded]
+            return step.latents
+
+        predict = ip2p.guided_predictor(image_latents, instruction, getattr(self.config, "guidance_scale", 7.5),
+                                        getattr(self.config, "image_guidance_scale", 1.5))
+        control.step = 0
         with attention_control(ip2p.unet, control):
-            for index, t in enumerate(timesteps):
-                control.step = index
-                eps = ip2p.predict_guided(ip2p.scheduler.scale_model_input(latents, t), t, image_latents, instruction,
-                                          getattr(self.config, "guidance_scale", 7.5),
-                                          getattr(self.config, "image_guidance_scale", 1.5))
-                cross, self_map = control.pop_step()
-                if index + 1 >= start:
-                    grounded = upsample_flat(vimaedit.blend_token_map(cross, weights), latent_size, half)
-                    if iterations:
-                        grounded = vimaedit.iterative_grounding(grounded, self_map, settings.gamma, iterations)
-                    total = grounded if total is None else total + grounded
-                latents = ip2p.scheduler.step(eps.to(latents.dtype), t, latents).prev_sample
+            denoise(predict, ip2p.scheduler, latents, timesteps, [ground])
+        total = sums[0]
         soft = vimaedit.normalize_maps(upsample_flat(total, latent_size, (latent_size[0] * factor, latent_size[1] * factor)))
         soft = soft.view(-1, latent_size[0] * factor, latent_size[1] * factor)[:, :height, :width].to(images.device)
         return Localization(mask=soft > settings.mask_threshold, soft=soft)

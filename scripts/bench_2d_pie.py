@@ -31,9 +31,6 @@ from nerf_edit.validate import UsageError
 from nerf_edit.vimaedit_editor import ViMAEditConfig
 from nerf_edit_scripts.cli import run
 
-LOCAL_EDITORS = {"vimaedit": "nerf_edit.vimaedit_editor:ViMAEditEditor"}  # until nerf_edit.editors registers it
-
-
 @dataclass
 class BenchPie:
     """Edit every PIE-Bench image with one editor and write the PnP-Inversion metrics table."""
@@ -75,8 +72,7 @@ class BenchPie:
         validate.check_at_least("--steps", self.steps, 1)
         validate.check_seed(self.seed)
         validate.check_device(self.device)
-        if self.editor not in LOCAL_EDITORS:
-            validate.check_editor_spec(self.editor)
+        validate.check_editor_spec(self.editor)
 
     def main(self) -> None:
         from accelerate import PartialState
@@ -162,8 +158,7 @@ def build_editor(command: BenchPie, device: str):
 
     config = EditorConfig(model=command.model, device=device, steps=command.steps)
     config.vimaedit = command.vimaedit
-    spec = LOCAL_EDITORS.get(command.editor, command.editor)
-    return editor_class(spec)(config)
+    return editor_class(command.editor)(config)
 
 
 def load_rgb(path: Path) -> np.ndarray:

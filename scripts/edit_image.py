@@ -11,7 +11,7 @@ import torch
 import tyro
 
 from nerf_edit import validate
-from nerf_edit.editors import EditorConfig, check_instruction, editor_class
+from nerf_edit.editors import EditorConfig, IP2PEditor, check_instruction, editor_class
 from nerf_edit.io import ImageReadError, atomic_save_image, load_image, to_uint8
 from nerf_edit_scripts.cli import run
 
@@ -34,17 +34,29 @@ class EditImage:
     IP2P: recolours the named source colour, e.g. "turn the red ball blue"), or an import path `package.module:Class`."""
     seed: int = 0
     """Seed of the diffusion noise."""
+    source_prompt: str = ""
+    """ViMAEdit: what the input shows, e.g. "a cat on a bench" (sets --vimaedit.source-prompt)."""
+    target_prompt: str = ""
+    """ViMAEdit: what the edit should show (default: the instruction; sets --vimaedit.target-prompt)."""
+    blend_words: str = ""
+    """ViMAEdit: the source prompt's word and the target prompt's naming what changes, e.g. "cat dog" (the vimaedit
+    localizer: words of the instruction); sets --vimaedit.blend-words."""
     settings: Annotated[EditorConfig, tyro.conf.arg(name="")] = field(default_factory=EditorConfig)
     """Model, device, steps, guidance, tau, ... (flags without a prefix)."""
 
     def validate(self) -> None:
         """Every setting, before any model or image is loaded (one UsageError line each)."""
+        for name in ("source_prompt", "target_prompt", "blend_words"):  # the short flags win over --vimaedit.*
+            if getattr(self, name):
+                setattr(self.settings.vimaedit, name, getattr(self, name))
         check_instruction(self.instruction)
         for path in self.find_inputs():
             check_image_header(path)
         validate.check_output_dir(self.output, "--output")
         editor = validate.check_editor_spec(self.editor, "--editor")
-        validate.check_editor_config(self.settings, uses_zone=validate.editor_uses_zone(editor, self.settings))
+        # IP2P's weights are checked for IP2P editors; other editors (vimaedit, colorkey) load their own or none.
+        validate.check_editor_config(self.settings, check_models=issubclass(editor, IP2PEditor),
+                                     uses_zone=validate.editor_uses_zone(editor, self.settings))
         validate.check_seed(self.seed)
 
     def main(self) -> None:

@@ -338,3 +338,16 @@ def test_overlapped_updates_land_one_edit_step_later_with_the_same_result(scene,
                                rtol=0, atol=1e-6)
     store = EditStore.for_run(overlapped.edit_store.root.parent) if overlapped.edit_store else None
     assert store is None or store.num_images() == 2
+
+
+def test_vimaedit_grounding_trains_the_relevance_field(scene, tmp_path):
+    """ns-train wys --pipeline.editing.localizer vimaedit: every relevance target is ViMAEdit's grounding map of
+    that view on IP2P's attention (min-max normalised: spans [0, 1]), and edits stay inside the rendered mask."""
+    pipeline = seeded_pipeline(scene, tmp_path, [*TINY_RELEVANCE, "--pipeline.editing.localizer", "vimaedit",
+                                                 "--pipeline.prompt", "make the red ball blue"])
+    assert type(pipeline.editor.localizer).__name__ == "ViMAEditLocalizer"
+    pipeline.compute_relevance_targets()
+    targets = pipeline.datamanager.image_batch["relevance"][..., 0]
+    assert all(t.min() == 0 and t.max() == 1 for t in targets)
+    pipeline.edit_view(2, strength=0.6)
+    assert pipeline.edits_done == 1

@@ -93,10 +93,10 @@ def test_same_prompts_reproduce_the_input_latents(tiny_models):
     editor = make_editor(tiny_models, source_prompt="a red ball", blend_words="red", target_guidance_scale=7.5,
                          source_guidance_scale=7.5, composite=False)
     result = editor.edit(image(), "a red ball", generator=torch.Generator().manual_seed(0))
-    assert result.extras["critical_region"].any()  # the variance rule was active
-    torch.testing.assert_close(result.extras["latents"], result.extras["x0"], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(result.extras["source_latents"], result.extras["x0"], rtol=1e-4, atol=1e-4)
-    decoded = ((tiny_models.vae.decode(result.extras["x0"] / tiny_models.vae.config.scaling_factor).sample + 1) / 2)
+    assert result.critical_region.any()  # the variance rule was active
+    torch.testing.assert_close(result.latents, result.x0, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(result.source_latents, result.x0, rtol=1e-4, atol=1e-4)
+    decoded = ((tiny_models.vae.decode(result.x0 / tiny_models.vae.config.scaling_factor).sample + 1) / 2)
     torch.testing.assert_close(result.images, decoded.clamp(0, 1), rtol=1e-3, atol=1e-3)
 
 

@@ -74,3 +74,38 @@ def test_existing_outputs_are_replaced_whole(images, tmp_path):
     EditImage(input=images / "b.png", instruction="make it red", output=out, settings=EditorConfig(model="tiny", device="cpu", steps=1)).main()
     assert load_image(out / "b_edited.png").shape == (3, 32, 32)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_vimaedit_cli_flags_reach_the_editor_and_keep_the_background(images, tmp_path):
+    """nerf-edit-image --editor vimaedit --source-prompt ... --blend-words ...: with tiny SD-1.5, CLIP and
+    IP-Adapter built from code; outside the written mask the edit is the input."""
+    import tyro
+
+    out = tmp_path / "out"
+    command = tyro.cli(EditImage, args=[
+        "--input", str(images / "b.png"), "--instruction", "a blue ball on a floor", "--output", str(out),
+        "--editor", "vimaedit", "--source-prompt", "a red ball on a floor", "--blend-words", "red blue",
+        "--device", "cpu", "--vimaedit.model", "tiny", "--vimaedit.ip-adapter", "tiny", "--vimaedit.clip-model",
+        "tiny", "--vimaedit.steps", "4"])
+    command.main()
+    assert command.settings.vimaedit.source_prompt == "a red ball on a floor"
+    assert command.settings.vimaedit.blend_words == "red blue"
+    original, edited = load_image(images / "b.png"), load_image(out / "b_edited.png")
+    mask = (np.asarray(Image.open(out / "b_mask.png")).astype(int) != np.asarray(Image.open(images / "b.png")).astype(int)).any(-1)
+    unchanged = (edited == original).all(0).numpy()
+    assert unchanged[~mask].all() and not unchanged.all()
+
+
+def test_vimaedit_localizer_flag_reaches_the_relevance_editor(images, tmp_path):
+    import tyro
+
+    out = tmp_path / "out"
+    command = tyro.cli(EditImage, args=["--input", str(images / "b.png"), "--instruction", "make the ball red",
+                                        "--output", str(out), "--localizer", "vimaedit", "--model", "tiny",
+                                        "--device", "cpu", "--steps", "3"])
+    command.main()
+    relevance = np.asarray(Image.open(out / "b_relevance.png"))
+    original, edited = load_image(images / "b.png"), load_image(out / "b_edited.png")
+    mask = (np.asarray(Image.open(out / "b_mask.png")).astype(int) != np.asarray(Image.open(images / "b.png")).astype(int)).any(-1)
+    assert relevance.shape == (32, 32, 3) and 0 < mask.mean() < 1  # a grounding mask, not the whole image
+    assert (edited == original).all(0).numpy()[~mask].all()
