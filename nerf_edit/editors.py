@@ -38,7 +38,10 @@ from nerf_edit.relevance import relevance_mask
 from nerf_edit.segment import SAM_MODEL_ID
 from nerf_edit.stages import StageTimer
 from nerf_edit.validate import UsageError
+from nerf_edit.vimaedit import adaptive_variance_hook
 from nerf_edit.vimaedit_config import ViMAEditConfig
+
+CRITICAL_THRESHOLD = 0.8  # ViMAEdit: the critical region is where the normalised map exceeds 0.8
 
 @dataclass
 class ZoneConfig:
@@ -115,6 +118,9 @@ class EditorConfig:
     """Noise draws averaged per relevance map."""
     iqr_k: float = 1.5
     """Relevance outliers above Q3 + k·IQR are clipped (1.5 in 2D, 2 in 3D)."""
+    adaptive_variance: bool = False
+    """ViMAEdit's spatially adaptive variance in IP2P editors: DDIM noise (η = 1) where the localiser's soft map is
+    above 0.8 (its critical region), deterministic DDIM elsewhere. Needs a localiser with a soft map."""
     localizer: str = "auto"
     """Where edits may act: `relevance` (WYS maps), `zone` (IP2P attention + SAM), `auto` (the editor's own), or
     an import path `package.module:Class` (see nerf_edit.localizers)."""
@@ -263,24 +269,28 @@ class IP2PEditor:
     ) -> torch.Tensor:
         """Edit `encoded` from its z0 with the fixed `noise` (from `draw_noise`). With a pixel `mask` [B, H, W] only
         its latent cells (`config.latent_mask` says which) change and the others follow `known` (z0 of the
-        background, default the images') re-noised. `hooks` run after the mask's; `on_step(i, t, latents)` last.
+        background, default the images') re-noised. `hooks` (samplers) run before the mask's; `on_step(i, t,
+        latents)` last.
         -> the final latents [B, 4, h, w]"""
         ip2p, config = self.ip2p, self.config
         timesteps, latents, noise = ip2p.start_latents(encoded.clean, noise, config.steps, strength,
                                                        self.start_from == "noise")
-        all_hooks = []
+        all_hooks = list(hooks)
         if mask is not None:
-            factor = ip2p.vae_scale_factor
-            padded = pad_to_multiple(mask[:, None].float(), factor)[:, 0] > 0
-            latent_mask = latent_mask_from_pixels(padded.to(latents.device), factor, config.latent_mask)
+            latent_mask = self.latent_cells(mask, config.latent_mask).to(latents.device)
             known = encoded.clean if known is None else known
             all_hooks.append(keep_outside(ip2p.scheduler, known, noise, timesteps, latent_mask))
-        all_hooks.extend(hooks)
         if on_step is not None:
             all_hooks.append(observe(on_step))
         predict = ip2p.guided_predictor(encoded.condition, instruction, config.guidance_scale,
                                         config.image_guidance_scale)
         return denoise(predict, ip2p.scheduler, latents, timesteps, all_hooks)
+
+    def latent_cells(self, pixel_mask: torch.Tensor, mode: str = "any") -> torch.Tensor:
+        """The latent cells of a pixel mask [B, H, W] (padded as the images are). -> [B, 1, h, w] bool"""
+        factor = self.ip2p.vae_scale_factor
+        padded = pad_to_multiple(pixel_mask[:, None].float(), factor)[:, 0] > 0
+        return latent_mask_from_pixels(padded, factor, mode)
 
     def check_mask(self, mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """A caller's mask as [B, H, W] bool on `images`' device, or a one-line error."""
@@ -342,8 +352,12 @@ class RelevanceGuidedEditor(IP2PEditor):
         mask = self.check_mask(mask, images)
         if self.config.dilate_px > 0:
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
+        hooks = []
+        if self.config.adaptive_variance and found is not None and found.soft is not None:
+            critical = self.latent_cells(found.soft > CRITICAL_THRESHOLD, "any")
+            hooks.append(adaptive_variance_hook(self.ip2p.scheduler, critical.to(encoded.clean.device), 1.0, generator))
         latents = self.denoise(encoded, instruction, strength, noise, mask,
-                               self.background_latents(background, encoded), on_step=on_step)
+                               self.background_latents(background, encoded), hooks, on_step)
         edited = self.ip2p.decode_cropped(latents, images)
         result = composite(edited, background.float(), feathered_weights(mask, self.config.feather_px))
         return EditResult(images=result, relevance=found.as_map() if found is not None else None, mask=mask,

@@ -245,3 +245,26 @@ def refinement_mapper(source_ids: Sequence[int], target_ids: Sequence[int], leng
             if j < length:
                 mapper[j], alphas[j] = i, 1.0
     return mapper, alphas
+
+
+def adaptive_variance_hook(scheduler, critical: torch.Tensor, eta: float = 1.0,
+                           generator: Optional[torch.Generator] = None):
+    """ViMAEdit's spatially adaptive variance as a step hook for `guided.denoise` with a DDIM scheduler: inside
+    `critical` [B, 1, h, w] bool the step is redone as DDIM with σ_t = η·σ_DDIM(t),
+        x_{t-1} = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev − σ_t²)·ε + σ_t·z,
+    with the step's own ε and x̂0 and fresh z; outside it the deterministic step is kept, bit for bit."""
+    from nerf_edit.guided import Step
+
+    def hook(step: Step) -> torch.Tensor:
+        t = int(step.timestep)
+        previous = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+        alpha_t = scheduler.alphas_cumprod[t]
+        alpha_prev = scheduler.alphas_cumprod[previous] if previous >= 0 else scheduler.final_alpha_cumprod
+        sigma = adaptive_sigma(critical, ddim_sigma(alpha_t, alpha_prev), eta).to(step.latents)  # [B, 1, h, w]
+        device = generator.device if generator is not None else step.latents.device
+        z = torch.randn(step.latents.shape, generator=generator, device=device).to(step.latents)
+        varied = (alpha_prev.sqrt() * step.predicted_original + (1 - alpha_prev - sigma**2).sqrt() * step.noise_pred
+                  + sigma * z)
+        return torch.where(critical.to(step.latents.device), varied.to(step.latents.dtype), step.latents)
+
+    return hook

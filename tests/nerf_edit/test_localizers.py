@@ -112,3 +112,41 @@ def test_hooks_see_each_step_and_their_latents_are_the_next_steps_start(tiny_ip2
     expected_z0 = (start - (1 - alpha).sqrt() * seen[0].noise_pred) / alpha.sqrt()
     torch.testing.assert_close(seen[0].predicted_original, expected_z0)
     assert [s.index for s in seen] == [0, 1] and torch.equal(seen[1].previous, seen[0].latents)
+
+
+def test_adaptive_variance_hook_is_ddim_with_eta_inside_the_critical_region_only(tiny_ip2p):
+    """ViMAEdit's variance rule as a step hook: inside the critical region the step equals diffusers'
+    DDIMScheduler.step(eta=1, variance_noise=z) (the reference), outside it the deterministic step, bit for bit."""
+    from nerf_edit.vimaedit import adaptive_variance_hook
+
+    scheduler = tiny_ip2p.scheduler
+    scheduler.set_timesteps(4)
+    timesteps = scheduler.timesteps
+    start = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(0))
+    critical = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    critical[..., :3, 2:5] = True
+
+    def predict(latents, t):
+        return 0.5 * latents + 0.001 * t
+
+    steps = []
+    denoise(predict, scheduler, start, timesteps[:1], [lambda step: steps.append(step) or step.latents])
+    deterministic = steps[0].latents.clone()
+    result = adaptive_variance_hook(scheduler, critical, 1.0, torch.Generator().manual_seed(7))(steps[0])
+    z = torch.randn(start.shape, generator=torch.Generator().manual_seed(7))  # the z the hook drew
+    reference = scheduler.step(predict(start, timesteps[0]), timesteps[0], start, eta=1.0, variance_noise=z).prev_sample
+    inside = critical.expand_as(start)
+    torch.testing.assert_close(result[inside], reference[inside], rtol=1e-5, atol=1e-5)
+    assert torch.equal(result[~inside], deterministic[~inside])
+    assert not torch.allclose(result[inside], deterministic[inside])  # the variance did act
+
+
+def test_adaptive_variance_in_the_relevance_editor_keeps_the_background(tiny_ip2p):
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    plain = RelevanceGuidedEditor(EditorConfig(model="tiny", steps=3), ip2p=tiny_ip2p)
+    varied = RelevanceGuidedEditor(EditorConfig(model="tiny", steps=3, adaptive_variance=True), ip2p=tiny_ip2p)
+    a = plain.edit(images, INSTRUCTION, generator=torch.Generator().manual_seed(0))
+    b = varied.edit(images, INSTRUCTION, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.mask, b.mask) and not torch.equal(a.images, b.images)
+    outside = ~b.mask[:, None].expand_as(images)
+    assert torch.equal(b.images[outside], images[outside])
