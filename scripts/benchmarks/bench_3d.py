@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+WYS_ONLY_FLAG = "--pipeline.model.use-lpips"
+
 
 def build_trainer(config, output_dir: Path):
     config.output_dir = output_dir
@@ -34,7 +36,10 @@ def nerfacto_config(args):
 
     from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 
-    config = tyro.cli(TrainerConfig, default=copy.deepcopy(method_configs["nerfacto"]), args=LIGHT_CPU_ARGS + args)
+    # LIGHT_CPU_ARGS switches off wys's LPIPS loss; stock nerfacto has no such flag (and no LPIPS loss to switch off).
+    light = [arg for i, arg in enumerate(LIGHT_CPU_ARGS)
+             if arg != WYS_ONLY_FLAG and (i == 0 or LIGHT_CPU_ARGS[i - 1] != WYS_ONLY_FLAG)]
+    config = tyro.cli(TrainerConfig, default=copy.deepcopy(method_configs["nerfacto"]), args=light + args)
     config.pipeline.datamanager.data = config.data
     return config
 
