@@ -16,6 +16,7 @@ import torch
 
 from nerf_edit import validate
 from nerf_edit.io import ImageReadError, atomic_save_image
+from nerf_edit.masks import mask_iou
 from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
 from nerf_edit_scripts.cli import run
 from nerf_edit_scripts.evaluate import check_clip_model, write_results
@@ -142,7 +143,7 @@ class EvaluateScene:
                                self.source_caption, self.target_caption, edit_region)
         if truth is not None and relevance is not None:
             predicted = relevance >= self.tau
-            results["relevance_iou"] = float((predicted & truth).sum() / (predicted | truth).sum().clamp(min=1))
+            results["relevance_iou"] = float(mask_iou(predicted, truth))  # pooled over every held-out pixel
         write_results(results, output / "results.json")
         return results
 
