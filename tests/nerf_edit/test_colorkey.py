@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from nerf_edit.colorkey import ColorKeyEditor, parse_instruction, recolour
-from nerf_edit.editors import EDITORS, Editor, EditorConfig, EditorError, make_editor
+from nerf_edit.checks import EditorError
+from nerf_edit.editors import EDITORS, Editor, EditorConfig, make_editor
 from nerf_edit.masks import mask_iou
 from nerf_edit_scripts.make_scene import load_object_masks
 
@@ -85,3 +86,11 @@ def test_instruction_parsing():
         with pytest.raises(EditorError) as error:
             ColorKeyEditor(EditorConfig()).relevance(torch.zeros(1, 3, 8, 8), bad)
         assert "\n" not in str(error.value) and "turn the red ball blue" in str(error.value)
+
+
+def test_bad_mask_and_conditioning_are_editor_errors():
+    editor, images = ColorKeyEditor(EditorConfig()), torch.zeros(2, 3, 16, 16)
+    with pytest.raises(EditorError, match="mask must be"):
+        editor.edit(images, "turn the red ball blue", mask=torch.ones(2, 8, 8, dtype=torch.bool))
+    with pytest.raises(EditorError, match="conditioning is"):
+        editor.edit(images, "turn the red ball blue", conditioning=images[:1])
