@@ -51,7 +51,9 @@ def test_reconstruct_preset_is_wys_without_an_editor():
     assert reconstruct.pipeline.model.camera_optimizer.mode == wys.pipeline.model.camera_optimizer.mode
     assert not reconstruct.pipeline.model.use_lpips and reconstruct.pipeline.datamanager.patch_size == 1
     assert reconstruct.optimizers.keys() == wys.optimizers.keys()
-    assert reconstruct.max_num_iterations == 30000  # nerfacto's
+    from nerfstudio.configs.method_configs import method_configs as nerfstudio_methods
+
+    assert reconstruct.max_num_iterations == nerfstudio_methods["nerfacto"].max_num_iterations  # nerfacto's schedule
     assert not reconstruct.pipeline.makes_edits and wys.pipeline.makes_edits  # no prompt needed, no weights loaded
 
 
