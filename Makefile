@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` (edit the bundled scene, render a video) and `make test`.
+# The two commands of the README: `make demo` (edit the bundled scene, render a video) and `make test` (every test
+# that can run offline, the multi-minute ones included). `make test-fast` leaves out the tests marked slow.
 VENV := .venv
 BIN := $(VENV)/bin
 # The demo runs offline on CPU: IP2P when its weights are cached, else the colorkey demonstration editor.
@@ -8,7 +9,7 @@ DEVICE ?= cpu
 MODEL ?= auto
 PROMPT ?= turn the red ball blue
 
-.PHONY: setup demo test
+.PHONY: setup demo test test-fast
 
 setup:
 	@bash scripts/setup.sh
@@ -18,3 +19,6 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from nerf_edit import validate
+from nerf_edit.io import RunNotFoundError
 from nerf_edit.validate import UsageError
 
 USAGE_EXIT_CODE = 2
@@ -130,8 +131,8 @@ def check_checkpoint_dir(folder: Path, name: str = "--load-dir", load_step: Opti
     """A nerfstudio checkpoint folder (`<run>/nerfstudio_models`) holding step-*.ckpt files (and `load_step`'s)."""
     folder = Path(folder)
     if not folder.exists():
-        raise UsageError(f"{name} {str(folder)!r} does not exist: pass a run's checkpoint folder, "
-                         f"e.g. outputs/<scene>/nerfacto/<time>/nerfstudio_models")
+        raise RunNotFoundError(f"{name} {str(folder)!r} does not exist: pass a run's checkpoint folder, "
+                               f"e.g. outputs/<scene>/nerfacto/<time>/nerfstudio_models")
     if not folder.is_dir():
         raise UsageError(f"{name} {str(folder)!r} is a file: pass the folder that holds the step-*.ckpt files")
     if (folder / "nerfstudio_models").is_dir():
@@ -139,8 +140,8 @@ def check_checkpoint_dir(folder: Path, name: str = "--load-dir", load_step: Opti
     names = os.listdir(folder)
     steps = checkpoint_steps(folder)
     if not steps:
-        raise UsageError(f"{name} {str(folder)!r} holds no checkpoints (step-*.ckpt): pass the nerfstudio_models "
-                         f"folder of a run that saved at least once")
+        raise RunNotFoundError(f"{name} {str(folder)!r} holds no checkpoints (step-*.ckpt): pass the nerfstudio_models "
+                               f"folder of a run that saved at least once")
     if len(steps) != len(names):
         # nerfstudio parses every name in the folder as a step number and would crash on the others
         others = sorted(set(names) - {f"step-{s:09d}.ckpt" for s in steps})

@@ -20,7 +20,9 @@ from typing import Optional
 
 import torch
 
-from nerf_edit.editors import EditorConfig, EditorError, EditResult, check_images, check_instruction
+from nerf_edit.checks import EditorError, check_conditioning, check_images, check_instruction, check_mask
+from nerf_edit.editors import EditorConfig, EditResult
+from nerf_edit.masks import dilate
 from nerf_edit.relevance import relevance_mask
 
 # Hue (degrees on the HSV circle) of each colour word the editor understands; aliases share a hue.
@@ -137,22 +139,13 @@ class ColorKeyEditor:
         (default: its relevance >= tau, grown by dilate_px). `strength` and `generator` are ignored."""
         check_images(images)
         source, target = parse_instruction(instruction)
-        conditioning = images if conditioning is None else conditioning
-        check_images(conditioning, "conditioning")
-        if conditioning.shape != images.shape:
-            raise EditorError(f"conditioning is {tuple(conditioning.shape)} but images are {tuple(images.shape)}: "
-                              "give one conditioning view per image, of the same size")
-        conditioning = conditioning.to(images.device)
+        conditioning = check_conditioning(conditioning, images).to(images.device)
         relevance = None
         if mask is None:
             relevance = colour_key(conditioning, HUES[source])
             mask = relevance_mask(relevance, self.config.tau)
         else:
-            if mask.shape != (images.shape[0], *images.shape[-2:]):
-                raise EditorError(f"mask is {tuple(mask.shape)}: it must be [B, H, W] = "
-                                  f"{(images.shape[0], *images.shape[-2:])}")
-            mask = mask.to(images.device).bool()
-        if self.config.dilate_px > 0:
-            mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
+            mask = check_mask(mask, images)
+        mask = dilate(mask, self.config.dilate_px)
         edited = torch.where(mask[:, None], recolour(conditioning, HUES[target]).to(images.dtype), images)
         return EditResult(images=edited, relevance=relevance, mask=mask)

@@ -28,6 +28,14 @@ from typing import Literal, Optional, Protocol, Sequence, runtime_checkable
 import torch
 
 from nerf_edit import validate
+from nerf_edit.checks import (  # noqa: F401  (EditorError and the checks are part of this module's interface)
+    EditorError,
+    check_background,
+    check_conditioning,
+    check_images,
+    check_instruction,
+    check_mask,
+)
 from nerf_edit.guided import (StepCallback, StepHook, composite, denoise, feathered_weights, keep_outside,
                               latent_mask_from_pixels, observe)
 from nerf_edit.ip2p import EncodedInputs, InstructPix2Pix, pad_to_multiple
@@ -128,23 +136,6 @@ class EditorConfig:
     """ZONE settings (used by the zone editor and the zone localizer)."""
     vimaedit: ViMAEditConfig = field(default_factory=ViMAEditConfig)
     """ViMAEdit settings (used by the vimaedit editor and the vimaedit localizer)."""
-
-
-class EditorError(UsageError):
-    """Bad editor input or spec; the message is one line saying what is wrong and how to fix it."""
-
-
-def check_images(images: torch.Tensor, name: str = "images") -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise EditorError(f"{name} must be a [B, 3, H, W] tensor in [0, 1], got {shape}")
-    if images.shape[-1] < 8 or images.shape[-2] < 8:
-        raise EditorError(f"{name} are {images.shape[-2]}x{images.shape[-1]}: at least 8x8 pixels are needed")
-
-
-def check_instruction(instruction: str) -> None:
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise EditorError("the instruction is empty: say what to change, e.g. 'turn the ball blue'")
 
 
 @dataclass
@@ -292,28 +283,12 @@ class IP2PEditor:
         padded = pad_to_multiple(pixel_mask[:, None].float(), factor)[:, 0] > 0
         return latent_mask_from_pixels(padded, factor, mode)
 
-    def check_mask(self, mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """A caller's mask as [B, H, W] bool on `images`' device, or a one-line error."""
-        if mask.shape != (images.shape[0], *images.shape[-2:]):
-            raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
-        return mask.to(images.device).bool()
-
     def _check(self, images, instruction, conditioning):
         check_images(images)
         check_instruction(instruction)
         conditioning = images if conditioning is None else conditioning
         check_images(conditioning, "conditioning")
         return images, conditioning
-
-    @staticmethod
-    def check_background(background: Optional[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-        """The image kept outside the mask: `images` unless given; same shape as `images`."""
-        if background is None:
-            return images
-        check_images(background, "background")
-        if background.shape != images.shape:
-            raise EditorError(f"background must have the images' shape {tuple(images.shape)}, got {tuple(background.shape)}")
-        return background
 
     def background_latents(self, background: torch.Tensor, encoded: EncodedInputs) -> torch.Tensor:
         """z0 of `background` [B, 4, h, w], re-using `encoded` where it is the same image (no VAE pass)."""
@@ -342,14 +317,14 @@ class RelevanceGuidedEditor(IP2PEditor):
         Outside the mask the latents follow `background`'s (default `images`) re-noised at every step, and the
         result is `background` there, bit for bit."""
         images, conditioning = self._check(images, instruction, conditioning)
-        background = self.check_background(background, images)
+        background = check_background(background, images)
         noise = self.draw_noise(images, generator)
         encoded = self.ip2p.encode_inputs(images, conditioning)
         found = None
         if mask is None:
             found = localize(self.localizer, images, instruction, conditioning, generator, encoded)
             mask = found.mask
-        mask = self.check_mask(mask, images)
+        mask = check_mask(mask, images)
         if self.config.dilate_px > 0:
             mask = relevance_mask(mask.float(), 0.5, self.config.dilate_px)
         hooks = []

@@ -14,8 +14,16 @@ from PIL import Image, UnidentifiedImageError
 from nerf_edit.validate import UsageError
 
 
+# The image files the commands read from a folder (every one of them PIL reads: `load_image`).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
 class ImageReadError(UsageError):
     """An input image could not be read; the message is one line."""
+
+
+class RunNotFoundError(UsageError):
+    """A training run's folder, its config.yml or its checkpoints are missing; the message is one line."""
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], temporary_dir: Optional[Path] = None) -> None:
@@ -64,5 +72,6 @@ def load_image(path: Path) -> torch.Tensor:
         with Image.open(path) as image:
             array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError) as error:
-        raise ImageReadError(f"cannot read image {str(path)!r} ({type(error).__name__}): pass a PNG or JPEG file") from error
+        raise ImageReadError(f"cannot read image {str(path)!r} ({type(error).__name__}): pass an image file "
+                             f"({', '.join(IMAGE_SUFFIXES)})") from error
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()

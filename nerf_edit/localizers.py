@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Optional, Protocol, runtime_checkable
 
 import torch
 
+from nerf_edit.checks import EditorError
 from nerf_edit.ip2p import EncodedInputs, InstructPix2Pix
 from nerf_edit.plugins import import_object
 from nerf_edit.relevance import relevance_map, relevance_mask
@@ -139,7 +140,7 @@ def localize(localizer, images, instruction, conditioning, generator=None, encod
     expected = (images.shape[0], *images.shape[-2:])
     if not isinstance(found, Localization) or tuple(found.mask.shape) != expected:
         got = tuple(found.mask.shape) if isinstance(found, Localization) else type(found).__name__
-        raise UsageError(f"localizer {type(localizer).__name__} must return a Localization with a [B, H, W] = "
+        raise EditorError(f"localizer {type(localizer).__name__} must return a Localization with a [B, H, W] = "
                          f"{expected} mask, got {got}")
     found.mask = found.mask.to(images.device).bool()
     return found

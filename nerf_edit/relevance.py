@@ -10,6 +10,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from nerf_edit.masks import dilate
+
 # (noisy latents [B, C, h, w], timestep) -> (ε with text [B, C, h, w], ε without text [B, C, h, w])
 TextNullPredictor = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -64,8 +66,4 @@ def relevance_map(
 
 def relevance_mask(relevance: torch.Tensor, tau: float = 0.5, dilate_px: int = 0) -> torch.Tensor:
     """Edit mask: relevance >= τ (τ = 0 edits everywhere), optionally dilated by `dilate_px`. [B, H, W] -> bool"""
-    mask = relevance >= tau
-    if dilate_px > 0:
-        kernel = 2 * dilate_px + 1
-        mask = F.max_pool2d(mask[:, None].float(), kernel, stride=1, padding=dilate_px)[:, 0] > 0
-    return mask
+    return dilate(relevance >= tau, dilate_px)

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from nerf_edit import vimaedit
+from nerf_edit.checks import (EditorError, check_background, check_conditioning, check_images, check_instruction,
+                              check_mask)
 from nerf_edit.editors import EditResult
 from nerf_edit.guided import Step, denoise
 from nerf_edit.localizers import Localization
@@ -250,19 +252,16 @@ class ViMAEditEditor:
         given, replaces the grounding mask in the blend and the composite; `background` (default `images`) is kept
         outside the final mask; `strength` < 1 starts at the step nearest strength·T.
         -> ViMAEditResult(images, relevance = normalised grounding map or None, mask, and the latents)"""
-        from nerf_edit.editors import EditorError, EditResult, check_images
 
         check_images(images)
         if not isinstance(target_prompt, str) or not target_prompt.strip():
             raise EditorError("the target prompt is empty: say what the edited image shows, e.g. 'a blue ball'")
         if not 0 < strength <= 1:
             raise EditorError(f"strength must be in (0, 1], got {strength}")
-        conditioning = images if conditioning is None else conditioning
-        background = images if background is None else background
-        if background.shape != images.shape:
-            raise EditorError(f"background must have the images' shape {tuple(images.shape)}, got {tuple(background.shape)}")
-        if mask is not None and mask.shape != (images.shape[0], *images.shape[-2:]):
-            raise EditorError(f"mask must be [B, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(mask.shape)}")
+        conditioning = check_conditioning(conditioning, images)
+        background = check_background(background, images)
+        if mask is not None:
+            mask = check_mask(mask, images)
         settings, models = self.settings, self.models
         batch, (height, width) = images.shape[0], images.shape[-2:]
         scale_factor = 2 ** (len(models.vae.config.block_out_channels) - 1)
@@ -459,7 +458,6 @@ class ViMAEditLocalizer:
     @torch.no_grad()
     def localize(self, images: torch.Tensor, instruction: str, conditioning: Optional[torch.Tensor] = None,
                  generator: Optional[torch.Generator] = None) -> Localization:
-        from nerf_edit.editors import EditorError, check_images, check_instruction
 
         check_images(images)
         check_instruction(instruction)

@@ -12,6 +12,7 @@ from typing import Callable, Literal, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from nerf_edit.masks import dilate, mask_iou
 from nerf_edit.plugins import build_plugin
 from nerf_edit.validate import UsageError
 
@@ -113,11 +114,7 @@ def fuse_latents(main: torch.Tensor, auxiliary: torch.Tensor, beta: float) -> to
 # ------------------------------------------------------------------------------------------- refinement
 def region_iou(segments: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """IoU of each segment with the mask. segments [N, H, W] bool, mask [H, W] bool -> [N]"""
-    segments = segments.bool()
-    mask = mask.bool().to(segments.device)
-    intersection = (segments & mask).flatten(1).sum(1)
-    union = (segments | mask).flatten(1).sum(1)
-    return intersection.float() / union.clamp_min(1).float()
+    return mask_iou(segments, mask, dims=(-2, -1))
 
 
 def refine_mask(segments: Optional[torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -133,13 +130,7 @@ def refine_mask(segments: Optional[torch.Tensor], mask: torch.Tensor) -> tuple[t
 
 
 # ------------------------------------------------------------------------------------------- morphology
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Square dilation by `radius` pixels. [B, H, W] bool -> [B, H, W] bool"""
-    if radius <= 0:
-        return mask.bool()
-    return F.max_pool2d(mask[:, None].float(), 2 * radius + 1, stride=1, padding=radius)[:, 0] > 0
-
-
+# dilate (square, by a radius) is nerf_edit.masks.dilate, imported above.
 def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Square erosion; outside the image counts as set, as in OpenCV's default border for erosion."""
     if radius <= 0:

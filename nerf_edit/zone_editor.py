@@ -18,7 +18,8 @@ import torch
 
 from nerf_edit import zone
 from nerf_edit.attention import CrossAttentionRecorder, record_cross_attention
-from nerf_edit.editors import EditorConfig, EditorError, EditResult, IP2PEditor
+from nerf_edit.checks import EditorError, check_background, check_mask
+from nerf_edit.editors import EditorConfig, EditResult, IP2PEditor
 from nerf_edit.guided import Step, StepCallback, StepHook, denoise, observe
 from nerf_edit.ip2p import EncodedInputs, InstructPix2Pix, pad_to_multiple
 from nerf_edit.localizers import IP2PLocalizer, Localization, Localizer, localize
@@ -232,7 +233,7 @@ class ZoneEditor(IP2PEditor):
         background: Optional[torch.Tensor] = None,
     ) -> EditResult:
         images, conditioning = self._check(images, instruction, conditioning)
-        background = self.check_background(background, images)
+        background = check_background(background, images)
         noise = self.draw_noise(images, generator)
         with self.stages.stage("encode"):
             encoded = self.ip2p.encode_inputs(images, conditioning)
@@ -247,7 +248,7 @@ class ZoneEditor(IP2PEditor):
                 found = ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
                                          actions=actions)
             else:
-                refined = self.check_mask(mask, images)
+                refined = check_mask(mask, images)
                 found = ZoneLocalization(mask=refined, canvas=fused.canvas, refined_mask=refined, actions=actions)
         settings = self.config.zone
         with self.stages.stage("edge smoother + blend"):

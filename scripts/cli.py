@@ -1,7 +1,8 @@
 """Shared command-line plumbing: bad input becomes one `error:` line and exit status 2, never a traceback.
 
-Only known user errors (`UsageError` and its kinds: ImageReadError, EditorError, ModelUnavailableError) become
-one line; any other exception is a bug and keeps its traceback."""
+Only known user errors (`UsageError` and its kinds: ImageReadError, RunNotFoundError, EditorError,
+ModelUnavailableError) become one line; any other exception, a bare ValueError included, is a bug and keeps its
+traceback."""
 
 from __future__ import annotations
 

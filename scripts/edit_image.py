@@ -12,11 +12,8 @@ import tyro
 
 from nerf_edit import validate
 from nerf_edit.editors import EditorConfig, IP2PEditor, check_instruction, editor_class
-from nerf_edit.io import ImageReadError, atomic_save_image, load_image, to_uint8
+from nerf_edit.io import IMAGE_SUFFIXES, ImageReadError, atomic_save_image, load_image, to_uint8
 from nerf_edit_scripts.cli import run
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
 
 @dataclass
 class EditImage:
@@ -116,7 +113,8 @@ def check_image_header(path: Path) -> None:
         with Image.open(path) as image:
             width, height = image.size
     except (UnidentifiedImageError, OSError) as error:
-        raise ImageReadError(f"cannot read image {str(path)!r} ({type(error).__name__}): pass a PNG or JPEG file") from error
+        raise ImageReadError(f"cannot read image {str(path)!r} ({type(error).__name__}): pass an image file "
+                             f"({', '.join(IMAGE_SUFFIXES)})") from error
     if width < 8 or height < 8:
         raise ImageReadError(f"image {str(path)!r} is {width}x{height}: at least 8x8 pixels are needed")
 

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 
 from nerf_edit import validate
-from nerf_edit.io import ImageReadError, atomic_write, load_image
+from nerf_edit.io import IMAGE_SUFFIXES, ImageReadError, atomic_write, load_image
 from nerf_edit.metrics import CLIP_MODEL_ID, TINY_CLIP, ClipEmbedder, edit_metrics
 from nerf_edit_scripts.cli import run
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi")
 
 

@@ -15,7 +15,8 @@ from typing import Optional, Tuple
 import torch
 
 from nerf_edit import validate
-from nerf_edit.io import ImageReadError, atomic_save_image
+from nerf_edit.io import RunNotFoundError, atomic_save_image
+from nerf_edit.masks import mask_iou
 from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
 from nerf_edit_scripts.cli import run
 from nerf_edit_scripts.evaluate import check_clip_model, write_results
@@ -28,7 +29,7 @@ def load_run(config_path: Path):
     from nerf_edit_methods.compat import allow_nerfstudio_checkpoints, offline_lpips
 
     if not config_path.is_file():
-        raise ImageReadError(f"no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
+        raise RunNotFoundError(f"no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
     allow_nerfstudio_checkpoints()
     with offline_lpips():  # a stock nerfacto run builds LPIPS too
         config, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
@@ -63,7 +64,7 @@ def read_run_config(run: Path, name: str):
 
     config_path = Path(run) / "config.yml"
     if not config_path.is_file():
-        raise ImageReadError(f"{name}: no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
+        raise RunNotFoundError(f"{name}: no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
     try:
         return yaml.load(config_path.read_text(), Loader=yaml.Loader)
     except Exception as error:  # noqa: BLE001 - a foreign or broken config file: say which, not why in 40 lines
@@ -99,8 +100,8 @@ class EvaluateScene:
         from nerf_edit_methods.validate import check_checkpoint_dir
 
         if not self.run.is_dir():
-            raise validate.UsageError(f"--run {str(self.run)!r} is not a folder: pass the folder of a finished ns-train "
-                                      f"run (it holds config.yml)")
+            raise RunNotFoundError(f"--run {str(self.run)!r} is not a folder: pass the folder of a finished ns-train "
+                                   f"run (it holds config.yml)")
         config = read_run_config(self.run, "--run")
         check_checkpoint_dir(self.run / "nerfstudio_models", "--run's checkpoints")
         # eval_setup points load_dir at the run's own checkpoints: read the --load-dir it was trained from first.
@@ -142,7 +143,7 @@ class EvaluateScene:
                                self.source_caption, self.target_caption, edit_region)
         if truth is not None and relevance is not None:
             predicted = relevance >= self.tau
-            results["relevance_iou"] = float((predicted & truth).sum() / (predicted | truth).sum().clamp(min=1))
+            results["relevance_iou"] = float(mask_iou(predicted, truth))  # pooled over every held-out pixel
         write_results(results, output / "results.json")
         return results
 

@@ -25,10 +25,23 @@ def tiny_pipe():
     return load_ip2p_pipeline("tiny")
 
 
+def weights_available(model: str) -> bool:
+    """In the Hugging Face cache or a local folder (with HF_HUB_OFFLINE=0: also on the hub, downloaded on use)."""
+    from nerf_edit.loading import ModelUnavailableError, check_available
+
+    try:
+        check_available(model)
+    except ModelUnavailableError:
+        return False
+    return True
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+        weights = item.get_closest_marker("weights")
+        missing = [model for model in (weights.args if weights else ()) if not weights_available(model)]
+        if missing:
+            item.add_marker(pytest.mark.skip(reason=f"needs the weights of {', '.join(missing)}: "
+                                                    f"`huggingface-cli download {missing[0]}` on a networked machine"))

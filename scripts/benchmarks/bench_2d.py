@@ -11,11 +11,10 @@ Runs alternate between the two sides so that machine load hits both alike; media
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
 
 import torch
+from bench_common import run_cli, timed
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
 from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
@@ -25,20 +24,8 @@ from nerf_edit.loading import load_ip2p_pipeline
 INSTRUCTION = "turn the ball blue"
 
 
-def timed(function) -> float:
-    begin = time.perf_counter()
-    function()
-    return time.perf_counter() - begin
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    for name, value in measure(parser.parse_args()):
-        print(f"{name:40s} {value}")
+    run_cli(__doc__, measure, size=128, steps=20, repeats=5, threads=2)
 
 
 def measure(options) -> list[tuple[str, str]]:

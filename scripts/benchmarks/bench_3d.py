@@ -9,14 +9,15 @@ The dataset update uses the tiny random-weight IP2P (the real model's cost is in
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from bench_common import Flag, run_cli, timed
+
+WYS_ONLY_FLAG = "--pipeline.model.use-lpips"
 
 
 def build_trainer(config, output_dir: Path):
@@ -34,27 +35,21 @@ def nerfacto_config(args):
 
     from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 
-    config = tyro.cli(TrainerConfig, default=copy.deepcopy(method_configs["nerfacto"]), args=LIGHT_CPU_ARGS + args)
+    # LIGHT_CPU_ARGS switches off wys's LPIPS loss; stock nerfacto has no such flag (and no LPIPS loss to switch off).
+    light = [arg for i, arg in enumerate(LIGHT_CPU_ARGS)
+             if arg != WYS_ONLY_FLAG and (i == 0 or LIGHT_CPU_ARGS[i - 1] != WYS_ONLY_FLAG)]
+    config = tyro.cli(TrainerConfig, default=copy.deepcopy(method_configs["nerfacto"]), args=light + args)
     config.pipeline.datamanager.data = config.data
     return config
 
 
 def time_iterations(trainer, steps, start: int) -> list[float]:
-    times = []
-    for step in range(start, start + steps):
-        begin = time.perf_counter()
-        trainer.train_iteration(step)
-        times.append(time.perf_counter() - begin)
-    return times
+    return [timed(lambda: trainer.train_iteration(step)) for step in range(start, start + steps)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=40, help="timed iterations per method")
-    parser.add_argument("--size", type=int, default=64, help="scene resolution")
-    parser.add_argument("--threads", type=int, default=2)
-    for name, value in measure(parser.parse_args()):
-        print(f"{name:40s} {value}")
+    run_cli(__doc__, measure, iterations=Flag(40, "timed iterations per method"), size=Flag(64, "scene resolution"),
+            threads=2)
 
 
 def measure(options) -> list[tuple[str, str]]:
@@ -88,16 +83,8 @@ def measure(options) -> list[tuple[str, str]]:
     nerfacto_s, wys_s = statistics.median(nerfacto_times), statistics.median(wys_times)
 
     pipeline = wys_trainer.pipeline
-    update_times = []
-    for index in range(3):
-        begin = time.perf_counter()
-        pipeline.edit_view(index)
-        update_times.append(time.perf_counter() - begin)
-    render_times = []
-    for index in range(3):
-        begin = time.perf_counter()
-        pipeline.render_train_view(index)
-        render_times.append(time.perf_counter() - begin)
+    update_times = [timed(lambda: pipeline.edit_view(index)) for index in range(3)]
+    render_times = [timed(lambda: pipeline.render_train_view(index)) for index in range(3)]
 
     update_s = statistics.median(update_times)
     edit_rate = pipeline.config.edit_rate

@@ -12,12 +12,11 @@ Runs alternate between the two settings so that machine load hits both alike; me
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
-import time
 
 import torch
+from bench_common import median_seconds, run_cli, timed
 
 
 def build_step(pipe, freeze: bool, batch: int, size: int, device: str, dtype=torch.float32):
@@ -51,20 +50,8 @@ def build_step(pipe, freeze: bool, batch: int, size: int, device: str, dtype=tor
     return step
 
 
-def timed(function) -> float:
-    begin = time.perf_counter()
-    function()
-    return time.perf_counter() - begin
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    for name, value in measure(parser.parse_args()):
-        print(f"{name:40s} {value}")
+    run_cli(__doc__, measure, size=64, batch=8, repeats=10, threads=2)
 
 
 def measure(options) -> list[tuple[str, str]]:
@@ -103,7 +90,7 @@ def measure_gpu(options, size: int = 256, batch: int = 4, repeats: int = 5) -> l
         step = build_step(pipe, freeze, batch, size, "cuda", torch.float16)
         step()
         torch.cuda.reset_peak_memory_stats()
-        seconds = statistics.median(timed(step) for _ in range(repeats))
+        seconds = median_seconds(step, repeats, "cuda")
         results.append((seconds, torch.cuda.max_memory_allocated() / 2**30))
         del step
         torch.cuda.empty_cache()

@@ -10,23 +10,16 @@ Without a CUDA GPU it prints "skipped: no GPU" and exits 0.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
+from bench_common import median_seconds, run_cli, timed
 
 
 def matmul_tflops(dtype: torch.dtype, size: int = 8192, repeats: int = 20) -> float:
     a = torch.randn(size, size, device="cuda", dtype=dtype)
     b = torch.randn(size, size, device="cuda", dtype=dtype)
     a @ b
-    torch.cuda.synchronize()
-    begin = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * size**3 * repeats / (time.perf_counter() - begin) / 1e12
+    seconds = timed(lambda: [a @ b for _ in range(repeats)], "cuda")
+    return 2 * size**3 * repeats / seconds / 1e12
 
 
 def unet_call_flops(ip2p, latents: torch.Tensor, image_latents: torch.Tensor) -> int:
@@ -39,12 +32,7 @@ def unet_call_flops(ip2p, latents: torch.Tensor, image_latents: torch.Tensor) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--size", type=int, default=512)
-    for name, value in measure(parser.parse_args()):
-        print(f"{name:40s} {value}")
+    run_cli(__doc__, measure, steps=20, repeats=3, size=512)
 
 
 def measure(options) -> list[tuple[str, str]]:
@@ -64,14 +52,7 @@ def measure(options) -> list[tuple[str, str]]:
         ip2p = InstructPix2Pix(build_full_size_ip2p_pipeline(dtype=dtype).to("cuda"))
         editor = RelevanceGuidedEditor(EditorConfig(model="full-size random", device="cuda", steps=options.steps), ip2p=ip2p)
         editor.edit(image, "turn the ball blue")  # warm-up
-        times = []
-        for _ in range(options.repeats):
-            torch.cuda.synchronize()
-            begin = time.perf_counter()
-            editor.edit(image, "turn the ball blue")
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - begin)
-        seconds = statistics.median(times)
+        seconds = median_seconds(lambda: editor.edit(image, "turn the ball blue"), options.repeats, "cuda")
         latents = torch.randn(1, 4, options.size // 8, options.size // 8, device="cuda", dtype=dtype)
         flops = unet_call_flops(ip2p, latents, latents)
         rate = matmul_tflops(dtype)

@@ -9,11 +9,8 @@ where the *pipeline's own* time goes (mask maths, FFT smoother at full image siz
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
+from bench_common import Flag, median_seconds, run_cli
 
 
 def build_editor(device: str, steps: int):
@@ -36,19 +33,6 @@ def build_editor(device: str, steps: int):
     # random weights make few masks pass SAM's quality filters; keep every mask so Region-IoU sees real counts
     segmenter.options.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
     return ZoneEditor(config, ip2p=ip2p, fusion=fusion, segmenter=segmenter)
-
-
-def timed(function, device: str, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        begin = time.perf_counter()
-        function()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times)
 
 
 def measure(options) -> list[tuple[str, str]]:
@@ -82,27 +66,21 @@ def measure(options) -> list[tuple[str, str]]:
     def denoise(record):
         editor.zone.fused_edit(encoded, instruction, 1.0, noise, record=record)
 
-    plain = timed(lambda: denoise(False), device, options.repeats)
-    captured = timed(lambda: denoise(True), device, options.repeats)
+    plain = median_seconds(lambda: denoise(False), options.repeats, device)
+    captured = median_seconds(lambda: denoise(True), options.repeats, device)
     rows.append((f"ZONE fused denoise with ÷ without attention capture ({label})", f"{captured / plain:.3f}"))
 
     big = torch.rand(1, 3, 512, 512, device=device)
     mask = torch.zeros(1, 512, 512, dtype=torch.bool, device=device)
     mask[:, 128:384, 160:400] = True
-    smoother = timed(lambda: fft_edge_mask(big, big.flip(-1), mask), device, options.repeats)
+    smoother = median_seconds(lambda: fft_edge_mask(big, big.flip(-1), mask), options.repeats, device)
     rows.append((f"ZONE edge smoother at 512² ({device})", f"{smoother:.3f} s"))
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    for name, value in measure(parser.parse_args()):
-        print(f"{name:70s} {value}")
+    run_cli(__doc__, measure, width=70, device=Flag("cpu", choices=("cpu", "cuda")), size=256, steps=20, repeats=3,
+            threads=2)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ views the ball must turn blue while the background keeps the reconstruction's qu
 
 import re
 
+import pytest
+
 from wys_runs import evaluate
 from conftest import SCENE
+
+pytestmark = pytest.mark.slow  # trains the demo's two runs
 
 
 def test_reconstruct_then_edit_offline_turns_the_held_out_ball_blue(demo_runs):

@@ -12,6 +12,8 @@ import pytest
 import browser
 from wys_runs import cli
 
+pytestmark = pytest.mark.slow  # on the demo's trained runs
+
 
 def test_ns_eval_completes_and_writes_psnr_and_ssim(demo_runs, tmp_path):
     output = tmp_path / "eval.json"

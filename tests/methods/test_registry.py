@@ -17,7 +17,12 @@ def test_entry_points_register_our_methods_under_their_names():
         spec = ep.load()
         assert isinstance(spec, MethodSpecification)
         assert spec.config.method_name == name  # ns-train names a method by config.method_name
-        assert not name.startswith("in2n")
+    # no name shadows one of nerfstudio's own methods or another installed plug-in's (e.g. in2n's)
+    from nerfstudio.configs.method_configs import method_configs as nerfstudio_methods
+
+    others = {ep.name for ep in entry_points(group="nerfstudio.method_configs")
+              if not ep.value.startswith("nerf_edit_methods.")}
+    assert not METHODS & (set(nerfstudio_methods) | others)
 
 
 def test_presets_differ_as_documented():
@@ -25,9 +30,13 @@ def test_presets_differ_as_documented():
 
     assert wys_method.config.pipeline.editing.dtype == "fp32"
     assert wys_small_method.config.pipeline.editing.dtype == "fp16"
-    assert wys_tiny_method.config.pipeline.datamanager.train_num_rays_per_batch < wys_method.config.pipeline.datamanager.train_num_rays_per_batch
     assert wys_global_method.config.pipeline.editor == "global" and not wys_global_method.config.pipeline.use_relevance
-    assert wys_method.config.max_num_iterations == 4000 and wys_method.config.pipeline.edit_rate == 10
+    rays = {spec.config.method_name: spec.config.pipeline.datamanager.train_num_rays_per_batch
+            for spec in (wys_method, wys_small_method, wys_tiny_method)}
+    assert rays["wys-small"] * 2 == rays["wys"] and rays["wys-tiny"] * 4 == rays["wys"]  # README: ½ and ¼ of wys
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    config = wys_method.config
+    assert f"an edit every {config.pipeline.edit_rate} steps; {config.max_num_iterations} iterations" in readme
 
 
 def test_reconstruct_preset_is_wys_without_an_editor():
@@ -42,7 +51,9 @@ def test_reconstruct_preset_is_wys_without_an_editor():
     assert reconstruct.pipeline.model.camera_optimizer.mode == wys.pipeline.model.camera_optimizer.mode
     assert not reconstruct.pipeline.model.use_lpips and reconstruct.pipeline.datamanager.patch_size == 1
     assert reconstruct.optimizers.keys() == wys.optimizers.keys()
-    assert reconstruct.max_num_iterations == 30000  # nerfacto's
+    from nerfstudio.configs.method_configs import method_configs as nerfstudio_methods
+
+    assert reconstruct.max_num_iterations == nerfstudio_methods["nerfacto"].max_num_iterations  # nerfacto's schedule
     assert not reconstruct.pipeline.makes_edits and wys.pipeline.makes_edits  # no prompt needed, no weights loaded
 
 

@@ -23,6 +23,8 @@ from PIL import Image
 import browser
 from conftest import SCENE
 from wys_runs import HOLD_OUT, PROMPT, QUIET, cli
+
+pytestmark = pytest.mark.slow  # live training runs in a headless browser
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 from nerf_edit_scripts.make_scene import load_object_masks
 

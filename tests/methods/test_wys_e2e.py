@@ -19,6 +19,8 @@ from wys_runs import HOLD_OUT, PROMPT, QUIET, cli, evaluate, train
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 from nerf_edit_scripts.make_scene import make_scene
 
+pytestmark = pytest.mark.slow  # trains three runs: most of the suite's time
+
 ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
 
 

@@ -262,6 +262,7 @@ def test_a_checkpoint_that_does_not_fit_stops_with_one_line_and_leaves_no_run(ro
     assert list(outputs.iterdir()) == []  # the run folder and its empty parents are gone; --output-dir itself stays
 
 
+@pytest.mark.slow  # several ns-train processes (~3 min)
 def test_real_ns_train(root):
     """Three cases as a user meets them, in parallel: exit 2, our line last, no traceback, no run folder, and the
     log shows no trainer (it logs where checkpoints go) and no dataset was set up."""

@@ -10,6 +10,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from nerf_edit.masks import dilate, mask_iou
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
 from nerf_edit_scripts.make_scene import load_object_masks
 
@@ -42,11 +43,6 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
-    mask_t = torch.from_numpy(mask)[None, None].float()
-    return (torch.nn.functional.max_pool2d(mask_t, 2 * pixels + 1, stride=1, padding=pixels)[0, 0] > 0).numpy()
-
-
 def evaluate(run_dir: Path, scene: Path) -> Dict[str, float]:
     """Render the held-out views of a finished run (loaded from its checkpoint, as ns-render does) and compare to
     the original scene's images: relevance IoU vs the ball's ground-truth mask, background PSNR outside the
@@ -68,8 +64,8 @@ def evaluate(run_dir: Path, scene: Path) -> Dict[str, float]:
         original = np.asarray(Image.open(filename), dtype=np.float32) / 255
         rgb = rgbs[index].permute(1, 2, 0).numpy()
         relevance = relevances[index].numpy() >= 0.5
-        ious.append(float((relevance & ball).sum() / max((relevance | ball).sum(), 1)))
-        outside = ~dilate(labels > 0, 2)  # away from both objects' edges
+        ious.append(float(mask_iou(relevance, ball)))
+        outside = ~dilate(torch.from_numpy(labels > 0)[None], 2)[0].numpy()  # away from both objects' edges
         background.append(psnr(rgb[outside], original[outside]))
         if ball.sum() > 0:
             ball_blue_minus_red.append(float(rgb[ball][:, 2].mean() - rgb[ball][:, 0].mean()))

@@ -9,7 +9,9 @@ import torch
 from PIL import Image
 
 from nerf_edit.colorkey import ColorKeyEditor, parse_instruction, recolour
-from nerf_edit.editors import Editor, EditorConfig, EditorError, editor_class, make_editor
+from nerf_edit.checks import EditorError
+from nerf_edit.editors import Editor, EditorConfig, editor_class, make_editor
+from nerf_edit.masks import mask_iou
 from nerf_edit_scripts.make_scene import load_object_masks
 
 SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"
@@ -25,10 +27,6 @@ def views():
     return torch.from_numpy(images).permute(0, 3, 1, 2), np.stack([masks[name] for name in names])
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
-
-
 def test_registered_by_name_and_follows_the_editor_protocol():
     assert editor_class("colorkey") is ColorKeyEditor
     editor = make_editor("colorkey", EditorConfig(model="no/such-model"))  # loads no weights at all
@@ -40,7 +38,7 @@ def test_relevance_finds_the_red_ball_and_nothing_else(views):
     images, labels = views
     relevance = ColorKeyEditor(EditorConfig()).relevance(images, "turn the red ball blue").numpy()
     assert relevance.shape == labels.shape and relevance.min() >= 0 and relevance.max() <= 1
-    ious = [iou(r >= 0.5, label == BALL) for r, label in zip(relevance, labels)]
+    ious = [float(mask_iou(r >= 0.5, label == BALL)) for r, label in zip(relevance, labels)]
     print(f"relevance IoU vs the ball: mean {np.mean(ious):.3f}, worst {np.min(ious):.3f}")
     assert np.mean(ious) >= 0.9 and np.min(ious) >= 0.8
     assert relevance[labels == CUBE].mean() < 0.02  # the blue cube and the floor are not red
@@ -51,7 +49,7 @@ def test_edit_turns_the_ball_blue_and_keeps_every_other_pixel(views):
     images, labels = views
     result = ColorKeyEditor(EditorConfig()).edit(images, "turn the red ball blue")
     mask = result.mask.numpy()
-    assert iou(mask, labels == BALL) >= 0.9
+    assert mask_iou(mask, labels == BALL) >= 0.9
     outside = torch.from_numpy(~mask)[:, None].expand_as(images)
     assert torch.equal(result.images[outside], images[outside])  # exactly the input outside the mask
     ball = torch.from_numpy(labels == BALL)[:, None].expand_as(images) & ~outside
@@ -88,3 +86,11 @@ def test_instruction_parsing():
         with pytest.raises(EditorError) as error:
             ColorKeyEditor(EditorConfig()).relevance(torch.zeros(1, 3, 8, 8), bad)
         assert "\n" not in str(error.value) and "turn the red ball blue" in str(error.value)
+
+
+def test_bad_mask_and_conditioning_are_editor_errors():
+    editor, images = ColorKeyEditor(EditorConfig()), torch.zeros(2, 3, 16, 16)
+    with pytest.raises(EditorError, match="mask must be"):
+        editor.edit(images, "turn the red ball blue", mask=torch.ones(2, 8, 8, dtype=torch.bool))
+    with pytest.raises(EditorError, match="conditioning is"):
+        editor.edit(images, "turn the red ball blue", conditioning=images[:1])

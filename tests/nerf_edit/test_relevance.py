@@ -3,6 +3,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
+from nerf_edit.masks import mask_iou
 from nerf_edit.relevance import clip_and_normalize, relevance_from_predictions, relevance_map, relevance_mask
 
 
@@ -18,10 +19,6 @@ def square_predictor(top: int, left: int, size: int, bump: float = 3.0):
     return predict
 
 
-def iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a & b).sum() / (a | b).sum()).item()
-
-
 def test_planted_predictor_relevance_localises_the_square():
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     latents = torch.randn(2, 4, 12, 16, generator=torch.Generator().manual_seed(0))
@@ -30,7 +27,7 @@ def test_planted_predictor_relevance_localises_the_square():
     assert relevance.min() >= 0 and relevance.max() <= 1
     truth = torch.zeros(2, 96, 128, dtype=torch.bool)
     truth[:, 24:56, 40:72] = True  # the latent square, 8x upsampled
-    assert iou(relevance_mask(relevance, 0.5), truth) >= 0.9
+    assert mask_iou(relevance_mask(relevance, 0.5), truth) >= 0.9
 
 
 def test_clip_and_normalize_by_hand():

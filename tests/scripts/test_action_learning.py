@@ -6,6 +6,7 @@ steps with λ_action = 5, λ_reg = 0: 0.429 (30/70). The same run with λ_action
 random-weight model L_action does *not* beat plain IP2P fine-tuning; see README "EditAction" for that table.
 """
 
+import pytest
 from accelerate.state import AcceleratorState
 
 from nerf_edit.action.accuracy import action_accuracy
@@ -14,6 +15,8 @@ from nerf_edit.action.train import ActionTrainConfig, train_editaction
 from nerf_edit.loading import load_ip2p_pipeline
 from nerf_edit.tiny import build_tiny_ip2p_pipeline
 from nerf_edit_scripts.make_action_pairs import make_action_pairs
+
+pytestmark = pytest.mark.slow  # 300 training steps and two accuracy readings
 
 
 def test_heldout_action_accuracy_rises_with_training(tmp_path):

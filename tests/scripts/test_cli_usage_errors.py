@@ -250,6 +250,7 @@ def console_script(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+@pytest.mark.slow  # one process per console script (~1 min)
 def test_real_console_scripts(files):
     """The installed commands, as a user runs them (in parallel: start-up is mostly imports)."""
     cases = [

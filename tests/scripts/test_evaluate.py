@@ -43,3 +43,18 @@ def test_cli_writes_json_and_plot_with_known_background_psnr(frames):
 
 
 # Bad input (one line, exit 2, nothing written) is covered for every command in test_cli_usage_errors.py.
+
+
+def test_a_missing_run_is_a_run_not_found_error(tmp_path):
+    from nerf_edit.io import RunNotFoundError
+    from nerf_edit_methods.validate import check_checkpoint_dir
+    from nerf_edit_scripts.evaluate_scene import EvaluateScene, read_run_config
+
+    with pytest.raises(RunNotFoundError, match="is not a folder"):
+        EvaluateScene(run=tmp_path / "missing").validate()
+    with pytest.raises(RunNotFoundError, match="no run config"):
+        read_run_config(tmp_path, "--run")
+    with pytest.raises(RunNotFoundError, match="does not exist"):
+        check_checkpoint_dir(tmp_path / "missing")
+    with pytest.raises(RunNotFoundError, match="holds no checkpoints"):
+        check_checkpoint_dir(tmp_path)
