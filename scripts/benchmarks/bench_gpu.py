@@ -1,11 +1,12 @@
 """GPU benchmark: the full-size IP2P architecture with random weights (same FLOPs as the real model, no download).
 
-Reports seconds per 512x512 relevance-guided edit at 20 steps in fp16 and bf16, the FLOPs of one guided UNet call
-(batch 3, torch's FLOP counter), and the floor those FLOPs imply at this GPU's measured bf16 matmul rate.
+Reports seconds per 512x512 relevance-guided edit at 20 steps, batch 1 and 8, in fp16, bf16, bf16 channels-last and
+bf16 compiled (with the compile time), against issue 15's 66 ms floor; the FLOPs of one guided UNet call (batch 3,
+torch's FLOP counter) and this GPU's measured matmul rate; peak memory.
 
     python scripts/benchmarks/bench_gpu.py [--steps 20] [--repeats 3]
 
-Without a CUDA GPU it prints "skipped: no GPU" and exits 0.
+Without a CUDA GPU every row says "not measured: no GPU" and it exits 0.
 """
 
 from __future__ import annotations
@@ -35,11 +36,21 @@ def main() -> None:
     run_cli(__doc__, measure, steps=20, repeats=3, size=512)
 
 
+# Issue 15's floor for a 512², 20-step edit: 51.8 TFLOP (UNet batch-3 guidance 2.41 TFLOP × 20 + VAE 3.63 TFLOP) at
+# ~790 bf16 TFLOP/s; goals: batch 1 within 3× (≤ 200 ms), batch 8 within 2× (≤ 130 ms per edit).
+FLOOR_MS = 66.0
+BATCHES = (1, 8)
+VARIANTS = (("fp16", {}), ("bf16", {}), ("bf16 channels-last", {"channels_last": True}),
+            ("bf16 compiled", {"channels_last": True, "compile": True}))
+
+
 def measure(options) -> list[tuple[str, str]]:
-    """(row name, value) pairs; says "skipped: no GPU" without one."""
+    """(row name, value) pairs; says "not measured: no GPU" without one."""
     if not torch.cuda.is_available():
-        return [(f"GPU full-size IP2P {dtype}, s per {options.size}² edit ({options.steps} steps)", "skipped: no GPU")
-                for dtype in ("fp16", "bf16")] + [("GPU UNet call FLOPs and floor", "skipped: no GPU")]
+        return ([(f"GPU full-size IP2P {name}, batch {batch}: s per {options.size}² edit ({options.steps} steps) "
+                  f"vs {FLOOR_MS:.0f} ms floor", "not measured: no GPU") for name, _ in VARIANTS for batch in BATCHES]
+                + [("GPU UNet call FLOPs and floor", "not measured: no GPU"),
+                   ("GPU torch.compile time of the UNet", "not measured: no GPU")])
     rows = []
 
     from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
@@ -47,22 +58,29 @@ def measure(options) -> list[tuple[str, str]]:
     from nerf_edit.tiny import build_full_size_ip2p_pipeline
 
     gpu = torch.cuda.get_device_name()
-    image = torch.rand(1, 3, options.size, options.size, device="cuda")
-    for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+    for name, speed in VARIANTS:
+        dtype = torch.float16 if name.startswith("fp16") else torch.bfloat16
         ip2p = InstructPix2Pix(build_full_size_ip2p_pipeline(dtype=dtype).to("cuda"))
+        ip2p.speed_up(**speed)
         editor = RelevanceGuidedEditor(EditorConfig(model="full-size random", device="cuda", steps=options.steps), ip2p=ip2p)
-        editor.edit(image, "turn the ball blue")  # warm-up
-        seconds = median_seconds(lambda: editor.edit(image, "turn the ball blue"), options.repeats, "cuda")
-        latents = torch.randn(1, 4, options.size // 8, options.size // 8, device="cuda", dtype=dtype)
-        flops = unet_call_flops(ip2p, latents, latents)
-        rate = matmul_tflops(dtype)
-        floor = flops * options.steps / (rate * 1e12)
-        rows += [
-            (f"GPU full-size IP2P {name}, s per {options.size}² edit ({options.steps} steps, {gpu})", f"{seconds:.3f} s"),
-            (f"GPU {name} UNet call (batch 3) FLOPs; floor at measured matmul rate",
-             f"{flops / 1e12:.2f} TFLOP; {rate:.0f} TFLOP/s -> {floor:.3f} s ({floor / seconds:.0%} of measured)"),
-            (f"GPU {name} peak memory", f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"),
-        ]
+        for batch in BATCHES:
+            images = torch.rand(batch, 3, options.size, options.size, device="cuda")
+            mask = torch.ones(batch, options.size, options.size, dtype=torch.bool, device="cuda")
+            compile_s = timed(lambda: editor.edit(images, "turn the ball blue", mask=mask), "cuda")  # warm-up
+            if speed.get("compile") and batch == BATCHES[0]:
+                rows.append(("GPU torch.compile time of the UNet (first edit, incl. compiling)", f"{compile_s:.1f} s"))
+            seconds = median_seconds(lambda: editor.edit(images, "turn the ball blue", mask=mask), options.repeats,
+                                     "cuda") / batch
+            rows.append((f"GPU full-size IP2P {name}, batch {batch}: s per {options.size}² edit ({options.steps} "
+                         f"steps, {gpu}) vs {FLOOR_MS:.0f} ms floor",
+                         f"{seconds:.3f} s ({seconds * 1000 / FLOOR_MS:.1f}× floor)"))
+        if not speed:
+            latents = torch.randn(1, 4, options.size // 8, options.size // 8, device="cuda", dtype=dtype)
+            flops = unet_call_flops(ip2p, latents, latents)
+            rate = matmul_tflops(dtype)
+            rows.append((f"GPU {name} UNet call (batch 3) FLOPs; matmul rate",
+                         f"{flops / 1e12:.2f} TFLOP; {rate:.0f} TFLOP/s"))
+        rows.append((f"GPU {name} peak memory (batch {BATCHES[-1]})", f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"))
         del editor, ip2p
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

@@ -38,7 +38,7 @@ def build_editor(device: str, steps: int):
 def measure(options) -> list[tuple[str, str]]:
     device = options.device
     if device == "cuda" and not torch.cuda.is_available():
-        return [(f"ZONE full-size {options.size}² stages", "skipped: no GPU")]
+        return [(f"ZONE full-size {options.size}² stages", "not measured: no GPU")]
     if device == "cpu":
         torch.set_num_threads(options.threads)
     from nerf_edit.zone import fft_edge_mask

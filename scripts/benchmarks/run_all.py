@@ -1,4 +1,4 @@
-"""All benchmarks in one run, as one table (GPU rows say "skipped: no GPU" on a CPU machine).
+"""All benchmarks in one run, as one table (GPU rows say "not measured: no GPU" on a CPU machine).
 
     python scripts/benchmarks/run_all.py [--record docs/benchmarks.md]
 
@@ -22,6 +22,8 @@ import bench_2d  # noqa: E402
 import bench_3d  # noqa: E402
 import bench_action  # noqa: E402
 import bench_gpu  # noqa: E402
+import bench_gpu_run  # noqa: E402
+import bench_updates  # noqa: E402
 import bench_vimaedit  # noqa: E402
 import bench_zone  # noqa: E402
 
@@ -33,7 +35,9 @@ def main() -> None:
     rows = []
     rows += bench_2d.measure(argparse.Namespace(size=128, steps=20, repeats=5, threads=2))
     rows += bench_3d.measure(argparse.Namespace(iterations=40, size=64, threads=2))
+    rows += bench_updates.measure(argparse.Namespace(views=4, size=64, rounds=3, train_steps=20, threads=2))
     rows += bench_gpu.measure(argparse.Namespace(size=512, steps=20, repeats=3))
+    rows += bench_gpu_run.measure(argparse.Namespace(size=512, views=60, memory_iterations=200, iterations=4000))
     rows += bench_zone.measure(argparse.Namespace(device="cpu", size=256, steps=20, repeats=2, threads=2))
     rows += bench_zone.measure(argparse.Namespace(device="cuda", size=512, steps=20, repeats=3, threads=2))
     rows += bench_vimaedit.measure(argparse.Namespace(size=512, steps=50, repeats=1, threads=2))
