@@ -13,7 +13,8 @@ from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 from nerf_edit.loading import IP2P_MODEL_ID, load_ip2p_pipeline
 
 
-def sd1_ddim_scheduler(config) -> DDIMScheduler:
+def sd1_ddim_scheduler(config, timestep_spacing: str = "trailing", steps_offset: Optional[int] = None,
+                       set_alpha_to_one: bool = False) -> DDIMScheduler:
     """DDIM with Stable Diffusion 1.x's settings, whatever scheduler a loaded pipeline carries.
 
     instruct-nerf2nerf and WYS take DDIM from `CompVis/stable-diffusion-v1-4` (clip_sample False,
@@ -22,6 +23,7 @@ def sd1_ddim_scheduler(config) -> DDIMScheduler:
     so every setting is given here. Only the noise schedule itself (betas, training steps, prediction type) is
     taken from the model's config: it is what the UNet was trained with.
     "trailing" spacing: the first of n steps is T itself, so strength s starts at s·T (img2img semantics).
+    Other samplers on SD-1.x (ViMAEdit) pass their own spacing, offset and final ᾱ.
     """
     return DDIMScheduler(
         num_train_timesteps=config.get("num_train_timesteps", 1000),
@@ -30,12 +32,12 @@ def sd1_ddim_scheduler(config) -> DDIMScheduler:
         beta_schedule=config.get("beta_schedule", "scaled_linear"),
         trained_betas=config.get("trained_betas"),
         prediction_type=config.get("prediction_type", "epsilon"),
-        steps_offset=config.get("steps_offset", 1),
+        steps_offset=config.get("steps_offset", 1) if steps_offset is None else steps_offset,
         clip_sample=False,
-        set_alpha_to_one=False,
+        set_alpha_to_one=set_alpha_to_one,
         thresholding=False,
         rescale_betas_zero_snr=False,
-        timestep_spacing="trailing",
+        timestep_spacing=timestep_spacing,
     )
 
 

@@ -64,6 +64,38 @@ def build_tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
+def build_tiny_vae(width: int = 16, groups: int = 8) -> AutoencoderKL:
+    """A 4-level VAE (3 downsamplings: SD's 8x) with 4 latent channels, `width`-wide; random weights."""
+    return AutoencoderKL(
+        block_out_channels=(width, width, 2 * width, 2 * width),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=groups,
+        sample_size=64,
+    )
+
+
+def build_tiny_text_encoder(tokenizer: CLIPTokenizer, hidden_size: int) -> CLIPTextModel:
+    """A 2-layer CLIP text encoder over the tiny tokenizer's vocabulary; random weights."""
+    return CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=hidden_size,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=77,
+        )
+    )
+
+
 def build_tiny_ip2p_pipeline(seed: int = 0) -> StableDiffusionInstructPix2PixPipeline:
     """InstructPix2Pix with random weights: same component classes and conventions as `timbrooks/instruct-pix2pix`."""
     tokenizer = build_tiny_tokenizer()
@@ -81,30 +113,8 @@ def build_tiny_ip2p_pipeline(seed: int = 0) -> StableDiffusionInstructPix2PixPip
             attention_head_dim=8,
             norm_num_groups=8,
         )
-        vae = AutoencoderKL(
-            block_out_channels=(16, 16, 32, 32),  # 3 downsamplings: SD's 8x
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=8,
-            sample_size=64,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                hidden_size=_TEXT_HIDDEN,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                vocab_size=len(tokenizer),
-                max_position_embeddings=77,
-            )
-        )
+        vae = build_tiny_vae(16, 8)
+        text_encoder = build_tiny_text_encoder(tokenizer, _TEXT_HIDDEN)
     # The scheduler IP2P ships with (SD's scaled-linear betas, Euler ancestral).
     scheduler = EulerAncestralDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1

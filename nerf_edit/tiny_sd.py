@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-from nerf_edit.tiny import build_tiny_tokenizer
+
+from nerf_edit.tiny import build_tiny_text_encoder, build_tiny_tokenizer, build_tiny_vae
 
 TEXT_HIDDEN = 32
 IMAGE_EMBED_DIM = 16  # the tiny CLIP's projection size (SD's IP-Adapter: 1024, CLIP ViT-H/14)
@@ -42,30 +42,8 @@ def build_tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
             attention_head_dim=2,
             norm_num_groups=4,
         )
-        vae = AutoencoderKL(
-            block_out_channels=(8, 8, 16, 16),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=4,
-            sample_size=64,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-                hidden_size=TEXT_HIDDEN,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                vocab_size=len(tokenizer),
-                max_position_embeddings=77,
-            )
-        )
+        vae = build_tiny_vae(8, 4)
+        text_encoder = build_tiny_text_encoder(tokenizer, TEXT_HIDDEN)
     # SD-1.5's own scheduler config values (the editor builds its DDIM from them explicitly).
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               num_train_timesteps=1000, steps_offset=1, clip_sample=False, set_alpha_to_one=False)

@@ -72,22 +72,10 @@ def blend_word_pair(blend_words: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]
 def vimaedit_ddim_scheduler(config):
     """DDIM with SD-1.x's noise schedule and every setting given: 50 steps give 980, 960, ..., 0 (the official
     ViMAEdit schedule: `leading` spacing, offset 0), no clipping of x̂0, ᾱ_prev = 1 after the last step."""
-    from diffusers import DDIMScheduler
+    from nerf_edit.ip2p import sd1_ddim_scheduler
 
-    return DDIMScheduler(
-        num_train_timesteps=config.get("num_train_timesteps", 1000),
-        beta_start=config.get("beta_start", 0.00085),
-        beta_end=config.get("beta_end", 0.012),
-        beta_schedule=config.get("beta_schedule", "scaled_linear"),
-        trained_betas=config.get("trained_betas"),
-        prediction_type="epsilon",
-        steps_offset=0,
-        clip_sample=False,
-        set_alpha_to_one=True,
-        thresholding=False,
-        rescale_betas_zero_snr=False,
-        timestep_spacing="leading",
-    )
+    scheduler = sd1_ddim_scheduler(config, timestep_spacing="leading", steps_offset=0, set_alpha_to_one=True)
+    return scheduler
 
 
 @dataclass
