@@ -180,7 +180,10 @@ class EvaluateAction:
             validate.check_at_least("--edit-steps", self.edit_steps, 1)
             validate.check_output_dir(self.edits_folder, "--edits-dir")
         if self.edit_metrics and self.clip_model not in ("none", TINY_CLIP):
-            validate.check_model(self.clip_model, "--clip-model (or --clip-model none)", "config.json")
+            try:
+                validate.check_model(self.clip_model, "--clip-model", "config.json")
+            except UsageError as error:
+                raise UsageError(f"{error} (or skip the CLIP scores with --clip-model none)") from None
         everything = read_pairs(self.data)
         heldout = [pair for pair in everything if pair.split == "heldout"]
         if not heldout:
