@@ -4,8 +4,15 @@
 
 For each held-out pair the true instruction and K negatives are scored by the model's mean denoising error over M
 (t, ε) draws shared by all candidates (Diffusion Classifier); the lowest wins. Every model answers the same
-questions (same negatives, same draws). With --fid: FID between each model's edits of the held-out "before"
-images and the true "after" images (torchmetrics), only where the Inception weights are already on disk.
+questions (same negatives, same draws).
+
+With --edit-metrics each model also edits every held-out "before" image with the pair's instruction (our global
+editor: plain IP2P, s_T 7.5, s_I 1 as the paper; the same seed per pair for every model), writes the edits to
+--edits-dir, and reports our edit metrics on them, averaged over the pairs: PSNR / L1 / SSIM against the true
+"after" image, and with a CLIP model (--clip-model; `none` skips them) CLIP text-image similarity to the
+instruction, CLIP similarity to the before image, and the CLIP direction (edited − before) against the true one
+(after − before). With --fid: FID between the edits and the true "after" images (torchmetrics), only where the
+Inception weights are already on disk.
 """
 
 from __future__ import annotations
@@ -13,17 +20,24 @@ from __future__ import annotations
 from nerf_edit.validate import UsageError
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 import torch
 
+from nerf_edit import validate
 from nerf_edit.action.accuracy import action_accuracy
-from nerf_edit.action.data import load_pair_image, read_pairs
-from nerf_edit.io import atomic_write
+from nerf_edit.action.data import ActionPair, load_pair_image, read_pairs
+from nerf_edit.io import atomic_save_image, atomic_write, load_image
 from nerf_edit.loading import load_ip2p_pipeline
+from nerf_edit.metrics import (CLIP_MODEL_ID, TINY_CLIP, ClipEmbedder, background_metrics, cosine,
+                               directional_similarity, text_image_similarity)
 from nerf_edit_scripts.cli import run
+
+# Columns of the side-by-side table (JSON holds them all).
+EDIT_COLUMNS = ("psnr_to_after", "ssim_to_after", "clip_text_image", "clip_direction_to_after")
 
 # torchmetrics' FID uses torch-fidelity's FeatureExtractorInceptionV3, which downloads this file on first use.
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
@@ -46,19 +60,81 @@ def check_fid_available() -> None:
                          f"or drop --fid")
 
 
-def edit_fid(pipe, pairs, resolution: int, steps: int, seed: int) -> float:
-    """FID between the model's edits of the pairs' before images and their after images."""
+def edit_heldout(model: str, pairs: List[ActionPair], resolution: int, steps: int, seed: int, device: str,
+                 folder: Path) -> torch.Tensor:
+    """Edit each pair's before image with its instruction (global editor, s_T 7.5, s_I 1; pair i uses seed + i for
+    every model), write the edits as folder/<i>.png, and return them as written (8-bit) [N, 3, H, W] in [0, 1]."""
+    from nerf_edit.editors import EditorConfig, make_editor
+
+    editor = make_editor("global", EditorConfig(model=model, device=device, steps=steps, guidance_scale=7.5,
+                                                image_guidance_scale=1.0))
+    edited = []
+    for index, pair in enumerate(pairs):
+        before = (load_pair_image(pair.before, resolution)[None] + 1) / 2  # [1, 3, H, W] in [0, 1]
+        result = editor.edit(before.to(editor.device), pair.instruction,
+                             generator=torch.Generator().manual_seed(seed + index)).images
+        path = folder / f"{index:05d}.png"
+        atomic_save_image(path, result[0].float().cpu())
+        edited.append(load_image(path))  # metrics of the files as written, so anyone can recompute them
+    return torch.stack(edited)
+
+
+def heldout_images(pairs: List[ActionPair], resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(before, after) [N, 3, H, W] in [0, 1], quantised to 8 bits as the edits are."""
+    def load(path: Path) -> torch.Tensor:
+        return ((load_pair_image(path, resolution) + 1) / 2 * 255).round().clamp(0, 255) / 255
+
+    return torch.stack([load(p.before) for p in pairs]), torch.stack([load(p.after) for p in pairs])
+
+
+def action_edit_metrics(edited: torch.Tensor, before: torch.Tensor, after: torch.Tensor, instructions: List[str],
+                        embedder: Optional[ClipEmbedder]) -> Dict[str, float]:
+    """Our edit metrics of edits [N, 3, H, W] of `before` against the true `after` (all in [0, 1]), each the mean
+    over the N pairs: PSNR / L1 / SSIM to the after image; with CLIP: text-image similarity to each pair's
+    instruction, image similarity to the before image, and the edit's CLIP direction against the true one."""
+    nothing_masked = torch.zeros(1, *edited.shape[-2:], dtype=torch.bool)
+    per_pair: Dict[str, list] = {"psnr_to_after": [], "l1_to_after": [], "ssim_to_after": []}
+    for index in range(len(edited)):
+        pixels = background_metrics(edited[index:index + 1], after[index:index + 1], nothing_masked)
+        per_pair["psnr_to_after"].append(pixels["psnr"])
+        per_pair["l1_to_after"].append(pixels["l1"])
+        per_pair["ssim_to_after"].append(ssim(edited[index:index + 1], after[index:index + 1]))
+    if embedder is not None:
+        edited_emb, before_emb, after_emb = (embedder.images(images) for images in (edited, before, after))
+        text_emb = embedder.texts(instructions)
+        per_pair["clip_text_image"] = [float(text_image_similarity(edited_emb[i:i + 1], text_emb[i])[0])
+                                       for i in range(len(edited))]
+        per_pair["clip_image_to_before"] = cosine(edited_emb, before_emb).tolist()
+        per_pair["clip_direction_to_after"] = directional_similarity(edited_emb, before_emb, before_emb,
+                                                                     after_emb).tolist()
+    return {name: sum(values) / len(values) for name, values in per_pair.items()}
+
+
+def ssim(image: torch.Tensor, reference: torch.Tensor) -> float:
+    """SSIM of [1, 3, H, W] images in [0, 1] (Gaussian window 11, σ 1.5), averaged over the pixels whose window
+    lies inside the image, as Wang et al.'s reference code and scikit-image do (torchmetrics' mean also counts
+    border windows over reflected padding)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    _, full = structural_similarity_index_measure(image.float(), reference.float(), data_range=1.0,
+                                                  return_full_image=True)  # [1, 3, H, W]
+    border = 5  # (11 - 1) / 2
+    return float(full[..., border:-border, border:-border].mean())
+
+
+def edit_fid(edited: torch.Tensor, after: torch.Tensor) -> float:
+    """FID between the model's edits and the true after images ([N, 3, H, W] in [0, 1] each)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     fid = FrechetInceptionDistance(feature=2048, normalize=True)
-    for pair in pairs:
-        before = (load_pair_image(pair.before, resolution)[None] + 1) / 2
-        after = (load_pair_image(pair.after, resolution)[None] + 1) / 2
-        edited = pipe(pair.instruction, image=before, num_inference_steps=steps, guidance_scale=7.5,
-                      image_guidance_scale=1.0, output_type="pt", generator=torch.Generator().manual_seed(seed)).images
-        fid.update(after.float(), real=True)
-        fid.update(edited.float().cpu(), real=False)
+    fid.update(after.float(), real=True)
+    fid.update(edited.float(), real=False)
     return float(fid.compute())
+
+
+def model_folder_name(position: int, model: str) -> str:
+    """A folder name per compared model: its position (two models may share a name) and a readable slug."""
+    return f"{position:02d}_" + (re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._") or "model")[-60:]
 
 
 @dataclass
@@ -79,10 +155,16 @@ class EvaluateAction:
     """Draw t from the first fraction of the schedule (1: all of it; low noise carries most of the signal)."""
     seed: int = 0
     """Seed of the negatives and draws (the same questions for every model)."""
+    edit_metrics: bool = False
+    """Also edit each held-out before image with its instruction and report our edit metrics on the edits."""
+    clip_model: str = CLIP_MODEL_ID
+    """CLIP weights of the edit metrics' CLIP scores: hub id, local folder, `tiny` (random, tests) or `none`."""
+    edits_dir: Optional[Path] = None
+    """Where the edits are written, one folder per model (default: beside --output, `action_edits/`)."""
     fid: bool = False
     """Also FID of edits vs. true after images (needs the Inception weights on disk; inference at s_I 1, s_T 7.5)."""
-    fid_steps: int = 100
-    """Denoising steps of the FID edits (the paper: 100)."""
+    edit_steps: int = 100
+    """Denoising steps of each edit (the paper: 100)."""
     device: str = "cpu"
     """Device of the models."""
     output: Path = Path("eval/action_accuracy.json")
@@ -93,6 +175,15 @@ class EvaluateAction:
             raise UsageError(f"--negatives and --draws must be >= 1, got {self.negatives} and {self.draws}")
         if self.resolution < 16 or self.resolution % 8:
             raise UsageError(f"--resolution must be >= 16 and a multiple of 8, got {self.resolution}")
+        editing = self.edit_metrics or self.fid
+        if editing:
+            validate.check_at_least("--edit-steps", self.edit_steps, 1)
+            validate.check_output_dir(self.edits_folder, "--edits-dir")
+        if self.edit_metrics and self.clip_model not in ("none", TINY_CLIP):
+            try:
+                validate.check_model(self.clip_model, "--clip-model", "config.json")
+            except UsageError as error:
+                raise UsageError(f"{error} (or skip the CLIP scores with --clip-model none)") from None
         everything = read_pairs(self.data)
         heldout = [pair for pair in everything if pair.split == "heldout"]
         if not heldout:
@@ -100,20 +191,45 @@ class EvaluateAction:
         if self.fid:
             check_fid_available()
         vocabulary = [pair.instruction for pair in everything]
+        embedder = ClipEmbedder(self.clip_model, self.device) if self.edit_metrics and self.clip_model != "none" else None
+        before, after = heldout_images(heldout, self.resolution) if editing else (None, None)
         results = {}
-        print(f"{'model':40s} {'action accuracy':>16s}  (chance {1 / (self.negatives + 1):.3f}, "
-              f"{len(heldout)} pairs, K={self.negatives}, M={self.draws})")
-        for model in self.models:
+        print(f"{len(heldout)} held-out pairs, K={self.negatives} negatives (chance {1 / (self.negatives + 1):.3f}), "
+              f"M={self.draws} draws", flush=True)
+        for position, model in enumerate(self.models):
             pipe = load_ip2p_pipeline(model, device=self.device)
             result = action_accuracy(pipe, heldout, vocabulary, self.negatives, self.draws, self.resolution, self.seed,
                                      self.timestep_fraction)
+            del pipe
             results[model] = result.summary()
-            if self.fid:
-                results[model]["fid"] = edit_fid(pipe, heldout, self.resolution, self.fid_steps, self.seed)
-            extra = f"  FID {results[model]['fid']:.2f}" if self.fid else ""
-            print(f"{model:40s} {result.accuracy:16.3f}  ({result.correct}/{result.total}){extra}", flush=True)
+            print(f"{model}: action accuracy {result.accuracy:.3f} ({result.correct}/{result.total})", flush=True)
+            if editing:
+                folder = self.edits_folder / model_folder_name(position, model)
+                print(f"{model}: editing {len(heldout)} held-out before images ({self.edit_steps} steps) into {folder}",
+                      flush=True)
+                edited = edit_heldout(model, heldout, self.resolution, self.edit_steps, self.seed, self.device, folder)
+                results[model]["edits"] = str(folder)
+                if self.edit_metrics:
+                    results[model].update(action_edit_metrics(edited, before, after,
+                                                              [pair.instruction for pair in heldout], embedder))
+                if self.fid:
+                    results[model]["fid"] = edit_fid(edited, after)
+        print_table(results)
         atomic_write(self.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
         return results
+
+    @property
+    def edits_folder(self) -> Path:
+        return self.edits_dir if self.edits_dir is not None else self.output.parent / "action_edits"
+
+
+def print_table(results: dict) -> None:
+    """The models side by side: action accuracy, then whichever edit metrics were computed."""
+    columns = ["action_accuracy"] + [c for c in (*EDIT_COLUMNS, "fid") if any(c in row for row in results.values())]
+    width = max(16, *(len(model) for model in results))
+    print(f"{'model':{width}s} " + " ".join(f"{c:>23s}" for c in columns))
+    for model, row in results.items():
+        print(f"{model:{width}s} " + " ".join(f"{row[c]:23.4f}" for c in columns), flush=True)
 
 
 def entrypoint() -> None:

@@ -84,31 +84,46 @@ def render_layout(base: SceneSpec, positions: dict, lifts: dict, size: int) -> n
     return rgb
 
 
-def make_action_pairs(output: Path, count: int = 64, heldout: int = 16, size: int = 64, seed: int = 0) -> Path:
-    """`count` training pairs and `heldout` held-out pairs into `output` (pairs.jsonl, images/)."""
+def make_action_pairs(output: Path, count: int = 64, heldout: int = 16, size: int = 64, seed: int = 0,
+                      actions_per_layout: int = 1) -> Path:
+    """`count` training pairs and `heldout` held-out pairs into `output` (pairs.jsonl, images/).
+
+    With actions_per_layout = n > 1, each layout (before image) is shared by n pairs with n different actions, so
+    the before image alone says nothing about the instruction: only the change between before and after does.
+    (With one action per layout, a model can tie each training before-image to its instruction, a shortcut
+    that does not carry over to held-out layouts.) A layout's pairs all lie in one split."""
     if count < 1 or heldout < 0 or size < 16 or size % 8:
         raise UsageError(f"need --count >= 1, --heldout >= 0 and --size >= 16 (a multiple of 8); got {count}, "
                          f"{heldout}, {size}")
+    choices = [(a, s) for s in NAMES for a in ACTIONS] + [("swap", "red_ball")]
+    if not 1 <= actions_per_layout <= len(choices):
+        raise UsageError(f"--actions-per-layout must be in [1, {len(choices)}] (there are {len(choices)} actions), "
+                         f"got {actions_per_layout}")
     output = Path(output)
     rng = np.random.default_rng(seed)
     base = SceneSpec()
     if {obj.name for obj in base.objects} != set(NAMES):
         raise UsageError(f"the scene spec must hold exactly {sorted(NAMES)}")
-    choices = [(a, s) for s in NAMES for a in ACTIONS] + [("swap", "red_ball")]
     records = []
-    for number in range(count + heldout):
-        layout = random_layout(rng)
+    number = 0
+    while number < count + heldout:
+        split_end = count if number < count else count + heldout
+        group = range(number, min(number + actions_per_layout, split_end))
         # Cycle through the actions so every instruction is equally frequent in both splits.
-        action, subject = choices[number % len(choices)]
-        while (after := apply_action(layout, action, subject)) is None:
+        actions = [choices[k % len(choices)] for k in group]
+        layout = random_layout(rng)
+        while any(apply_action(layout, action, subject) is None for action, subject in actions):
             layout = random_layout(rng)
-        other = next(name for name in NAMES if name != subject)
-        before_path, after_path = f"images/{number:05d}_before.png", f"images/{number:05d}_after.png"
-        atomic_save_image(output / before_path, render_layout(base, layout, {}, size))
-        atomic_save_image(output / after_path, render_layout(base, *after, size))
-        records.append({"before": before_path, "after": after_path,
-                        "instruction": instruction_for(action, subject, other),
-                        "split": "train" if number < count else "heldout"})
+        before_image = render_layout(base, layout, {}, size)
+        for k, (action, subject) in zip(group, actions):
+            other = next(name for name in NAMES if name != subject)
+            before_path, after_path = f"images/{k:05d}_before.png", f"images/{k:05d}_after.png"
+            atomic_save_image(output / before_path, before_image)
+            atomic_save_image(output / after_path, render_layout(base, *apply_action(layout, action, subject), size))
+            records.append({"before": before_path, "after": after_path,
+                            "instruction": instruction_for(action, subject, other),
+                            "split": "train" if k < count else "heldout"})
+        number = group.stop
     write_index(output, records)
     return output
 
@@ -127,9 +142,12 @@ class MakeActionPairs:
     """Image width and height in pixels (a multiple of 8)."""
     seed: int = 0
     """Seed of the layouts."""
+    actions_per_layout: int = 1
+    """Pairs per layout, each with a different action (> 1: the before image alone tells nothing about the
+    instruction; see README "EditAction")."""
 
     def main(self) -> None:
-        make_action_pairs(self.output, self.count, self.heldout, self.size, self.seed)
+        make_action_pairs(self.output, self.count, self.heldout, self.size, self.seed, self.actions_per_layout)
         print(f"wrote {self.count} training and {self.heldout} held-out pairs of {self.size}x{self.size} to {self.output}")
 
 

@@ -4,6 +4,7 @@ nerf-edit-eval-action command on the tiny IP2P."""
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,3 +95,59 @@ def test_eval_action_command_reports_each_model(pairs, tmp_path):
     for summary in saved.values():
         assert summary["pairs"] == 7 and summary["chance"] == pytest.approx(1 / 3)
         assert summary["correct"] == round(summary["action_accuracy"] * 7)
+
+
+def test_eval_action_edit_metrics_are_those_of_the_written_edits(pairs, tmp_path):
+    """--edit-metrics: each model edits the held-out before images; the reported means equal PSNR / L1 / SSIM
+    recomputed here from the written PNGs against the after images (numpy PSNR, scikit-image SSIM), and the same
+    model twice gives the same row and the same files (seeds per pair, not per model)."""
+    from skimage.metrics import structural_similarity
+
+    from nerf_edit.io import load_image
+    from nerf_edit.metrics import ClipEmbedder
+    from nerf_edit.tiny import build_tiny_ip2p_pipeline
+    from nerf_edit_scripts.evaluate_action import EvaluateAction
+
+    copy = tmp_path / "tiny_copy"  # the weights of `tiny`, saved: another name, the same model
+    build_tiny_ip2p_pipeline().save_pretrained(copy)
+    results = EvaluateAction(data=pairs, models=["tiny", str(copy), "tiny:1"], negatives=2, draws=2,
+                             resolution=RESOLUTION, edit_metrics=True, clip_model="tiny", edit_steps=2,
+                             output=tmp_path / "acc.json", edits_dir=tmp_path / "edits").main()
+    assert json.loads((tmp_path / "acc.json").read_text()) == results
+    heldout = read_pairs(pairs, "heldout")
+    folders = sorted((tmp_path / "edits").iterdir())
+    assert [f.name[:3] for f in folders] == ["00_", "01_", "02_"] and folders[2].name == "02_tiny_1"
+    for folder in folders:
+        assert sorted(p.name for p in folder.iterdir()) == [f"{i:05d}.png" for i in range(len(heldout))]
+    # Identical models: identical edits and identical rows (seeds per pair, not per model).
+    for a, b in zip(sorted(folders[0].iterdir()), sorted(folders[1].iterdir())):
+        assert a.read_bytes() == b.read_bytes()
+    same = {k: v for k, v in results[str(copy)].items() if k != "edits"}
+    assert same == {k: v for k, v in results["tiny"].items() if k != "edits"}
+    for model, folder in (("tiny", folders[0]), ("tiny:1", folders[2])):
+        psnr, l1, ssim = [], [], []
+        for index, pair in enumerate(heldout):
+            edited = load_image(folder / f"{index:05d}.png").permute(1, 2, 0).numpy().astype(np.float64)
+            after = np.round((load_pair_image(pair.after, RESOLUTION).permute(1, 2, 0).numpy() + 1) / 2 * 255) / 255
+            psnr.append(10 * np.log10(1 / np.mean((edited - after) ** 2)))
+            l1.append(np.mean(np.abs(edited - after)))
+            ssim.append(structural_similarity(edited, after, channel_axis=2, data_range=1.0, gaussian_weights=True,
+                                              sigma=1.5, use_sample_covariance=False))
+        row = results[model]
+        assert row["edits"] == str(folder)
+        assert row["psnr_to_after"] == pytest.approx(np.mean(psnr), abs=1e-3)
+        assert row["l1_to_after"] == pytest.approx(np.mean(l1), abs=1e-5)
+        assert row["ssim_to_after"] == pytest.approx(np.mean(ssim), abs=2e-3)
+        # CLIP scores, recomputed from the files with the same (tiny) CLIP.
+        edited = torch.stack([load_image(folder / f"{i:05d}.png") for i in range(len(heldout))])
+        before = torch.stack([torch.round((load_pair_image(p.before, RESOLUTION) + 1) / 2 * 255) / 255 for p in heldout])
+        clip = ClipEmbedder("tiny")
+        edited_emb, before_emb = clip.images(edited), clip.images(before)
+        texts = clip.texts([p.instruction for p in heldout])
+        assert row["clip_image_to_before"] == pytest.approx(
+            torch.nn.functional.cosine_similarity(edited_emb, before_emb).mean().item(), abs=1e-5)
+        assert row["clip_text_image"] == pytest.approx(
+            torch.nn.functional.cosine_similarity(edited_emb, texts).mean().item(), abs=1e-5)
+        assert -1 <= row["clip_direction_to_after"] <= 1
+    # Different weights, different edits: the rows are not copies of each other.
+    assert results["tiny"]["psnr_to_after"] != pytest.approx(results["tiny:1"]["psnr_to_after"], abs=1e-3)
