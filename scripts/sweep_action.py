@@ -52,6 +52,8 @@ class SweepAction:
     """M (t, ε) draws of the accuracy reading."""
     action_timestep_fraction: float = 1.0
     """Passed to the trainer (L_action's t range)."""
+    action_error: str = "sum"
+    """Trainer's --action-error: `sum` (Eq. 5's squared norm) or `mean` (per latent element)."""
     negative_rule: str = "disjoint"
     """Trainer's --negatives: `disjoint` or `any`."""
     eval_timestep_fraction: float = 1.0
@@ -76,7 +78,8 @@ class SweepAction:
                 data=self.data, output=folder, model=self.model, resolution=self.resolution, steps=self.steps,
                 batch_size=self.batch_size, learning_rate=lr, lambda_action=lambda_action, lambda_reg=lambda_reg,
                 checkpoint_every=self.steps, checkpoints_total_limit=1, log_with="none", cpu=self.cpu,
-                negatives=self.negative_rule, action_timestep_fraction=self.action_timestep_fraction))
+                negatives=self.negative_rule, action_timestep_fraction=self.action_timestep_fraction,
+                action_error=self.action_error))
             accuracy = action_accuracy(load_ip2p_pipeline(str(folder)), heldout, vocabulary, self.negatives,
                                        self.draws, self.resolution,
                                        timestep_fraction=self.eval_timestep_fraction).accuracy

@@ -59,6 +59,9 @@ class ActionTrainConfig:
     """Weight of L_action, the contrastive action loss (0 gives plain IP2P fine-tuning)."""
     lambda_reg: float = 1.0
     """Weight of L_reg, the distance to the frozen pre-fine-tuning UNet."""
+    action_error: Literal["sum", "mean"] = "sum"
+    """e± of L_action: `sum` = ‖ε − ε_θ‖² over the latent (Eq. 5, the log-likelihood scale of the Bayes posterior),
+    `mean` = per latent element (1/elements the temperature; see README "EditAction")."""
     negatives: Literal["disjoint", "any"] = "disjoint"
     """L_action's c_T': `disjoint` shares no content word with c_T (the paper; any other one where none does),
     `any` is any other instruction of the data (harder negatives, e.g. "left" against "right")."""
@@ -291,7 +294,7 @@ def train_editaction(config: ActionTrainConfig) -> Path:
         text, negative_text = embeddings.split(local_batch)
         return editaction_losses(unet, reference_unet, noise_scheduler, latents, image_latents, text, negative_text,
                                  null_text, draw, config.conditioning_dropout_prob, config.lambda_action,
-                                 config.lambda_reg)
+                                 config.lambda_reg, config.action_error)
 
     def save_checkpoint(step: int) -> None:
         folder = config.output / CHECKPOINTS_DIR / f"checkpoint-{step}"

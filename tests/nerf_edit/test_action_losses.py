@@ -1,6 +1,7 @@
 """EditAction's losses against independent formulas, and the frozen cross-attention."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -62,3 +63,34 @@ def test_regularisation_is_zero_before_the_first_step_and_terms_add_up(tiny_pipe
     plain = editaction_losses(unet, None, training_noise_scheduler(tiny_pipe.scheduler.config), latents,
                               image_latents, text, negative, null, draw, 0.05, lambda_action=0.0, lambda_reg=0.0)
     torch.testing.assert_close(plain["total"], plain["static"])
+
+
+def test_action_term_is_the_posterior_of_squared_norms_at_shared_t_and_noise_never_text_dropped(tiny_pipe):
+    """L_action recomputed here with direct UNet calls: e± = ‖ε − ε_θ(z_t, t, E(c_I), c)‖² (sum over the latent,
+    Eq. 5) at the draw's action (t, ε), for the true and the negative text as given, even when the static term's
+    conditioning dropout drops every text (random_p = 0): with the text dropped e⁺ = e⁻ and L_action = log 2."""
+    unet = copy.deepcopy(tiny_pipe.unet).eval()
+    scheduler = training_noise_scheduler(tiny_pipe.scheduler.config)
+    generator = torch.Generator().manual_seed(1)
+    latents, image_latents = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
+    text, negative = torch.randn(2, 77, 32, generator=generator), torch.randn(2, 77, 32, generator=generator)
+    null = torch.randn(1, 77, 32, generator=generator)
+    draw = draw_noise(latents.shape, 1000, generator, action_timestep_fraction=0.3)
+    draw.random_p = torch.zeros(2)  # the static term drops text and image for every sample
+    with torch.no_grad():
+        noisy = scheduler.add_noise(latents, draw.action_noise, draw.action_timesteps)
+        model_input = torch.cat([noisy, image_latents], 1)
+        errors = [(unet(model_input, draw.action_timesteps, c).sample - draw.action_noise).pow(2).sum(dim=(1, 2, 3))
+                  for c in (text, negative)]
+        expected = torch.nn.functional.softplus(errors[0] - errors[1]).mean()
+        for reduction, scale in (("sum", 1.0), ("mean", 1 / 256)):
+            losses = editaction_losses(unet, None, scheduler, latents, image_latents, text, negative, null, draw,
+                                       0.05, lambda_action=1.0, lambda_reg=0.0, action_error=reduction)
+            reference = torch.nn.functional.softplus(scale * (errors[0] - errors[1])).mean()
+            torch.testing.assert_close(losses["action"], reference, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(editaction_losses(unet, None, scheduler, latents, image_latents, text, negative, null,
+                                                 draw, 0.05, lambda_reg=0.0)["action"], expected, rtol=1e-4, atol=1e-5)
+    assert abs(expected.item() - math.log(2)) > 1e-3  # the texts differ, so the errors do
+    same = editaction_losses(unet, None, scheduler, latents, image_latents, text, text, null, draw, 0.05,
+                             lambda_reg=0.0)["action"]
+    assert same.item() == pytest.approx(math.log(2), abs=1e-6)
