@@ -83,7 +83,7 @@ class ActionTrainConfig:
     gradient_checkpointing: bool = False
     """Recompute UNet activations in the backward pass (less memory, ~30% slower)."""
     use_8bit_adam: bool = False
-    """bitsandbytes' 8-bit AdamW (needs `pip install bitsandbytes` and a GPU)."""
+    """bitsandbytes' 8-bit AdamW: optimizer moments in 8 bits (bitsandbytes, CPU or CUDA; set-up installs it)."""
     checkpoint_every: int = 500
     """Save the full training state (accelerate save_state) every this many steps, and at the end."""
     checkpoints_total_limit: Optional[int] = 3
@@ -187,7 +187,7 @@ def _make_optimizer(config: ActionTrainConfig, parameters):
         try:
             import bitsandbytes as bnb
         except ImportError:
-            raise UsageError("--use-8bit-adam needs bitsandbytes: `pip install bitsandbytes` (on a CUDA machine), "
+            raise UsageError("--use-8bit-adam needs bitsandbytes: `pip install bitsandbytes`, "
                              "or leave the flag off") from None
         optimizer_class = bnb.optim.AdamW8bit
     else:
