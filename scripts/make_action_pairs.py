@@ -85,20 +85,23 @@ def render_layout(base: SceneSpec, positions: dict, lifts: dict, size: int) -> n
 
 
 def make_action_pairs(output: Path, count: int = 64, heldout: int = 16, size: int = 64, seed: int = 0,
-                      actions_per_layout: int = 1) -> Path:
+                      actions_per_layout: int = 1, heldout_actions_per_layout: int = 1) -> Path:
     """`count` training pairs and `heldout` held-out pairs into `output` (pairs.jsonl, images/).
 
-    With actions_per_layout = n > 1, each layout (before image) is shared by n pairs with n different actions, so
-    the before image alone says nothing about the instruction: only the change between before and after does.
-    (With one action per layout, a model can tie each training before-image to its instruction, a shortcut
-    that does not carry over to held-out layouts.) A layout's pairs all lie in one split."""
+    With actions_per_layout = n > 1, each training layout (before image) is shared by n pairs with n different
+    actions, so the before image alone says nothing about the instruction: only the change between before and
+    after does. (With one action per layout, a model can tie each training before-image to its instruction, a
+    shortcut that does not carry over to held-out layouts.) Held-out pairs get a layout each by default
+    (heldout_actions_per_layout = 1): held-out accuracy then averages over as many independent scenes as there are
+    pairs. A layout's pairs all lie in one split."""
     if count < 1 or heldout < 0 or size < 16 or size % 8:
         raise UsageError(f"need --count >= 1, --heldout >= 0 and --size >= 16 (a multiple of 8); got {count}, "
                          f"{heldout}, {size}")
     choices = [(a, s) for s in NAMES for a in ACTIONS] + [("swap", "red_ball")]
-    if not 1 <= actions_per_layout <= len(choices):
-        raise UsageError(f"--actions-per-layout must be in [1, {len(choices)}] (there are {len(choices)} actions), "
-                         f"got {actions_per_layout}")
+    for flag, value in (("actions-per-layout", actions_per_layout),
+                        ("heldout-actions-per-layout", heldout_actions_per_layout)):
+        if not 1 <= value <= len(choices):
+            raise UsageError(f"--{flag} must be in [1, {len(choices)}] (there are {len(choices)} actions), got {value}")
     output = Path(output)
     rng = np.random.default_rng(seed)
     base = SceneSpec()
@@ -108,7 +111,8 @@ def make_action_pairs(output: Path, count: int = 64, heldout: int = 16, size: in
     number = 0
     while number < count + heldout:
         split_end = count if number < count else count + heldout
-        group = range(number, min(number + actions_per_layout, split_end))
+        per_layout = actions_per_layout if number < count else heldout_actions_per_layout
+        group = range(number, min(number + per_layout, split_end))
         # Cycle through the actions so every instruction is equally frequent in both splits.
         actions = [choices[k % len(choices)] for k in group]
         layout = random_layout(rng)
@@ -145,9 +149,12 @@ class MakeActionPairs:
     actions_per_layout: int = 1
     """Pairs per layout, each with a different action (> 1: the before image alone tells nothing about the
     instruction; see README "EditAction")."""
+    heldout_actions_per_layout: int = 1
+    """Held-out pairs per layout (1: every held-out pair is a scene of its own, the most independent questions)."""
 
     def main(self) -> None:
-        make_action_pairs(self.output, self.count, self.heldout, self.size, self.seed, self.actions_per_layout)
+        make_action_pairs(self.output, self.count, self.heldout, self.size, self.seed, self.actions_per_layout,
+                          self.heldout_actions_per_layout)
         print(f"wrote {self.count} training and {self.heldout} held-out pairs of {self.size}x{self.size} to {self.output}")
 
 

@@ -45,6 +45,7 @@ CASES = [
     (evaluate_action, ["--data", "{pairs}", "--models", "tiny", "--edit-metrics", "--edit-steps", "0"],
      "--edit-steps must be an integer >= 1"),
     (make_action_pairs, ["--actions-per-layout", "8"], "--actions-per-layout must be in [1, 7]"),
+    (make_action_pairs, ["--heldout-actions-per-layout", "0"], "--heldout-actions-per-layout must be in [1, 7]"),
     (action_pairs_from_videos, ["--annotations", "{missing}", "--videos", "{empty}"], "does not exist"),
     (action_pairs_from_videos, ["--annotations", "{pairs}/pairs.jsonl", "--videos", "{missing}"], "videos folder"),
     (make_action_pairs, ["--size", "20"], "multiple of 8"),

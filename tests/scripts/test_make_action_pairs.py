@@ -43,3 +43,21 @@ def test_each_instruction_moves_its_object_as_it_says(pairs):
             assert after[0] < before[0] - 4, pair
         else:
             assert words[-1] == "right" and after[0] > before[0] + 4, pair
+
+
+def test_actions_per_layout_shares_training_scenes_and_heldout_pairs_get_their_own(tmp_path):
+    data = make_action_pairs(tmp_path / "pairs", count=14, heldout=7, size=32, seed=2, actions_per_layout=7)
+
+    def before_pixels(pair) -> bytes:
+        return np.asarray(Image.open(pair.before).convert("RGB")).tobytes()
+
+    train, heldout = read_pairs(data, "train"), read_pairs(data, "heldout")
+    for group in (train[:7], train[7:]):  # one scene, all seven actions
+        assert len({before_pixels(pair) for pair in group}) == 1
+        assert {pair.instruction for pair in group} == set(all_instructions())
+    assert before_pixels(train[0]) != before_pixels(train[7])
+    assert len({before_pixels(pair) for pair in heldout}) == 7  # a scene per held-out pair
+    assert {pair.instruction for pair in heldout} == set(all_instructions())
+    shared = make_action_pairs(tmp_path / "shared", count=7, heldout=7, size=32, seed=2, actions_per_layout=7,
+                               heldout_actions_per_layout=7)
+    assert len({before_pixels(pair) for pair in read_pairs(shared, "heldout")}) == 1
