@@ -15,6 +15,7 @@ from nerf_edit.validate import UsageError
 
 import copy
 import json
+import logging
 import math
 import os
 import shutil
@@ -31,6 +32,10 @@ from nerf_edit.action.data import ActionDataError, contrastive_candidates, load_
 from nerf_edit.action.losses import draw_noise, editaction_losses, freeze_cross_attention, training_noise_scheduler
 from nerf_edit.loading import IP2P_MODEL_ID, load_ip2p_pipeline
 
+# bitsandbytes (imported by accelerate/diffusers whenever installed) warns on CPU machines that its optional 4-bit
+# matmul kernel (`kernels` package) is missing; nothing here uses 4-bit matmuls, and the 8-bit optimizer works without.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
 CHECKPOINTS_DIR = "checkpoints"
 TRAINING_FILE = "editaction_training.json"
 
@@ -45,6 +50,9 @@ class ActionTrainConfig:
     """Folder of the trained pipeline (diffusers save_pretrained layout), checkpoints/ and logs/."""
     model: str = IP2P_MODEL_ID
     """Weights to fine-tune: hub id, local pipeline folder, or `tiny` (random weights, offline tests)."""
+    vae_scaling_factor: Optional[float] = None
+    """Replace the VAE's latent scaling factor (1/std of its latents) in the trained pipeline; None keeps the model's
+    (SD: 0.18215). For VAEs whose latents have another spread, e.g. the random-weight `tiny` one (~5)."""
     resolution: int = 256
     """Training images are resized to this square size (the paper: 256)."""
     steps: int = 10000
@@ -120,6 +128,9 @@ class ActionTrainConfig:
             raise UsageError(f"--conditioning-dropout-prob must be in [0, 1/3], got {self.conditioning_dropout_prob}")
         if not 0 < self.action_timestep_fraction <= 1:
             raise UsageError(f"--action-timestep-fraction must be in (0, 1], got {self.action_timestep_fraction}")
+        if self.vae_scaling_factor is not None and not (math.isfinite(self.vae_scaling_factor)
+                                                        and self.vae_scaling_factor > 0):
+            raise UsageError(f"--vae-scaling-factor must be a finite number > 0, got {self.vae_scaling_factor}")
         if self.stop_after is not None and self.stop_after < 1:
             raise UsageError(f"--stop-after must be >= 1, got {self.stop_after}")
 
@@ -231,6 +242,8 @@ def train_editaction(config: ActionTrainConfig) -> Path:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
     base = load_ip2p_pipeline(config.model, device="cpu", dtype=torch.float32)
+    if config.vae_scaling_factor is not None:  # saved with the pipeline, so every later reader uses it too
+        base.vae.register_to_config(scaling_factor=config.vae_scaling_factor)
     unet = base.unet
     unet.train()
     reference_unet = None

@@ -1,9 +1,14 @@
-"""EditAction training on the synthetic pairs raises held-out action accuracy (Diffusion-Classifier reading) above
-its start, on the tiny IP2P on CPU.
+"""EditAction's action loss against plain IP2P fine-tuning on held-out action accuracy (synthetic action pairs, tiny
+IP2P, CPU).
 
-Measured (this machine, seeds as below, 70 held-out pairs, K = 3 so chance is 0.25): start 0.271 (19/70); after 300
-steps with λ_action = 5, λ_reg = 0: 0.429 (30/70). The same run with λ_action = 0 reached 0.571, i.e. on this
-random-weight model L_action does *not* beat plain IP2P fine-tuning; see README "EditAction" for that table.
+The paper fine-tunes a *pre-trained* IP2P. Our stand-in for one is the random tiny model after 300 steps of plain
+IP2P training (λ_action = 0) on the training pairs. From a random start, L_action switched on at step 0 did not beat
+λ_action = 0 (README "EditAction"): the model first has to learn to denoise at all. From the pre-trained model, two
+runs with the same data, seed, steps and learning rate differ only in λ_action (0 or 1), and action accuracy (the
+Diffusion-Classifier reading, K = 3 negatives, chance 0.25) is read on 280 held-out scenes that training never saw.
+
+Measured (this machine, 2:43 on one thread; README "EditAction" has six other seed combinations, gains +0.043 to
++0.157): start 0.225; pre-trained 0.414; fine-tuned with λ_action = 0: 0.454, with λ_action = 1: 0.579 (+0.125).
 """
 
 import pytest
@@ -16,11 +21,12 @@ from nerf_edit.loading import load_ip2p_pipeline
 from nerf_edit.tiny import build_tiny_ip2p_pipeline
 from nerf_edit_scripts.make_action_pairs import make_action_pairs
 
-pytestmark = pytest.mark.slow  # 300 training steps and two accuracy readings
+pytestmark = pytest.mark.slow  # 700 training steps and four readings of 280 held-out pairs
 
 
-def test_heldout_action_accuracy_rises_with_training(tmp_path):
-    data = make_action_pairs(tmp_path / "pairs", count=70, heldout=70, size=64, seed=5)
+def test_action_loss_beats_plain_fine_tuning_on_heldout_action_accuracy(tmp_path):
+    # 80 training scenes x all 7 actions (the before image alone tells nothing), 280 held-out scenes x 1 action.
+    data = make_action_pairs(tmp_path / "pairs", count=560, heldout=280, size=64, seed=5, actions_per_layout=7)
     # The random tiny VAE's latents have std ~0.2; SD's factor 0.18215 (1/std of *SD's* latents) would leave the
     # after-image at std ~0.04 under unit noise. Its own 1/std, ~5, is what SD's factor is for SD.
     start_model = build_tiny_ip2p_pipeline()
@@ -30,19 +36,30 @@ def test_heldout_action_accuracy_rises_with_training(tmp_path):
     heldout = [pair for pair in everything if pair.split == "heldout"]
     vocabulary = [pair.instruction for pair in everything]
 
-    def accuracy(model: str) -> float:
-        return action_accuracy(load_ip2p_pipeline(model), heldout, vocabulary, negatives=3, draws=16, resolution=64,
-                               timestep_fraction=0.3).accuracy
+    def accuracy(model) -> float:
+        return action_accuracy(load_ip2p_pipeline(str(model)), heldout, vocabulary, negatives=3, draws=16,
+                               resolution=64, timestep_fraction=0.3).accuracy
 
-    start = accuracy(str(tmp_path / "tiny_scaled"))
-    AcceleratorState._reset_state(True)
-    try:
-        output = train_editaction(ActionTrainConfig(
-            data=data, output=tmp_path / "run", model=str(tmp_path / "tiny_scaled"), resolution=64, steps=300,
-            batch_size=8, learning_rate=1e-3, lambda_action=5.0, lambda_reg=0.0, negatives="any",
-            action_timestep_fraction=0.2, checkpoint_every=300, log_with="none", log_every=100, cpu=True))
-    finally:
-        AcceleratorState._reset_state(True)
-    trained = accuracy(str(output))
-    assert start < 0.3  # about chance (0.25)
-    assert trained >= 0.37, (start, trained)  # measured 0.429; 0.37 leaves 4 pairs of margin for other machines
+    def train(model, output, steps: int, learning_rate: float, lambda_action: float, **extra):
+        AcceleratorState._reset_state(True)  # accelerate keeps one state per process; each run starts afresh
+        try:
+            return train_editaction(ActionTrainConfig(
+                data=data, output=tmp_path / output, model=str(model), resolution=64, steps=steps, batch_size=8, **extra,
+                learning_rate=learning_rate, lambda_action=lambda_action, lambda_reg=0.0, negatives="any",
+                action_timestep_fraction=0.2, checkpoint_every=steps, log_with="none", cpu=True, seed=0))
+        finally:
+            AcceleratorState._reset_state(True)
+
+    start = accuracy(tmp_path / "tiny_scaled")
+    # The same start through the trainer's flag (the code-built `tiny` weights, factor 5 written into the output).
+    pretrained = train("tiny", "pretrained", 300, 1e-3, lambda_action=0.0, vae_scaling_factor=5.0)
+    assert load_ip2p_pipeline(str(pretrained)).vae.config.scaling_factor == 5.0
+    after_pretraining = accuracy(pretrained)
+    plain = accuracy(train(pretrained, "plain", 200, 1e-4, lambda_action=0.0))
+    action = accuracy(train(pretrained, "action", 200, 1e-4, lambda_action=1.0))
+    results = dict(start=start, pretrained=after_pretraining, plain=plain, action=action)
+    print(results)
+    assert start < 0.32, results  # about chance (0.25)
+    assert after_pretraining > start + 0.1, results  # plain IP2P training alone learns something
+    # The claim: with everything else equal, L_action raises held-out action accuracy over λ_action = 0.
+    assert action >= plain + 0.03, results  # measured +0.125 here; the smallest gain over 7 seed combinations: +0.043
