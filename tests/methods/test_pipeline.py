@@ -351,3 +351,35 @@ def test_vimaedit_grounding_trains_the_relevance_field(scene, tmp_path):
     assert all(t.min() == 0 and t.max() == 1 for t in targets)
     pipeline.edit_view(2, strength=0.6)
     assert pipeline.edits_done == 1
+
+
+def test_an_editaction_folder_is_the_scene_editors_model(scene, tmp_path):
+    """The EditAction trainer writes a plain IP2P folder: `--pipeline.editing.model <folder>` loads it as it is, and
+    its fine-tuned weights, not the base model's, make the scene's edits."""
+    from accelerate.state import AcceleratorState
+
+    from nerf_edit.action.train import ActionTrainConfig, train_editaction
+    from nerf_edit.loading import load_ip2p_pipeline
+    from nerf_edit_scripts.make_action_pairs import make_action_pairs
+
+    pairs = make_action_pairs(tmp_path / "pairs", count=8, heldout=0, size=32, seed=1)
+    AcceleratorState._reset_state(True)  # accelerate keeps one state per process
+    try:
+        folder = train_editaction(ActionTrainConfig(
+            data=pairs, output=tmp_path / "editaction", model="tiny", resolution=32, steps=3, batch_size=4,
+            learning_rate=1e-3, negatives="any", checkpoint_every=3, log_with="none", cpu=True))
+    finally:
+        AcceleratorState._reset_state(True)
+    model_flag = TINY_RELEVANCE.index("tiny")
+    tuned = seeded_pipeline(scene, tmp_path / "tuned", [*TINY_RELEVANCE[:model_flag], str(folder),
+                                                         *TINY_RELEVANCE[model_flag + 1:]])
+    base = seeded_pipeline(scene, tmp_path / "base", TINY_RELEVANCE)
+    trained = load_ip2p_pipeline(str(folder)).unet.state_dict()
+    for name, value in tuned.editor.ip2p.unet.state_dict().items():
+        assert torch.equal(value, trained[name]), name
+    for pipeline in (tuned, base):
+        pipeline.compute_relevance_targets()
+        pipeline.edit_view(1, strength=0.7)
+    edited, base_edited = tuned.datamanager.image_batch["image"][1], base.datamanager.image_batch["image"][1]
+    assert not torch.equal(edited, tuned.datamanager.original_images[1])  # an edit happened
+    assert (edited - base_edited).abs().max() > 1 / 255  # and the fine-tuned weights made it
