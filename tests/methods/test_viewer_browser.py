@@ -137,5 +137,13 @@ def test_pause_edits_stops_edits_while_training_goes_on(live):
     late = [name for name, written in edit_times(run).items() if written > paused]
     assert len(late) <= 1, f"{len(late)} views were edited while edits were paused"
     browser.labelled(driver, "Pause edits").click()  # and unpausing brings edits back
-    resumed = time.time_ns()
-    browser.wait_until(lambda: any(t > resumed for t in edit_times(run).values()), 120, "edits to resume after unpausing")
+    resumed, resumed_step = time.time_ns(), saved_step(run)
+
+    def edited_since_resumed() -> bool:
+        return any(t > resumed for t in edit_times(run).values())
+
+    # Counted in training steps, not seconds (a loaded 2-core machine took > 30 s a step): checkpoints come every 10
+    # steps, so two more mean at least 11 steps after the click, 5 edit periods, and an edit must have landed.
+    browser.wait_until(lambda: edited_since_resumed() or saved_step(run) >= resumed_step + 20, 600,
+                       "edits to resume (or 11+ more training steps) after unpausing")
+    assert edited_since_resumed(), f"no edit in the 11+ training steps after unpausing (from step {resumed_step})"
