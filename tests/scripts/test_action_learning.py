@@ -44,8 +44,8 @@ def test_action_loss_beats_plain_fine_tuning_on_heldout_action_accuracy(tmp_path
         AcceleratorState._reset_state(True)  # accelerate keeps one state per process; each run starts afresh
         try:
             return train_editaction(ActionTrainConfig(
-                data=data, output=tmp_path / output, model=str(model), resolution=64, steps=steps, batch_size=8, **extra,
-                learning_rate=learning_rate, lambda_action=lambda_action, lambda_reg=0.0, negatives="any",
+                data=data, output=tmp_path / output, model=str(model), resolution=64, steps=steps, batch_size=8,
+                **extra, learning_rate=learning_rate, lambda_action=lambda_action, lambda_reg=0.0, negatives="any",
                 action_timestep_fraction=0.2, checkpoint_every=steps, log_with="none", cpu=True, seed=0))
         finally:
             AcceleratorState._reset_state(True)
