@@ -88,10 +88,13 @@ def test_two_processes_under_accelerate_launch_match_one(pairs, trained, tmp_pat
     base = load_ip2p_pipeline("tiny").unet.state_dict()
     worst = max((two[k] - one[k]).abs().max().item() for k in one)
     moved = min((one[k] - base[k]).abs().max().item() for k in one if ".attn2." not in k)
+    gap = torch.cat([(two[k] - one[k]).flatten() for k in one]).norm().item()
+    travel = torch.cat([(one[k] - base[k]).flatten() for k in one]).norm().item()
     # Gradients are averaged across processes instead of over one batch: only float summation order differs, which
-    # Adam's normalisation amplifies for near-zero gradients (measured: 2.2e-5 after 6 steps at lr 1e-3), far below
-    # how far training moved every trained tensor (>= 2e-3).
-    assert worst < 1e-4 and moved > 10 * worst, (worst, moved)
+    # Adam's normalisation amplifies for near-zero gradients. Measured after 6 steps at lr 1e-3: the weights differ
+    # by 8e-5 of the distance training moved them (norms 2.4e-4 vs 2.84), and at most 1.4e-4 per weight, against
+    # >= 4.3e-3 moved by every trained tensor. Other draws (seed 1 instead of 0) differ by 1.4 times that distance.
+    assert gap < 1e-3 * travel and worst < 0.1 * moved, (gap, travel, worst, moved)
 
 
 def test_trained_folder_edits_an_image(trained, tmp_path):
