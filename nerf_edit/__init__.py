@@ -3,7 +3,14 @@
 The 2D library needs torch, diffusers and transformers only; the nerfstudio plugin lives in `nerf_edit_methods`.
 """
 
-from nerf_edit.editors import (
+import logging
+
+# diffusers imports bitsandbytes whenever it is installed (set-up installs it for EditAction's 8-bit Adam), and on a
+# CPU machine bitsandbytes then warns that its optional 4-bit matmul kernel (the `kernels` package) is missing.
+# Nothing here uses 4-bit matmuls; unsilenced, every command would print that line before its own output.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+from nerf_edit.editors import (  # noqa: E402
     EDITORS,
     Editor,
     EditorConfig,

@@ -15,7 +15,6 @@ from nerf_edit.validate import UsageError
 
 import copy
 import json
-import logging
 import math
 import os
 import shutil
@@ -31,10 +30,6 @@ from nerf_edit.action.accuracy import encode_prompts
 from nerf_edit.action.data import ActionDataError, contrastive_candidates, load_pair_image, read_pairs
 from nerf_edit.action.losses import draw_noise, editaction_losses, freeze_cross_attention, training_noise_scheduler
 from nerf_edit.loading import IP2P_MODEL_ID, load_ip2p_pipeline
-
-# bitsandbytes (imported by accelerate/diffusers whenever installed) warns on CPU machines that its optional 4-bit
-# matmul kernel (`kernels` package) is missing; nothing here uses 4-bit matmuls, and the 8-bit optimizer works without.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 CHECKPOINTS_DIR = "checkpoints"
 TRAINING_FILE = "editaction_training.json"
