@@ -116,14 +116,14 @@ def make_action_pairs(output: Path, count: int = 64, heldout: int = 16, size: in
         # Cycle through the actions so every instruction is equally frequent in both splits.
         actions = [choices[k % len(choices)] for k in group]
         layout = random_layout(rng)
-        while any(apply_action(layout, action, subject) is None for action, subject in actions):
+        while None in (afters := [apply_action(layout, action, subject) for action, subject in actions]):
             layout = random_layout(rng)
         before_image = render_layout(base, layout, {}, size)
-        for k, (action, subject) in zip(group, actions):
+        for k, (action, subject), after in zip(group, actions, afters):
             other = next(name for name in NAMES if name != subject)
             before_path, after_path = f"images/{k:05d}_before.png", f"images/{k:05d}_after.png"
             atomic_save_image(output / before_path, before_image)
-            atomic_save_image(output / after_path, render_layout(base, *apply_action(layout, action, subject), size))
+            atomic_save_image(output / after_path, render_layout(base, *after, size))
             records.append({"before": before_path, "after": after_path,
                             "instruction": instruction_for(action, subject, other),
                             "split": "train" if k < count else "heldout"})
