@@ -6,9 +6,8 @@ import contextlib
 from typing import Iterator
 
 import torch
-from torch import nn
-
 from nerfstudio.utils.rich_utils import CONSOLE
+from torch import nn
 
 
 class UnavailableLPIPS(nn.Module):

@@ -14,7 +14,7 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from nerf_edit.editors import EditorConfig
+from nerf_edit.config.editor import EditorConfig
 from nerf_edit_methods.compat import allow_nerfstudio_checkpoints
 from nerf_edit_methods.datamanager import WYSDataManagerConfig
 from nerf_edit_methods.model import WYSModelConfig

@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 from typing import Dict, Tuple, Type
 
 import torch
-
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 
-from nerf_edit.validate import UsageError
-from nerf_edit_methods.validate import stop
+from nerf_edit.errors import UsageError, usage_exit
 
 
 @dataclass
@@ -34,7 +32,7 @@ class WYSDataManager(VanillaDataManager):
         super().setup_train()
         batch = next(self.iter_train_image_dataloader)
         if not isinstance(batch.get("image"), torch.Tensor):
-            raise stop(UsageError("the wys datamanager needs all training images at one resolution: resize the "
+            raise usage_exit(UsageError("the wys datamanager needs all training images at one resolution: resize the "
                                   "dataset (e.g. ns-process-data) so every image has the same size"))
         order = torch.argsort(batch["image_idx"])  # the cache collates in random order; index by dataset order
         self.image_batch: Dict[str, torch.Tensor] = {

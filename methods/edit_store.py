@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from nerf_edit.io import atomic_save_array, atomic_save_image, load_image
+from nerf_edit.core.io import atomic_save_array, atomic_save_image, load_image
 
 EDITS_FOLDER = "edits"
 

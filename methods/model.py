@@ -6,10 +6,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Tuple, Type
 
 import torch
-from torch import nn
-from torch.nn import L1Loss, Parameter
-from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLPWithHashEncoding
@@ -18,6 +14,9 @@ from nerfstudio.model_components.renderers import SemanticRenderer
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import colormaps
 from nerfstudio.viewer.viewer_elements import ViewerControl
+from torch import nn
+from torch.nn import L1Loss, Parameter
+from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
 from nerf_edit_methods.compat import UnavailableLPIPS, offline_lpips
 

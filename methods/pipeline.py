@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, ClassVar, Dict, Iterator, List, Literal, Optional, Sequence, Type
+from typing import ClassVar, Dict, List, Literal, Optional, Sequence, Type
 
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
 from nerfstudio.data.datamanagers.base_datamanager import DataManagerConfig
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.models.base_model import ModelConfig
@@ -22,12 +17,16 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerSlider, ViewerText
 
-from nerf_edit.editors import Editor, EditorConfig, IP2PEditor, editor_class
-from nerf_edit.validate import UsageError
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.core.progress import Progress
+from nerf_edit.editing.editor import Editor, IP2PEditor
+from nerf_edit.errors import UsageError, usage_exit
+from nerf_edit.registry import editor_class
 from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
 from nerf_edit_methods.edit_store import EditStore, resume_order
+from nerf_edit_methods.edit_worker import EditJob, EditWorker
 from nerf_edit_methods.model import WYSModelConfig
-from nerf_edit_methods.validate import check_pipeline_config, exit_on_usage_error, stop
+from nerf_edit_methods.validate import check_pipeline_config, exit_on_usage_error
 
 
 @dataclass
@@ -109,8 +108,11 @@ class WYSPipeline(VanillaPipeline):
         self._worker: Optional[EditWorker] = None  # --pipeline.overlap-edits
         self._in_flight = None
         self._start_step: Optional[int] = None
-        self._edit_log = RateLog("Dataset update: {done} views edited ({rate:.2f} views/s)", config.edit_log_every,
-                                 always=False)
+        # Plain lines only where nerfstudio's live table does not own the terminal.
+        self._edit_log = Progress("Dataset update", unit="views", every=config.edit_log_every,
+                                  line=lambda done, total, rate, elapsed, status:
+                                  f"Dataset update: {done} views edited ({rate:.2f} views/s)",
+                                  enabled=not CONSOLE.is_terminal, terminal=False)
         # Viewer controls (nerfstudio finds ViewerElements on the pipeline).
         self.viewer_prompt = ViewerText("Edit prompt", config.prompt, hint="takes effect at the next edit")
         editing = config.editing
@@ -139,7 +141,7 @@ class WYSPipeline(VanillaPipeline):
                                  f"localizer on auto")
             editor = cls(editing)
         except UsageError as error:
-            raise stop(error) from None
+            raise usage_exit(error) from None
         return editor
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
@@ -245,13 +247,13 @@ class WYSPipeline(VanillaPipeline):
         assert self.editor is not None
         names = self.view_names()
         batch = self.config.edit_batch
-        with progress_report("Relevance maps of the training views", len(names), "views") as advance:
+        with Progress("Relevance maps of the training views", len(names), "views", terminal=CONSOLE.is_terminal,
+                      announce=True) as progress:
             for first in range(0, len(names), batch):
                 indices = list(range(first, min(first + batch, len(names))))
                 renders = torch.stack([self.render_train_view(index)["rgb"] for index in indices])
                 self._save_relevance_targets(indices, self._relevance_targets(indices, renders, self._prompt()))
-                for _ in indices:
-                    advance()
+                progress.advance(len(indices))
         self.relevance_ready = True
 
     def _relevance_targets(self, indices: Sequence[int], renders: torch.Tensor, prompt: str) -> torch.Tensor:
@@ -359,46 +361,6 @@ class WYSPipeline(VanillaPipeline):
         CONSOLE.print("[yellow]Edits reset: training on the original views again")
 
 
-@dataclass
-class EditJob:
-    """One dataset update of K views, from render to result."""
-
-    indices: List[int]
-    renders: torch.Tensor  # [K, H, W, 3] the views as the NeRF renders them
-    masks: Optional[torch.Tensor]  # [K, H, W] bool, where the edits may act (None: the editor decides)
-    strength: float  # the noise level the edits start from
-    prompt: str
-    edited: Optional[torch.Tensor] = None  # [K, H, W, 3] results, the photo outside the masks
-    relevance: Optional[torch.Tensor] = None  # [K, H, W] new relevance targets
-
-
-class EditWorker:
-    """One worker thread for the editor; on CUDA it runs on its own stream, synchronised with the training stream
-    at submission (the renders are ready) and at the result (the edits are ready)."""
-
-    def __init__(self, device: torch.device):
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wys-edit")
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-
-    def submit(self, function, job: EditJob) -> Future:
-        if self.stream is None:
-            return self.executor.submit(function, job)
-        ready = torch.cuda.current_stream(self.stream.device).record_event()
-
-        def on_stream():
-            with torch.cuda.stream(self.stream):
-                self.stream.wait_event(ready)
-                return function(job)
-
-        return self.executor.submit(on_stream)
-
-    def result(self, future: Future) -> EditJob:
-        job = future.result()
-        if self.stream is not None:
-            torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
-        return job
-
-
 def _takes_background(editor: Editor) -> bool:
     parameters = inspect.signature(editor.edit).parameters
     return "background" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
@@ -409,46 +371,3 @@ def _bchw(images: torch.Tensor) -> torch.Tensor:
     if images.ndim == 3:
         images = images[None]
     return images.permute(0, 3, 1, 2).float()
-
-
-@contextlib.contextmanager
-def progress_report(description: str, total: int, unit: str) -> Iterator[Callable[[], None]]:
-    """Yields `advance()`. A live bar in a terminal; elsewhere (CI logs, nohup, `> log`) plain lines with a rate,
-    about ten per task, so long work is never silent."""
-    if CONSOLE.is_terminal:
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeRemainingColumn(), console=CONSOLE, transient=True) as progress:
-            task = progress.add_task(description, total=total)
-            yield lambda: progress.advance(task)
-        return
-    every = max(1, total // 10)
-    log = RateLog(f"{description}: {{done}}/{total} {unit} ({{rate:.2f}} {unit}/s)", every)
-    print(f"{description}: 0/{total} {unit}", flush=True)
-    yield log.advance
-    if log.done % every:
-        log.report()
-
-
-class RateLog:
-    """Counts events and prints `template` (fields done, rate since the last line) every `every` of them; in a
-    terminal only if `always` (nerfstudio's live table is there)."""
-
-    def __init__(self, template: str, every: int, always: bool = True):
-        self.template, self.every, self.always = template, max(1, every), always
-        self.done = 0
-        self._last = (0, time.perf_counter())  # (count, time) at the last line
-
-    def restart_clock(self) -> None:
-        self._last = (self.done, time.perf_counter())
-
-    def advance(self) -> None:
-        self.done += 1
-        if self.done % self.every == 0 and (self.always or not CONSOLE.is_terminal):
-            self.report()
-
-    def report(self) -> None:
-        count, since = self._last
-        now = time.perf_counter()
-        rate = (self.done - count) / max(now - since, 1e-9)
-        self._last = (self.done, now)
-        print(self.template.format(done=self.done, rate=rate), flush=True)

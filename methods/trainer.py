@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Type
 
 import torch
-
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
-from nerf_edit.io import atomic_write
-from nerf_edit.validate import UsageError
-from nerf_edit_methods.validate import check_trainer_config, exit_on_usage_error, remove_unused_run_folder, stop
+from nerf_edit.core.io import atomic_write
+from nerf_edit.errors import UsageError, usage_exit
+from nerf_edit_methods.validate import check_trainer_config, exit_on_usage_error, remove_unused_run_folder
 
 
 @dataclass
@@ -26,7 +25,7 @@ class WYSTrainerConfig(TrainerConfig):
         """ns-train reads --load-config before it calls anything of ours: a missing file is caught here, when tyro
         builds the config from the command line (the registered defaults have no load_config)."""
         if self.load_config is not None and not Path(self.load_config).is_file():
-            raise stop(UsageError(f"--load-config {str(self.load_config)!r} is not a file: pass the config.yml of "
+            raise usage_exit(UsageError(f"--load-config {str(self.load_config)!r} is not a file: pass the config.yml of "
                                   f"an earlier run"))
 
     def set_timestamp(self) -> None:
@@ -52,7 +51,7 @@ class WYSTrainer(Trainer):
             source = self.config.load_dir or self.config.load_checkpoint
             first = " ".join(str(error).split())[:300]
             remove_unused_run_folder(self.base_dir, self.config.output_dir)
-            raise stop(UsageError(f"the checkpoint in {str(source)!r} does not fit this model ({type(error).__name__}: "
+            raise usage_exit(UsageError(f"the checkpoint in {str(source)!r} does not fit this model ({type(error).__name__}: "
                                   f"{first}): continue from a nerfacto or wys run of the same scene with the same "
                                   f"--pipeline.model settings")) from None
 

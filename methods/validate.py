@@ -11,33 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from nerf_edit import validate
-from nerf_edit.io import RunNotFoundError
-from nerf_edit.validate import UsageError
-
-USAGE_EXIT_CODE = 2
-
-
-class UsageExit(SystemExit):
-    """SystemExit with status 2 after the one `error:` line was printed; `str()` is that line."""
-
-    def __init__(self, message: str):
-        super().__init__(USAGE_EXIT_CODE)
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"error: {self.message}"
-
-
-def stop(error: BaseException) -> UsageExit:
-    """Print `error: <message>` (one line) on stderr; returns the UsageExit to raise."""
-    exit_ = UsageExit(" ".join(str(error).split()))
-    print(str(exit_), file=sys.stderr, flush=True)
-    return exit_
+from nerf_edit.config.checks import check_editor_config, check_editor_spec, editor_uses_zone
+from nerf_edit.errors import RunNotFoundError, UsageError, usage_exit
 
 
 def exit_on_usage_error(check: Callable, *args) -> None:
@@ -45,7 +24,7 @@ def exit_on_usage_error(check: Callable, *args) -> None:
     try:
         check(*args)
     except UsageError as error:
-        raise stop(error) from None
+        raise usage_exit(error) from None
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -194,7 +173,7 @@ def _comparable(value):
 # ------------------------------------------------------------------------------------------------- pipeline
 def check_pipeline_config(config, nerf_device: str) -> None:
     """Every WYSPipelineConfig setting and the data folder; `nerf_device` is the NeRF's (for editing.device auto)."""
-    from nerf_edit.editors import IP2PEditor
+    from nerf_edit.editing.editor import IP2PEditor
 
     p = "--pipeline."
     if not getattr(config, "makes_edits", True):  # wys-reconstruct: no prompt, no editor
@@ -213,15 +192,15 @@ def check_pipeline_config(config, nerf_device: str) -> None:
     validate.check_at_least(f"{p}edit-start-step", config.edit_start_step, 0)
     validate.check_seed(config.seed, f"{p}seed")
     check_patch_settings(config)
-    editor = validate.check_editor_spec(config.editor, f"{p}editor")
+    editor = check_editor_spec(config.editor, f"{p}editor")
     editing, e = config.editing, f"{p}editing."
     # Built-in editors load IP2P (and ZONE's models); a plug-in editor may use none of them.
     ip2p_editor = isinstance(editor, type) and issubclass(editor, IP2PEditor)
     if editing.localizer != "auto" and not ip2p_editor:
         raise UsageError(f"editor {config.editor!r} does not take {e}localizer {editing.localizer}: use "
                          f"{p}editor relevance or zone, or leave the localizer on auto")
-    uses_zone = ip2p_editor and validate.editor_uses_zone(editor, editing)
-    validate.check_editor_config(editing, check_models=ip2p_editor, uses_zone=uses_zone, prefix=e)
+    uses_zone = ip2p_editor and editor_uses_zone(editor, editing)
+    check_editor_config(editing, check_models=ip2p_editor, uses_zone=uses_zone, prefix=e)
     if editing.device == "auto":  # the NeRF's device
         validate.check_device(nerf_device, "--machine.device-type")
     check_data(config.datamanager)

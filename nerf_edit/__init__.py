@@ -1,8 +1,18 @@
 """nerf_edit: local image and scene editing by text instruction (Watch Your Steps and friends).
 
 The 2D library needs torch, diffusers and transformers only; the nerfstudio plugin lives in `nerf_edit_methods`.
+Layers, top to bottom (checked by import-linter, `pyproject.toml`):
+  systems   `wys`, `zone`, `vimaedit`, `action`, `eval` (independent of each other)
+  editing   the editor and localiser interfaces, the IP2P editor base, system-free editors
+  config    settings dataclasses and their checks
+  models    IP2P wrapper, loading, attention processors, segmenter, CLIP, tiny and full-size builders
+  core      denoising loop and hooks, masks, relevance maths, checks, image I/O, progress
+  leaves    `registry` (names -> import paths), `plugins`, `validate`, `errors`
+The names below are importable from the package itself; they load on first use, so `import nerf_edit.core.masks`
+stays light.
 """
 
+import importlib
 import logging
 
 # diffusers imports bitsandbytes whenever it is installed (set-up installs it for EditAction's 8-bit Adam), and on a
@@ -10,29 +20,46 @@ import logging
 # Nothing here uses 4-bit matmuls; unsilenced, every command would print that line before its own output.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-from nerf_edit.editors import (  # noqa: E402
-    EDITORS,
-    Editor,
-    EditorConfig,
-    EditorError,
-    EditResult,
-    GlobalEditor,
-    RelevanceGuidedEditor,
-    ZoneConfig,
-    editor_class,
-    make_editor,
-)
-from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.localizers import LOCALIZERS, Localization, Localizer, RelevanceLocalizer, localizer_class
-from nerf_edit.loading import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, TINY_MODEL, ModelUnavailableError, load_ip2p_pipeline
-from nerf_edit.relevance import clip_and_normalize, relevance_map, relevance_mask
-from nerf_edit.zone_editor import ZoneEditor, ZoneLocalizer
-
-__all__ = [
-    "EDITORS", "Editor", "EditorConfig", "EditorError", "EditResult", "GlobalEditor", "RelevanceGuidedEditor",
-    "ZoneConfig", "ZoneEditor", "ZoneLocalizer", "editor_class", "LOCALIZERS", "Localization", "Localizer",
-    "RelevanceLocalizer", "localizer_class", "make_editor", "InstructPix2Pix", "IP2P_MODEL_ID",
-    "MAGICBRUSH_MODEL_ID", "TINY_MODEL", "ModelUnavailableError",
-    "load_ip2p_pipeline", "clip_and_normalize", "relevance_map", "relevance_mask",
-]
+_PUBLIC = {
+    "EditorConfig": "nerf_edit.config.editor",
+    "ZoneConfig": "nerf_edit.config.zone",
+    "ViMAEditConfig": "nerf_edit.config.vimaedit",
+    "Editor": "nerf_edit.editing.editor",
+    "EditResult": "nerf_edit.editing.editor",
+    "IP2PEditor": "nerf_edit.editing.editor",
+    "make_editor": "nerf_edit.editing.editor",
+    "GlobalEditor": "nerf_edit.editing.global_editor",
+    "Localization": "nerf_edit.editing.localizer",
+    "Localizer": "nerf_edit.editing.localizer",
+    "RelevanceGuidedEditor": "nerf_edit.wys.editor",
+    "RelevanceLocalizer": "nerf_edit.wys.localizer",
+    "ZoneEditor": "nerf_edit.zone.editor",
+    "ZoneLocalizer": "nerf_edit.zone.localizer",
+    "ViMAEditEditor": "nerf_edit.vimaedit.editor",
+    "ViMAEditLocalizer": "nerf_edit.vimaedit.localizer",
+    "EDITORS": "nerf_edit.registry",
+    "LOCALIZERS": "nerf_edit.registry",
+    "editor_class": "nerf_edit.registry",
+    "localizer_class": "nerf_edit.registry",
+    "EditorError": "nerf_edit.errors",
+    "ModelUnavailableError": "nerf_edit.errors",
+    "UsageError": "nerf_edit.errors",
+    "InstructPix2Pix": "nerf_edit.models.ip2p",
+    "IP2P_MODEL_ID": "nerf_edit.models.loading",
+    "MAGICBRUSH_MODEL_ID": "nerf_edit.models.loading",
+    "TINY_MODEL": "nerf_edit.models.loading",
+    "load_ip2p_pipeline": "nerf_edit.models.loading",
+    "clip_and_normalize": "nerf_edit.core.relevance",
+    "relevance_map": "nerf_edit.core.relevance",
+    "relevance_mask": "nerf_edit.core.relevance",
+}
+__all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nerf_edit' has no attribute {name!r}")

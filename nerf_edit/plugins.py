@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from nerf_edit.validate import UsageError
+from nerf_edit.errors import UsageError
 
 
 def import_object(spec: str, kind: str):

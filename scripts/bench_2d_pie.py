@@ -25,11 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nerf_edit import pie_bench
-from nerf_edit.io import ImageReadError, atomic_save_image, atomic_write
-from nerf_edit.validate import UsageError
-from nerf_edit.vimaedit_editor import ViMAEditConfig
+from nerf_edit.config.checks import check_editor_spec
+from nerf_edit.config.vimaedit import ViMAEditConfig
+from nerf_edit.core.io import atomic_save_image, atomic_write
+from nerf_edit.errors import ImageReadError, UsageError
+from nerf_edit.eval import pie_bench
 from nerf_edit_scripts.cli import run
+
 
 @dataclass
 class BenchPie:
@@ -72,7 +74,7 @@ class BenchPie:
         validate.check_at_least("--steps", self.steps, 1)
         validate.check_seed(self.seed)
         validate.check_device(self.device)
-        validate.check_editor_spec(self.editor)
+        check_editor_spec(self.editor)
 
     def main(self) -> None:
         from accelerate import PartialState
@@ -154,7 +156,8 @@ def finished_keys(output: Path) -> set:
 
 
 def build_editor(command: BenchPie, device: str):
-    from nerf_edit.editors import EditorConfig, editor_class
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.registry import editor_class
 
     config = EditorConfig(model=command.model, device=device, steps=command.steps)
     config.vimaedit = command.vimaedit

@@ -11,9 +11,15 @@ import torch
 import tyro
 
 from nerf_edit import validate
-from nerf_edit.editors import EditorConfig, IP2PEditor, check_instruction, editor_class
-from nerf_edit.io import IMAGE_SUFFIXES, ImageReadError, atomic_save_image, load_image, to_uint8
+from nerf_edit.config.checks import check_editor_config, check_editor_spec, editor_uses_zone
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.core.checks import check_instruction
+from nerf_edit.core.io import IMAGE_SUFFIXES, atomic_save_image, load_image, to_uint8
+from nerf_edit.editing.editor import IP2PEditor
+from nerf_edit.errors import ImageReadError
+from nerf_edit.registry import editor_class
 from nerf_edit_scripts.cli import run
+
 
 @dataclass
 class EditImage:
@@ -50,10 +56,10 @@ class EditImage:
         for path in self.find_inputs():
             check_image_header(path)
         validate.check_output_dir(self.output, "--output")
-        editor = validate.check_editor_spec(self.editor, "--editor")
+        editor = check_editor_spec(self.editor, "--editor")
         # IP2P's weights are checked for IP2P editors; other editors (vimaedit, colorkey) load their own or none.
-        validate.check_editor_config(self.settings, check_models=issubclass(editor, IP2PEditor),
-                                     uses_zone=validate.editor_uses_zone(editor, self.settings))
+        check_editor_config(self.settings, check_models=issubclass(editor, IP2PEditor),
+                                     uses_zone=editor_uses_zone(editor, self.settings))
         validate.check_seed(self.seed)
 
     def main(self) -> None:

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from nerf_edit import validate
-from nerf_edit.io import IMAGE_SUFFIXES, ImageReadError, atomic_write, load_image
-from nerf_edit.metrics import CLIP_MODEL_ID, TINY_CLIP, ClipEmbedder, edit_metrics
+from nerf_edit.core.io import IMAGE_SUFFIXES, atomic_write, load_image
+from nerf_edit.errors import ImageReadError, UsageError
+from nerf_edit.eval.metrics import CLIP_MODEL_ID, TINY_CLIP, ClipEmbedder, edit_metrics
+from nerf_edit.models.loading import check_model
 from nerf_edit_scripts.cli import run
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi")
@@ -64,7 +66,7 @@ def frame_count(folder: Path) -> int:
 
 def check_clip_model(model: str) -> None:
     if model != TINY_CLIP:
-        validate.check_model(model, "--clip-model", "config.json")
+        check_model(model, "--clip-model", "config.json")
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Evaluate:
                                  f"render and mask the same camera path")
         validate.check_text("--instruction", self.instruction, "turn the ball blue")
         if (self.source_caption is None) != (self.target_caption is None):
-            raise validate.UsageError("pass both --source-caption and --target-caption (CLIP directional similarity) or neither")
+            raise UsageError("pass both --source-caption and --target-caption (CLIP directional similarity) or neither")
         check_clip_model(self.clip_model)
         validate.check_device(self.device, "--device", allow_auto=False)
         validate.check_output_file(self.output, "--output")

@@ -17,8 +17,6 @@ Inception weights are already on disk.
 
 from __future__ import annotations
 
-from nerf_edit.validate import UsageError
-
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,10 +28,18 @@ import torch
 from nerf_edit import validate
 from nerf_edit.action.accuracy import action_accuracy
 from nerf_edit.action.data import ActionPair, load_pair_image, read_pairs
-from nerf_edit.io import atomic_save_image, atomic_write, load_image
-from nerf_edit.loading import load_ip2p_pipeline
-from nerf_edit.metrics import (CLIP_MODEL_ID, TINY_CLIP, ClipEmbedder, background_metrics, cosine,
-                               directional_similarity, text_image_similarity)
+from nerf_edit.core.io import atomic_save_image, atomic_write, load_image
+from nerf_edit.errors import UsageError
+from nerf_edit.eval.metrics import (
+    CLIP_MODEL_ID,
+    TINY_CLIP,
+    ClipEmbedder,
+    background_metrics,
+    cosine,
+    directional_similarity,
+    text_image_similarity,
+)
+from nerf_edit.models.loading import check_model, load_ip2p_pipeline
 from nerf_edit_scripts.cli import run
 
 # Columns of the side-by-side table (JSON holds them all).
@@ -64,7 +70,8 @@ def edit_heldout(model: str, pairs: List[ActionPair], resolution: int, steps: in
                  folder: Path) -> torch.Tensor:
     """Edit each pair's before image with its instruction (global editor, s_T 7.5, s_I 1; pair i uses seed + i for
     every model), write the edits as folder/<i>.png, and return them as written (8-bit) [N, 3, H, W] in [0, 1]."""
-    from nerf_edit.editors import EditorConfig, make_editor
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.editing.editor import make_editor
 
     editor = make_editor("global", EditorConfig(model=model, device=device, steps=steps, guidance_scale=7.5,
                                                 image_guidance_scale=1.0))
@@ -181,7 +188,7 @@ class EvaluateAction:
             validate.check_output_dir(self.edits_folder, "--edits-dir")
         if self.edit_metrics and self.clip_model not in ("none", TINY_CLIP):
             try:
-                validate.check_model(self.clip_model, "--clip-model", "config.json")
+                check_model(self.clip_model, "--clip-model", "config.json")
             except UsageError as error:
                 raise UsageError(f"{error} (or skip the CLIP scores with --clip-model none)") from None
         everything = read_pairs(self.data)

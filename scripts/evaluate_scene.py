@@ -15,9 +15,10 @@ from typing import Optional, Tuple
 import torch
 
 from nerf_edit import validate
-from nerf_edit.io import RunNotFoundError, atomic_save_image
-from nerf_edit.masks import mask_iou
-from nerf_edit.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
+from nerf_edit.core.io import atomic_save_image
+from nerf_edit.core.masks import mask_iou
+from nerf_edit.errors import RunNotFoundError, UsageError
+from nerf_edit.eval.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
 from nerf_edit_scripts.cli import run
 from nerf_edit_scripts.evaluate import check_clip_model, write_results
 
@@ -68,7 +69,7 @@ def read_run_config(run: Path, name: str):
     try:
         return yaml.load(config_path.read_text(), Loader=yaml.Loader)
     except Exception as error:  # noqa: BLE001 - a foreign or broken config file: say which, not why in 40 lines
-        raise validate.UsageError(f"{name}: cannot read {str(config_path)!r} ({type(error).__name__}): pass a run "
+        raise UsageError(f"{name}: cannot read {str(config_path)!r} ({type(error).__name__}): pass a run "
                                   f"made with this nerfstudio and its plug-ins installed") from error
 
 
@@ -107,7 +108,7 @@ class EvaluateScene:
         # eval_setup points load_dir at the run's own checkpoints: read the --load-dir it was trained from first.
         original_dir = self.original or getattr(config, "load_dir", None)
         if original_dir is None:
-            raise validate.UsageError("the run was not started from a checkpoint (--load-dir): pass --original "
+            raise UsageError("the run was not started from a checkpoint (--load-dir): pass --original "
                                       "PATH/nerfstudio_models")
         name = "--original" if self.original else "the run's --load-dir"
         check_checkpoint_dir(Path(original_dir), name)
@@ -115,7 +116,7 @@ class EvaluateScene:
         if self.instruction is not None:
             validate.check_text("--instruction", self.instruction, "turn the ball blue")
         if (self.source_caption is None) != (self.target_caption is None):
-            raise validate.UsageError("pass both --source-caption and --target-caption (CLIP directional similarity) or neither")
+            raise UsageError("pass both --source-caption and --target-caption (CLIP directional similarity) or neither")
         validate.check_at_least("--object-label", self.object_label, 1)
         validate.check_range("--tau", self.tau, 0, 1)
         check_clip_model(self.clip_model)

@@ -10,8 +10,6 @@ nerf_edit/action/data.py).
 
 from __future__ import annotations
 
-from nerf_edit.validate import UsageError
-
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from nerf_edit.action.data import write_index
-from nerf_edit.io import atomic_save_image
+from nerf_edit.core.io import atomic_save_image
+from nerf_edit.errors import UsageError
 from nerf_edit_scripts.cli import run
 from nerf_edit_scripts.make_scene import SceneSpec, Sphere, look_at, render_view
 

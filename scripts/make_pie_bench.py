@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nerf_edit.io import atomic_save_image, atomic_write
-from nerf_edit.pie_bench import IMAGES_FOLDER, MAPPING_FILE, encode_rle
+from nerf_edit.core.io import atomic_save_image, atomic_write
+from nerf_edit.eval.pie_bench import IMAGES_FOLDER, MAPPING_FILE, encode_rle
 from nerf_edit_scripts.cli import run
 
 COLORS = {"red": (0.85, 0.12, 0.1), "blue": (0.12, 0.25, 0.85), "green": (0.15, 0.7, 0.2), "yellow": (0.9, 0.8, 0.1)}

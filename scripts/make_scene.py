@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nerf_edit.io import atomic_save_image, atomic_write
+from nerf_edit.core.io import atomic_save_image, atomic_write
+from nerf_edit.errors import UsageError
 
 MASKS_FILE = "masks.json"
 JSON_DECIMALS = 10
@@ -217,7 +218,7 @@ class MakeScene:
         validate.check_output_dir(self.output, "--output")
         if self.output.is_dir() and any(self.output.iterdir()) and not (self.output / MASKS_FILE).is_file():
             # Only a folder this generator wrote (it has masks.json) is rewritten: never someone's real scene.
-            raise validate.UsageError(f"--output {str(self.output)!r} holds files this generator did not write "
+            raise UsageError(f"--output {str(self.output)!r} holds files this generator did not write "
                                       f"(no {MASKS_FILE}): pass a new or empty folder")
 
     def main(self) -> None:

@@ -19,8 +19,8 @@ from typing import List
 from nerf_edit.action.accuracy import action_accuracy
 from nerf_edit.action.data import read_pairs
 from nerf_edit.action.train import ActionTrainConfig, train_editaction
-from nerf_edit.io import atomic_write
-from nerf_edit.loading import load_ip2p_pipeline
+from nerf_edit.core.io import atomic_write
+from nerf_edit.models.loading import load_ip2p_pipeline
 from nerf_edit_scripts.cli import run
 
 

@@ -13,21 +13,22 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_ip2p():
-    from nerf_edit.ip2p import InstructPix2Pix
+    from nerf_edit.models.ip2p import InstructPix2Pix
 
     return InstructPix2Pix.from_pretrained("tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_pipe():
-    from nerf_edit.loading import load_ip2p_pipeline
+    from nerf_edit.models.loading import load_ip2p_pipeline
 
     return load_ip2p_pipeline("tiny")
 
 
 def weights_available(model: str) -> bool:
     """In the Hugging Face cache or a local folder (with HF_HUB_OFFLINE=0: also on the hub, downloaded on use)."""
-    from nerf_edit.loading import ModelUnavailableError, check_available
+    from nerf_edit.errors import ModelUnavailableError
+    from nerf_edit.models.loading import check_available
 
     try:
         check_available(model)

@@ -9,8 +9,6 @@ as correct when the true instruction has the strictly lowest error (chance: 1 / 
 
 from __future__ import annotations
 
-from nerf_edit.validate import UsageError
-
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 
 from nerf_edit.action.data import ActionPair, load_pair_image
 from nerf_edit.action.losses import denoising_error, training_noise_scheduler
+from nerf_edit.errors import UsageError
 
 
 @torch.no_grad()

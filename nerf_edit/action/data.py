@@ -8,8 +8,6 @@ nerf_edit/action/videos.py) write it; the trainer and the action-accuracy evalua
 
 from __future__ import annotations
 
-from nerf_edit.validate import UsageError
-
 import json
 import re
 from dataclasses import dataclass
@@ -19,17 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nerf_edit.io import atomic_write
+from nerf_edit.core.io import atomic_write
+from nerf_edit.errors import ActionDataError
 
 INDEX_FILE = "pairs.jsonl"
 SPLITS = ("train", "heldout")
 # Words too common to count as "sharing a token" when picking a contrastive instruction (the paper's c_T' shares
 # no token with c_T; articles and prepositions would rule out nearly every instruction).
 STOP_WORDS = frozenset({"the", "a", "an", "to", "of", "and", "on", "in", "into", "from", "with", "it", "its", "up"})
-
-
-class ActionDataError(UsageError):
-    """A pair folder or index is missing or malformed; the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ element, and on the tiny model it got there by ruining the negative instruction'
 
 from __future__ import annotations
 
-from nerf_edit.validate import UsageError
-
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+
+from nerf_edit.errors import UsageError
 
 
 def freeze_cross_attention(unet: torch.nn.Module) -> list[str]:

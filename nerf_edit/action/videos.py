@@ -15,8 +15,6 @@ never stops on one.
 
 from __future__ import annotations
 
-from nerf_edit.validate import UsageError
-
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 from nerf_edit.action.data import ActionDataError, write_index
-from nerf_edit.io import atomic_save_image
+from nerf_edit.core.io import atomic_save_image
+from nerf_edit.errors import UsageError
 
 VIDEO_SUFFIXES = (".MP4", ".mp4", ".mov", ".MOV", ".mkv", ".webm", ".avi")
 EPIC_COLUMNS = ("video_id", "start_timestamp", "stop_timestamp", "narration")

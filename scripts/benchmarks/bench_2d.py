@@ -17,9 +17,10 @@ import torch
 from bench_common import run_cli, timed
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
-from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
-from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.loading import load_ip2p_pipeline
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.models.ip2p import InstructPix2Pix
+from nerf_edit.models.loading import load_ip2p_pipeline
+from nerf_edit.wys.editor import RelevanceGuidedEditor
 
 INSTRUCTION = "turn the ball blue"
 

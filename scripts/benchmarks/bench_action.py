@@ -56,7 +56,7 @@ def main() -> None:
 
 def measure(options) -> list[tuple[str, str]]:
     """(row name, value) pairs."""
-    from nerf_edit.loading import load_ip2p_pipeline
+    from nerf_edit.models.loading import load_ip2p_pipeline
 
     torch.set_num_threads(options.threads)
     pipe = load_ip2p_pipeline("tiny")
@@ -82,7 +82,7 @@ def measure_gpu(options, size: int = 256, batch: int = 4, repeats: int = 5) -> l
     names.append("GPU EditAction peak memory frozen ÷ trained")
     if not torch.cuda.is_available():
         return [(name, "not measured: no GPU") for name in names]
-    from nerf_edit.tiny import build_full_size_ip2p_pipeline
+    from nerf_edit.models.full_size import build_full_size_ip2p_pipeline
 
     pipe = build_full_size_ip2p_pipeline()
     results = []

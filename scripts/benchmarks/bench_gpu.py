@@ -53,9 +53,10 @@ def measure(options) -> list[tuple[str, str]]:
                    ("GPU torch.compile time of the UNet", "not measured: no GPU")])
     rows = []
 
-    from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
-    from nerf_edit.ip2p import InstructPix2Pix
-    from nerf_edit.tiny import build_full_size_ip2p_pipeline
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.models.full_size import build_full_size_ip2p_pipeline
+    from nerf_edit.models.ip2p import InstructPix2Pix
+    from nerf_edit.wys.editor import RelevanceGuidedEditor
 
     gpu = torch.cuda.get_device_name()
     for name, speed in VARIANTS:
@@ -81,7 +82,7 @@ def measure(options) -> list[tuple[str, str]]:
             rows.append((f"GPU {name} UNet call (batch 3) FLOPs; matmul rate",
                          f"{flops / 1e12:.2f} TFLOP; {rate:.0f} TFLOP/s"))
         rows.append((f"GPU {name} peak memory (batch {BATCHES[-1]})", f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"))
-        del editor, ip2p
+        editor = ip2p = None  # free the GPU memory before the next variant
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     return rows

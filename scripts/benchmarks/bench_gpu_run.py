@@ -48,7 +48,7 @@ def measure(options) -> list[tuple[str, str]]:
     if not torch.cuda.is_available():
         return ([(f"GPU peak memory, {preset} ({setting})", "not measured: no GPU") for preset in PRESETS]
                 + [(f"GPU wall time of a default wys run ({setting})", "not measured: no GPU")])
-    from nerf_edit.tiny import build_full_size_ip2p_pipeline
+    from nerf_edit.models.full_size import build_full_size_ip2p_pipeline
     from nerf_edit_scripts.make_scene import make_scene
 
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-run-"))

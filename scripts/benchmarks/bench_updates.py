@@ -77,7 +77,7 @@ def measure(options) -> list[tuple[str, str]]:
     return [
         (f"3D update, one view at a time ({setting}), per view", f"{single_s * 1000:.1f} ms"),
         (f"3D update, {k} views batched (--pipeline.edit-batch {k}), per view", f"{batched_s * 1000:.1f} ms"),
-        (f"3D update batched ÷ one by one, per view (same edits)", f"{batched_s / single_s:.3f}"),
+        ("3D update batched ÷ one by one, per view (same edits)", f"{batched_s / single_s:.3f}"),
         (f"3D {steps} training steps with an update every 2: sequential", f"{seconds['sequential']:.1f} s"),
         (f"3D {steps} training steps with an update every 2: overlapped", f"{seconds['overlapped']:.1f} s"),
         ("3D overlapped ÷ sequential, wall time (CPU: one pool of cores)",

@@ -16,8 +16,9 @@ import torch
 
 
 def measure(options) -> list[tuple[str, str]]:
-    from nerf_edit.editors import EditorConfig
-    from nerf_edit.vimaedit_editor import ViMAEditConfig, ViMAEditEditor
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.config.vimaedit import ViMAEditConfig
+    from nerf_edit.vimaedit.editor import ViMAEditEditor
 
     torch.set_num_threads(options.threads)
     config = EditorConfig(model="tiny", device="cpu")

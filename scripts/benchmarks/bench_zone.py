@@ -14,18 +14,18 @@ from bench_common import Flag, median_seconds, run_cli
 
 
 def build_editor(device: str, steps: int):
-    from nerf_edit.editors import EditorConfig, ZoneConfig
-    from nerf_edit.zone_editor import ZoneEditor
-    from nerf_edit.ip2p import InstructPix2Pix
-    from nerf_edit.segment import SamSegmenter
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.config.zone import ZoneConfig
+    from nerf_edit.models.ip2p import InstructPix2Pix
+    from nerf_edit.models.segment import SamSegmenter
+    from nerf_edit.zone.editor import ZoneEditor
 
     config = EditorConfig(model="tiny", device=device, steps=steps, zone=ZoneConfig(fusion_model="none", segmenter="none"))
     if device == "cpu":
         ip2p, fusion = InstructPix2Pix.from_pretrained("tiny"), InstructPix2Pix.from_pretrained("tiny:1")
         segmenter = SamSegmenter("tiny")
     else:
-        from nerf_edit.segment import build_full_size_sam
-        from nerf_edit.tiny import build_full_size_ip2p_pipeline
+        from nerf_edit.models.full_size import build_full_size_ip2p_pipeline, build_full_size_sam
 
         ip2p = InstructPix2Pix(build_full_size_ip2p_pipeline(seed=0, dtype=torch.float16).to(device))
         fusion = InstructPix2Pix(build_full_size_ip2p_pipeline(seed=1, dtype=torch.float16).to(device))
@@ -41,7 +41,7 @@ def measure(options) -> list[tuple[str, str]]:
         return [(f"ZONE full-size {options.size}² stages", "not measured: no GPU")]
     if device == "cpu":
         torch.set_num_threads(options.threads)
-    from nerf_edit.zone import fft_edge_mask
+    from nerf_edit.zone.ops import fft_edge_mask
 
     editor = build_editor(device, options.steps)
     label = "tiny models, CPU" if device == "cpu" else f"full-size random fp16, {torch.cuda.get_device_name()}"

@@ -2,7 +2,7 @@
 
 from oracle_editor import red_region
 
-from nerf_edit.localizers import Localization
+from nerf_edit.editing.localizer import Localization
 
 
 class BallLocalizer:

@@ -1,7 +1,6 @@
 """A segmenter whose answer is known on the synthetic scene: the red ball and everything else."""
 
 import torch
-
 from oracle_editor import red_region
 
 

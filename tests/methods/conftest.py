@@ -12,7 +12,6 @@ import subprocess  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import pytest  # noqa: E402
-
 from wys_runs import HOLD_OUT, PROMPT, QUIET, cli  # noqa: E402
 
 SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"  # the bundled scene

@@ -8,7 +8,7 @@ input), as the WYS editor guarantees; without one (the global editor), the over-
 
 import torch
 
-from nerf_edit.editors import EditResult
+from nerf_edit.editing.editor import EditResult
 
 OVER_EDIT = 0.15
 

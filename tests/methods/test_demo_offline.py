@@ -8,9 +8,8 @@ views the ball must turn blue while the background keeps the reconstruction's qu
 import re
 
 import pytest
-
-from wys_runs import evaluate
 from conftest import SCENE
+from wys_runs import evaluate
 
 pytestmark = pytest.mark.slow  # trains the demo's two runs
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 

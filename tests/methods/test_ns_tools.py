@@ -6,10 +6,9 @@ import os
 import signal
 import subprocess
 
+import browser
 import numpy as np
 import pytest
-
-import browser
 from wys_runs import cli
 
 pytestmark = pytest.mark.slow  # on the demo's trained runs

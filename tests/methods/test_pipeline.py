@@ -4,16 +4,15 @@ import functools
 
 import pytest
 import torch
-
 from nerfstudio.viewer.utils import parse_object
 from nerfstudio.viewer.viewer_elements import ViewerElement
+from oracle_editor import red_region
+from wys_runs import HOLD_OUT, PROMPT
 
+from nerf_edit.zone import ops as zone
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
 from nerf_edit_methods.edit_store import EditStore
 from nerf_edit_scripts.make_scene import make_scene
-from nerf_edit import zone
-from oracle_editor import red_region
-from wys_runs import HOLD_OUT, PROMPT
 
 ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
 
@@ -359,7 +358,7 @@ def test_an_editaction_folder_is_the_scene_editors_model(scene, tmp_path):
     from accelerate.state import AcceleratorState
 
     from nerf_edit.action.train import ActionTrainConfig, train_editaction
-    from nerf_edit.loading import load_ip2p_pipeline
+    from nerf_edit.models.loading import load_ip2p_pipeline
     from nerf_edit_scripts.make_action_pairs import make_action_pairs
 
     pairs = make_action_pairs(tmp_path / "pairs", count=8, heldout=0, size=32, seed=1)

@@ -1,10 +1,9 @@
 import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
-import sys
-from pathlib import Path
-from importlib.metadata import entry_points
-
 from nerfstudio.plugins.types import MethodSpecification
 
 METHODS = {"wys", "wys-small", "wys-tiny", "wys-global", "wys-reconstruct"}
@@ -64,7 +63,13 @@ def test_every_wys_preset_can_continue_from_a_reconstruction(source):
     must exist in the preset that continues from it."""
     from nerfstudio.configs.method_configs import method_configs
 
-    from nerf_edit_methods.configs import wys_global_method, wys_method, wys_reconstruct_method, wys_small_method, wys_tiny_method
+    from nerf_edit_methods.configs import (
+        wys_global_method,
+        wys_method,
+        wys_reconstruct_method,
+        wys_small_method,
+        wys_tiny_method,
+    )
 
     sources = {"nerfacto": method_configs["nerfacto"], "wys-reconstruct": wys_reconstruct_method.config,
                "wys": wys_method.config}

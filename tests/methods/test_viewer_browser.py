@@ -16,17 +16,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import browser
 import numpy as np
 import pytest
-from PIL import Image
-
-import browser
 from conftest import SCENE
+from PIL import Image
 from wys_runs import HOLD_OUT, PROMPT, QUIET, cli
 
-pytestmark = pytest.mark.slow  # live training runs in a headless browser
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 from nerf_edit_scripts.make_scene import load_object_masks
+
+pytestmark = pytest.mark.slow  # live training runs in a headless browser
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # gitignored
 NEW_PROMPT = "turn the red ball green"

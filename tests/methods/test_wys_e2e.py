@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from wys_runs import HOLD_OUT, PROMPT, QUIET, cli, evaluate, train
+
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 from nerf_edit_scripts.make_scene import make_scene
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from nerf_edit.io import atomic_save_image
+from nerf_edit.core.io import atomic_save_image
 from nerf_edit_methods import validate as wys_validate
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
 from nerf_edit_methods.pipeline import WYSPipeline

@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
-from nerf_edit.masks import dilate, mask_iou
+from nerf_edit.core.masks import dilate, mask_iou
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
 from nerf_edit_scripts.make_scene import load_object_masks
 

@@ -103,9 +103,9 @@ def test_eval_action_edit_metrics_are_those_of_the_written_edits(pairs, tmp_path
     model twice gives the same row and the same files (seeds per pair, not per model)."""
     from skimage.metrics import structural_similarity
 
-    from nerf_edit.io import load_image
-    from nerf_edit.metrics import ClipEmbedder
-    from nerf_edit.tiny import build_tiny_ip2p_pipeline
+    from nerf_edit.core.io import load_image
+    from nerf_edit.eval.metrics import ClipEmbedder
+    from nerf_edit.models.tiny import build_tiny_ip2p_pipeline
     from nerf_edit_scripts.evaluate_action import EvaluateAction
 
     copy = tmp_path / "tiny_copy"  # the weights of `tiny`, saved: another name, the same model

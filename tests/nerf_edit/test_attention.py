@@ -4,7 +4,7 @@ from collections import Counter
 
 import torch
 
-from nerf_edit.attention import CrossAttentionRecorder, cross_attention_layers, record_cross_attention
+from nerf_edit.models.attention import CrossAttentionRecorder, cross_attention_layers, record_cross_attention
 
 
 def processor_types(unet):

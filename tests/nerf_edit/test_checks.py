@@ -3,15 +3,8 @@
 import pytest
 import torch
 
-from nerf_edit.checks import (
-    EditorError,
-    check_background,
-    check_conditioning,
-    check_images,
-    check_instruction,
-    check_mask,
-)
-from nerf_edit.validate import UsageError
+from nerf_edit.core.checks import check_background, check_conditioning, check_images, check_instruction, check_mask
+from nerf_edit.errors import EditorError, UsageError
 
 IMAGES = torch.rand(2, 3, 16, 24)
 

@@ -8,10 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from nerf_edit.colorkey import ColorKeyEditor, parse_instruction, recolour
-from nerf_edit.checks import EditorError
-from nerf_edit.editors import Editor, EditorConfig, editor_class, make_editor
-from nerf_edit.masks import mask_iou
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.core.masks import mask_iou
+from nerf_edit.editing.colorkey import ColorKeyEditor, parse_instruction, recolour
+from nerf_edit.editing.editor import Editor, make_editor
+from nerf_edit.errors import EditorError
+from nerf_edit.registry import editor_class
 from nerf_edit_scripts.make_scene import load_object_masks
 
 SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"

@@ -1,15 +1,12 @@
 import pytest
 import torch
 
-from nerf_edit.editors import (
-    EditorConfig,
-    EditorError,
-    GlobalEditor,
-    RelevanceGuidedEditor,
-    editor_class,
-    make_editor,
-    pad_to_multiple,
-)
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.editing.editor import make_editor, pad_to_multiple
+from nerf_edit.editing.global_editor import GlobalEditor
+from nerf_edit.errors import EditorError
+from nerf_edit.registry import editor_class
+from nerf_edit.wys.editor import RelevanceGuidedEditor
 
 
 class HalfImageEditor:
@@ -24,7 +21,7 @@ class HalfImageEditor:
         return relevance
 
     def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
-        from nerf_edit.editors import EditResult
+        from nerf_edit.editing.editor import EditResult
 
         mask = self.relevance(images, instruction) > 0.5 if mask is None else mask
         return EditResult(images=torch.where(mask[:, None], 1 - images, images), mask=mask)
@@ -48,8 +45,8 @@ def test_import_path_plugs_in_a_user_editor():
     [
         ("nonsense", "unknown editor 'nonsense'"),
         ("no_such_module:Editor", "cannot import editor"),
-        ("nerf_edit.editors:NoSuchClass", "cannot import editor"),
-        ("nerf_edit.editors:EditorConfig", "lacks relevance()/edit()"),
+        ("nerf_edit.editing.editor:NoSuchClass", "cannot import editor"),
+        ("nerf_edit.config.editor:EditorConfig", "lacks relevance()/edit()"),
     ],
 )
 def test_bad_editor_specs_say_what_is_wrong(spec, message):
@@ -88,7 +85,8 @@ def test_speed_options_keep_the_edit():
     a view smaller than the VAE's tile is not tiled)."""
     import torch
 
-    from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.wys.editor import RelevanceGuidedEditor
 
     images = torch.rand(2, 3, 40, 48, generator=torch.Generator().manual_seed(0))
 
@@ -105,7 +103,8 @@ def test_speed_options_keep_the_edit():
 def test_compiled_unet_keeps_the_edit():
     import torch
 
-    from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.wys.editor import RelevanceGuidedEditor
 
     images = torch.rand(1, 3, 64, 64, device="cuda")
 

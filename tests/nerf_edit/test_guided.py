@@ -2,11 +2,19 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
-from nerf_edit.editors import EditorConfig, GlobalEditor, RelevanceGuidedEditor
-from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.guided import composite, feathered_weights, guided_denoise, latent_mask_from_pixels
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.core.guided import composite, denoise, feathered_weights, keep_outside, latent_mask_from_pixels, observe
+from nerf_edit.editing.global_editor import GlobalEditor
+from nerf_edit.models.ip2p import InstructPix2Pix
+from nerf_edit.wys.editor import RelevanceGuidedEditor
 
 INSTRUCTION = "turn the ball blue"
+
+
+def guided_denoise(predict, scheduler, initial, clean, noise, timesteps, latent_mask, on_step):
+    """The relevance-guided loop as IP2PEditor.denoise builds it: `keep_outside`, then `observe`."""
+    hooks = [keep_outside(scheduler, clean, noise, timesteps, latent_mask), observe(on_step)]
+    return denoise(predict, scheduler, initial, timesteps, hooks)
 
 
 def test_outside_mask_latents_are_the_renoised_input_at_every_step():

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from nerf_edit.io import IMAGE_SUFFIXES, ImageReadError, atomic_save_array, atomic_save_image, atomic_write, load_image
+from nerf_edit.core.io import IMAGE_SUFFIXES, atomic_save_array, atomic_save_image, atomic_write, load_image
+from nerf_edit.errors import ImageReadError
 
 
 def test_image_round_trip(tmp_path):

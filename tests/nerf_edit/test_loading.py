@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from nerf_edit.loading import ModelUnavailableError, load_ip2p_pipeline, resolve_dtype
+from nerf_edit.errors import ModelUnavailableError
+from nerf_edit.models.loading import load_ip2p_pipeline, resolve_dtype
 
 
 def test_unavailable_hub_id_gives_one_clear_line(monkeypatch, tmp_path):

@@ -3,12 +3,15 @@
 import pytest
 import torch
 
-from nerf_edit import zone_editor
-from nerf_edit.editors import EditorConfig, EditorError, RelevanceGuidedEditor, ZoneConfig
-from nerf_edit.guided import Step, denoise
-from nerf_edit.localizers import Localization, localizer_class
-from nerf_edit.validate import UsageError
-from nerf_edit.zone_editor import ZoneEditor
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.config.zone import ZoneConfig
+from nerf_edit.core.guided import Step, denoise
+from nerf_edit.editing.localizer import Localization
+from nerf_edit.errors import EditorError, UsageError
+from nerf_edit.registry import localizer_class
+from nerf_edit.wys.editor import RelevanceGuidedEditor
+from nerf_edit.zone import localizer as zone_localizer
+from nerf_edit.zone.editor import ZoneEditor
 
 INSTRUCTION = "turn the ball blue"
 
@@ -55,8 +58,8 @@ def test_a_localizer_by_import_path_decides_where_the_relevance_editor_edits(ima
 def test_a_localizer_by_import_path_gives_zone_its_rough_mask(images, tiny_ip2p, monkeypatch):
     """With another localiser, ZONE's editor does not record attention (only the zone localiser needs it)."""
     recordings = []
-    real = zone_editor.record_cross_attention
-    monkeypatch.setattr(zone_editor, "record_cross_attention", lambda *a: recordings.append(1) or real(*a))
+    real = zone_localizer.record_cross_attention
+    monkeypatch.setattr(zone_localizer, "record_cross_attention", lambda *a: recordings.append(1) or real(*a))
     settings = ZoneConfig(fusion_model="none", segmenter="none")
     editor = ZoneEditor(EditorConfig(model="tiny", steps=2, localizer=f"{__name__}:BoxLocalizer", zone=settings),
                         ip2p=tiny_ip2p)
@@ -81,8 +84,8 @@ def test_bad_localizers_are_one_line_errors(images, tiny_ip2p):
 
 
 def test_registered_localizers_resolve():
-    from nerf_edit.localizers import RelevanceLocalizer
-    from nerf_edit.zone_editor import ZoneLocalizer
+    from nerf_edit.wys.localizer import RelevanceLocalizer
+    from nerf_edit.zone.localizer import ZoneLocalizer
 
     assert localizer_class("relevance") is RelevanceLocalizer and localizer_class("zone") is ZoneLocalizer
 
@@ -117,7 +120,7 @@ def test_hooks_see_each_step_and_their_latents_are_the_next_steps_start(tiny_ip2
 def test_adaptive_variance_hook_is_ddim_with_eta_inside_the_critical_region_only(tiny_ip2p):
     """ViMAEdit's variance rule as a step hook: inside the critical region the step equals diffusers'
     DDIMScheduler.step(eta=1, variance_noise=z) (the reference), outside it the deterministic step, bit for bit."""
-    from nerf_edit.vimaedit import adaptive_variance_hook
+    from nerf_edit.core.guided import adaptive_variance_hook
 
     scheduler = tiny_ip2p.scheduler
     scheduler.set_timesteps(4)

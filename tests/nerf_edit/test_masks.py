@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from nerf_edit.masks import dilate, mask_iou
+from nerf_edit.core.masks import dilate, mask_iou
 
 
 def test_dilate_grows_a_pixel_into_a_square_clipped_at_the_border():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nerf_edit.metrics import (
+from nerf_edit.eval.metrics import (
     ClipEmbedder,
     background_metrics,
     cosine,
@@ -71,7 +71,7 @@ def test_mismatched_sequences_are_refused(clip):
 
 
 def test_unavailable_clip_is_one_line(monkeypatch, tmp_path):
-    from nerf_edit.loading import ModelUnavailableError
+    from nerf_edit.errors import ModelUnavailableError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

@@ -11,9 +11,11 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
-from nerf_edit.editors import EditorConfig, GlobalEditor, RelevanceGuidedEditor
-from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.loading import IP2P_MODEL_ID, load_ip2p_pipeline
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.editing.global_editor import GlobalEditor
+from nerf_edit.models.ip2p import InstructPix2Pix
+from nerf_edit.models.loading import IP2P_MODEL_ID, load_ip2p_pipeline
+from nerf_edit.wys.editor import RelevanceGuidedEditor
 
 MODEL = os.environ.get("NERF_EDIT_IP2P", IP2P_MODEL_ID)
 INSTRUCTION = "turn the ball blue"

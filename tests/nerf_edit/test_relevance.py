@@ -2,9 +2,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
-from nerf_edit.masks import mask_iou
-from nerf_edit.relevance import clip_and_normalize, relevance_from_predictions, relevance_map, relevance_mask
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.core.masks import mask_iou
+from nerf_edit.core.relevance import clip_and_normalize, relevance_from_predictions, relevance_map, relevance_mask
+from nerf_edit.wys.editor import RelevanceGuidedEditor
 
 
 def square_predictor(top: int, left: int, size: int, bump: float = 3.0):

@@ -2,7 +2,7 @@ import torch
 from diffusers import StableDiffusionInstructPix2PixPipeline
 from transformers import CLIPTokenizer
 
-from nerf_edit.tiny import build_tiny_ip2p_pipeline, build_tiny_tokenizer, bytes_to_unicode
+from nerf_edit.models.tiny import build_tiny_ip2p_pipeline, build_tiny_tokenizer, bytes_to_unicode
 
 
 def test_byte_table_covers_every_byte_once():

@@ -1,12 +1,11 @@
 """ViMAEdit's maths (nerf_edit/vimaedit.py) against direct evaluations of the formulas and diffusers' DDIM."""
 
 import numpy as np
-import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from nerf_edit import vimaedit
-from nerf_edit.tiny import build_tiny_tokenizer
+from nerf_edit.models.tiny import build_tiny_tokenizer
+from nerf_edit.vimaedit import ops as vimaedit
 
 
 def row_stochastic(rng, *shape):

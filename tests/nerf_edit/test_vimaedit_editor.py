@@ -5,16 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nerf_edit.editors import EditorConfig, EditorError
-from nerf_edit.loading import ModelUnavailableError
-from nerf_edit.vimaedit_attention import VIMAEDIT_LAYOUT, AttentionControl, attention_control
-from nerf_edit.vimaedit_editor import (
-    ViMAEditConfig,
-    ViMAEditEditor,
-    ViMAEditLocalizer,
-    content_words,
-    load_vimaedit_models,
-)
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.config.vimaedit import ViMAEditConfig
+from nerf_edit.errors import EditorError, ModelUnavailableError
+from nerf_edit.vimaedit.attention import VIMAEDIT_LAYOUT, AttentionControl, attention_control
+from nerf_edit.vimaedit.editor import ViMAEditEditor
+from nerf_edit.vimaedit.localizer import ViMAEditLocalizer, content_words
+from nerf_edit.vimaedit.models import load_vimaedit_models
 
 TINY = ViMAEditConfig(model="tiny", ip_adapter="tiny", clip_model="tiny", source_prompt="a red ball",
                       blend_words="red blue", steps=10)
@@ -64,7 +61,7 @@ def test_explicit_attention_equals_diffusers_processors_with_ip_adapter(tiny_mod
 
 @torch.no_grad()
 def test_p2p_self_injection_and_cross_refinement_in_recorded_maps(tiny_models):
-    from nerf_edit import vimaedit
+    from nerf_edit.vimaedit import ops as vimaedit
 
     latents, context, added = unet_inputs(tiny_models)
     ids = tiny_models.tokenizer(["a red ball", "a blue big ball"]).input_ids
@@ -142,7 +139,7 @@ def test_bad_input_is_one_line(tiny_models):
 
 
 def test_models_load_from_folders_like_the_hub_layout(tmp_path, tiny_models):
-    from nerf_edit.tiny_sd import write_tiny_vimaedit_models
+    from nerf_edit.models.tiny import write_tiny_vimaedit_models
 
     paths = write_tiny_vimaedit_models(tmp_path)
     loaded = load_vimaedit_models(replace(TINY, **paths), "cpu")

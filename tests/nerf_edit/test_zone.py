@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from nerf_edit import zone
-from nerf_edit.masks import mask_iou
-from nerf_edit.tiny import build_tiny_tokenizer
+from nerf_edit.core.masks import mask_iou
+from nerf_edit.models.tiny import build_tiny_tokenizer
+from nerf_edit.zone import ops as zone
 
 
 def square(size, top, left, side):

@@ -3,10 +3,14 @@
 import pytest
 import torch
 
-from nerf_edit import zone
-from nerf_edit.editors import EditorConfig, EditorError, RelevanceGuidedEditor, ZoneConfig, editor_class
-from nerf_edit.zone_editor import ZoneEditor
-from nerf_edit.segment import make_segmenter
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.config.zone import ZoneConfig
+from nerf_edit.errors import EditorError
+from nerf_edit.models.segment import make_segmenter
+from nerf_edit.registry import editor_class
+from nerf_edit.wys.editor import RelevanceGuidedEditor
+from nerf_edit.zone import ops as zone
+from nerf_edit.zone.editor import ZoneEditor
 
 
 class QuadrantSegmenter:
@@ -152,7 +156,7 @@ def test_tiny_sam_segments_an_image():
 
 
 def test_unavailable_sam_is_one_line():
-    from nerf_edit.loading import ModelUnavailableError
+    from nerf_edit.errors import ModelUnavailableError
 
     with pytest.raises(ModelUnavailableError) as info:
         make_segmenter("some-org/no-such-sam")

@@ -17,8 +17,8 @@ from accelerate.state import AcceleratorState
 from nerf_edit.action.accuracy import action_accuracy
 from nerf_edit.action.data import read_pairs
 from nerf_edit.action.train import ActionTrainConfig, train_editaction
-from nerf_edit.loading import load_ip2p_pipeline
-from nerf_edit.tiny import build_tiny_ip2p_pipeline
+from nerf_edit.models.loading import load_ip2p_pipeline
+from nerf_edit.models.tiny import build_tiny_ip2p_pipeline
 from nerf_edit_scripts.make_action_pairs import make_action_pairs
 
 pytestmark = pytest.mark.slow  # 700 training steps and four readings of 280 held-out pairs

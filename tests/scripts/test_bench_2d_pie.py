@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nerf_edit import pie_bench
+from nerf_edit.eval import pie_bench
 from nerf_edit_scripts import bench_2d_pie, make_pie_bench
 
 TINY_ARGS = ["--vimaedit.model", "tiny", "--vimaedit.ip-adapter", "tiny", "--vimaedit.clip-model", "tiny",

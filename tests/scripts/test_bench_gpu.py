@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from nerf_edit.editors import EditorConfig, RelevanceGuidedEditor
-from nerf_edit.ip2p import InstructPix2Pix
-from nerf_edit.tiny import build_full_size_ip2p_pipeline
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.models.full_size import build_full_size_ip2p_pipeline
+from nerf_edit.models.ip2p import InstructPix2Pix
+from nerf_edit.wys.editor import RelevanceGuidedEditor
 
 
 @pytest.mark.gpu
@@ -24,9 +25,10 @@ def test_full_size_guided_edit_on_gpu_keeps_pixels_outside_the_mask():
 
 @pytest.mark.gpu
 def test_full_size_zone_edit_on_gpu_keeps_pixels_outside_its_mask():
-    from nerf_edit.editors import ZoneConfig
-    from nerf_edit.zone_editor import ZoneEditor
-    from nerf_edit.segment import SamSegmenter, build_full_size_sam
+    from nerf_edit.config.zone import ZoneConfig
+    from nerf_edit.models.full_size import build_full_size_sam
+    from nerf_edit.models.segment import SamSegmenter
+    from nerf_edit.zone.editor import ZoneEditor
 
     sam = SamSegmenter(build_full_size_sam(dtype=torch.float16), device="cuda", points_per_side=8)
     assert sum(p.numel() for p in sam.generator.model.vision_encoder.parameters()) > 600e6  # ViT-H

@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
-from nerf_edit.io import atomic_save_image
-from nerf_edit.validate import UsageError
+from nerf_edit.core.io import atomic_save_image
+from nerf_edit.errors import UsageError
 from nerf_edit_scripts import cli, edit_image, evaluate, evaluate_scene, make_scene
 
 ENTRYPOINTS = {
@@ -104,7 +104,7 @@ CASES = [
     # editors, models, plug-ins
     ("nerf-edit-image", IMAGE + ["--editor", "nowhere:Editor"], "cannot import editor 'nowhere:Editor'"),
     ("nerf-edit-image", IMAGE + ["--editor", "bogus"], "unknown --editor 'bogus'"),
-    ("nerf-edit-image", IMAGE + ["--editor", "nerf_edit.editors:EditResult"], "lacks relevance()/edit()"),
+    ("nerf-edit-image", IMAGE + ["--editor", "nerf_edit.editing.editor:EditResult"], "lacks relevance()/edit()"),
     ("nerf-edit-image", IMAGE[:-1] + ["some-org/not-downloaded"], "'some-org/not-downloaded' is not available"),
     ("nerf-edit-image", IMAGE[:-1] + ["./no/such/folder"], "is not a directory"),
     ("nerf-edit-image", IMAGE[:-1] + ["{model_folder}"], "has no model_index.json"),
@@ -173,7 +173,8 @@ def no_loading(monkeypatch):
     def loaded(*args, **kwargs):
         raise AssertionError("a model, run or scene was loaded before the settings were checked")
 
-    from nerf_edit import ip2p, metrics, segment
+    from nerf_edit.eval import metrics
+    from nerf_edit.models import ip2p, segment
 
     monkeypatch.setattr(ip2p.InstructPix2Pix, "from_pretrained", loaded)
     monkeypatch.setattr(metrics.ClipEmbedder, "__init__", loaded)

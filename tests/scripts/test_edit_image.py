@@ -3,8 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nerf_edit.editors import EditorConfig, ZoneConfig
-from nerf_edit.io import atomic_save_image, load_image
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.config.zone import ZoneConfig
+from nerf_edit.core.io import atomic_save_image, load_image
 from nerf_edit_scripts.edit_image import EditImage
 
 

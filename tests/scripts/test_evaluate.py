@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nerf_edit.io import atomic_save_image
+from nerf_edit.core.io import atomic_save_image
 from nerf_edit_scripts.evaluate import Evaluate
 
 
@@ -46,7 +46,7 @@ def test_cli_writes_json_and_plot_with_known_background_psnr(frames):
 
 
 def test_a_missing_run_is_a_run_not_found_error(tmp_path):
-    from nerf_edit.io import RunNotFoundError
+    from nerf_edit.errors import RunNotFoundError
     from nerf_edit_methods.validate import check_checkpoint_dir
     from nerf_edit_scripts.evaluate_scene import EvaluateScene, read_run_config
 

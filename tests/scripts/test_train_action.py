@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nerf_edit.action.train import ActionTrainConfig, train_editaction
-from nerf_edit.loading import load_ip2p_pipeline
+from nerf_edit.models.loading import load_ip2p_pipeline
 from nerf_edit_scripts.make_action_pairs import make_action_pairs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,11 +98,9 @@ def test_two_processes_under_accelerate_launch_match_one(pairs, trained, tmp_pat
 
 
 def test_trained_folder_edits_an_image(trained, tmp_path):
-    from nerf_edit.editors import EditorConfig
-    from nerf_edit.io import load_image
+    from nerf_edit.config.editor import EditorConfig
+    from nerf_edit.core.io import atomic_save_image, load_image
     from nerf_edit_scripts.edit_image import EditImage
-
-    from nerf_edit.io import atomic_save_image
 
     picture = tmp_path / "view.png"
     atomic_save_image(picture, torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)))

@@ -1,0 +1,50 @@
+"""The edit worker of `--pipeline.overlap-edits`: dataset updates run on one thread beside training (on CUDA on
+their own stream), one job of K views at a time."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+
+
+@dataclass
+class EditJob:
+    """One dataset update of K views, from render to result."""
+
+    indices: List[int]
+    renders: torch.Tensor  # [K, H, W, 3] the views as the NeRF renders them
+    masks: Optional[torch.Tensor]  # [K, H, W] bool, where the edits may act (None: the editor decides)
+    strength: float  # the noise level the edits start from
+    prompt: str
+    edited: Optional[torch.Tensor] = None  # [K, H, W, 3] results, the photo outside the masks
+    relevance: Optional[torch.Tensor] = None  # [K, H, W] new relevance targets
+
+
+class EditWorker:
+    """One worker thread for the editor; on CUDA it runs on its own stream, synchronised with the training stream
+    at submission (the renders are ready) and at the result (the edits are ready)."""
+
+    def __init__(self, device: torch.device):
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wys-edit")
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def submit(self, function, job: EditJob) -> Future:
+        if self.stream is None:
+            return self.executor.submit(function, job)
+        ready = torch.cuda.current_stream(self.stream.device).record_event()
+
+        def on_stream():
+            with torch.cuda.stream(self.stream):
+                self.stream.wait_event(ready)
+                return function(job)
+
+        return self.executor.submit(on_stream)
+
+    def result(self, future: Future) -> EditJob:
+        job = future.result()
+        if self.stream is not None:
+            torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
+        return job

@@ -1,0 +1,76 @@
+"""ZONE's settings (nested in EditorConfig as `zone`) and their checks; the system itself is `nerf_edit.zone`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from nerf_edit.errors import UsageError
+from nerf_edit.models.loading import MAGICBRUSH_MODEL_ID, MODEL_INDEX, check_model
+from nerf_edit.models.segment import SAM_MODEL_ID
+from nerf_edit.plugins import import_object
+from nerf_edit.validate import check_at_least, check_choice, check_range
+
+Action = Literal["add", "remove", "change"]
+ACTIONS: tuple[Action, ...] = ("add", "remove", "change")
+
+
+@dataclass
+class ZoneConfig:
+    """ZONE's localisation and blending settings; defaults are the paper's and its code's (pixels at 512²)."""
+
+    attention_threshold: float = 128.0
+    """Rough mask: where the contrast-stretched first-minus-last-token attention (0-255 scale) is below this."""
+    attention_contrast: float = 2.0
+    """Contrast stretch of the token difference before thresholding (saturates at 255)."""
+    attention_layers: Literal["coarsest", "all"] = "coarsest"
+    """Cross-attention layers averaged: `coarsest` (1/32 of the image in SD, as ZONE) or `all` (resized)."""
+    fusion_model: str = MAGICBRUSH_MODEL_ID
+    """Second IP2P-architecture model fused into every step (MagicBrush); `none` turns fusion off."""
+    action: str = "rules"
+    """add/remove/change classifier (sets the fusion weight): `rules`, a fixed action, or `package.module:Name`."""
+    segmenter: str = SAM_MODEL_ID
+    """Segments for Region-IoU refinement: SAM hub id or folder, `tiny`, `none` (keep the rough mask), or
+    `package.module:Name`."""
+    sam_points_per_side: int = 32
+    """SAM automatic mask generation: grid points per image side."""
+    sam_points_per_batch: int = 64
+    """SAM prompts decoded at once (memory vs speed)."""
+    edge_dilate_px: float = 4.0
+    """Edge smoother: the refined mask is dilated by this much before the layers are compared."""
+    edge_radius_px: float = 200.0
+    """Edge smoother: radius D0 of the ideal low-pass filter."""
+    edge_threshold: float = 30.0
+    """Edge smoother: low-passed difference (0-255) above this counts as edited."""
+    edge_close_px: float = 10.0
+    """Edge smoother: radius of the morphological closing."""
+    edge_alpha: float = 0.6
+    """Weight of the edit on the band the smoother adds around the refined mask."""
+
+
+def check_zone_config(zone, prefix: str = "--zone.", main_model: Optional[str] = None, check_models: bool = True) -> None:
+    """ZoneConfig's ranges; with `check_models` (ZONE is used) also the action classifier, the fusion model (unless
+    it is `main_model`) and the segmenter."""
+    check_range(f"{prefix}attention-threshold", zone.attention_threshold, 0, 255)
+    check_range(f"{prefix}attention-contrast", zone.attention_contrast, 0, low_open=True)
+    check_choice(f"{prefix}attention-layers", zone.attention_layers, ("coarsest", "all"))
+    check_at_least(f"{prefix}sam-points-per-side", zone.sam_points_per_side, 1)
+    check_at_least(f"{prefix}sam-points-per-batch", zone.sam_points_per_batch, 1)
+    for field_name in ("edge_dilate_px", "edge_radius_px", "edge_close_px"):
+        check_range(prefix + field_name.replace("_", "-"), getattr(zone, field_name), 0)
+    check_range(f"{prefix}edge-threshold", zone.edge_threshold, 0, 255)
+    check_range(f"{prefix}edge-alpha", zone.edge_alpha, 0, 1)
+    if not check_models:
+        return
+    if zone.action not in ("rules", *ACTIONS):
+        if ":" not in zone.action:
+            raise UsageError(f"unknown {prefix}action {zone.action!r}: use 'rules', one of {list(ACTIONS)}, "
+                             f"or an import path 'package.module:Name'")
+        import_object(zone.action, "action classifier")
+    if zone.fusion_model not in ("none", main_model):
+        check_model(zone.fusion_model, f"{prefix}fusion-model", MODEL_INDEX)
+    if zone.segmenter != "none":
+        if ":" in zone.segmenter and not zone.segmenter.startswith((".", "/", "~")):
+            import_object(zone.segmenter, "segmenter")
+        else:
+            check_model(zone.segmenter, f"{prefix}segmenter", "config.json")

@@ -1,0 +1,1 @@
+"""Evaluation: CLIP and background metrics of edits, and the PIE-Bench metrics."""

@@ -1,0 +1,2 @@
+"""The networks: the IP2P wrapper, model loading, attention processors, the segmenter, CLIP, and every tiny and
+full-size random-weight builder."""

@@ -1,0 +1,123 @@
+"""ZONE's localiser: the fused IP2P edit with IP2P's cross-attention recorded gives the rough mask M_b; the
+automatic segment with the best Region-IoU refines it to M_f."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.config.zone import check_zone_config
+from nerf_edit.core.guided import StepCallback, denoise, observe
+from nerf_edit.core.stages import StageTimer
+from nerf_edit.editing.localizer import IP2PLocalizer, Localization
+from nerf_edit.models.attention import CrossAttentionRecorder, record_cross_attention
+from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix
+from nerf_edit.zone import ops as zone
+from nerf_edit.zone.parts import FusionHook, ZoneParts, load_zone_parts, next_attention_step
+
+
+@dataclass
+class ZoneLocalization(Localization):
+    """ZONE's localisation of a batch; `mask` is the refined mask M_f."""
+
+    canvas: Optional[torch.Tensor] = None  # [B, 3, H, W] the globally edited image I_sty (fused IP2P)
+    rough_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_b (None when the caller gave the mask)
+    refined_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_f, the segment with the best Region-IoU
+    actions: list = field(default_factory=list)  # the add/remove/change decision per image
+    attention: Optional[torch.Tensor] = None  # [B, h, w, L] the averaged cross-attention maps
+
+
+@dataclass
+class FusedEdit:
+    action: str
+    latents: torch.Tensor  # [B, 4, h, w] the final latents
+    canvas: torch.Tensor  # [B, 3, H, W] decoded, cropped to the images
+    recorder: Optional[CrossAttentionRecorder] = None  # IP2P's cross-attention, when recorded
+
+
+class ZoneLocalizer(IP2PLocalizer):
+    """ZONE §4.2-4.3: fused edit of the conditioning with IP2P's cross-attention recorded, rough mask from the
+    attention, refined by the automatic segment with the best Region-IoU (segments of the edit, or of the images
+    for "remove"). Starts from noise, as ZONE's code (diffusers' IP2P sampling), unless `config.start_from` says."""
+
+    def __init__(self, config: EditorConfig, ip2p: InstructPix2Pix, parts: Optional[ZoneParts] = None,
+                 stages: Optional[StageTimer] = None):
+        """`parts` (MagicBrush, SAM, the classifier) are loaded from `config.zone` unless given (benchmarks pass
+        random-weight full-size models); `stages` times the steps (an editor passes its own timer)."""
+        super().__init__(config, ip2p)
+        self.parts = parts if parts is not None else load_zone_parts(config, ip2p)
+        self.stages = stages if stages is not None else StageTimer(str(ip2p.device))
+
+    @classmethod
+    def check_models(cls, config: EditorConfig) -> None:
+        """ZONE's models (fusion model, segmenter, action classifier) can be had: checked before any loads."""
+        check_zone_config(config.zone, main_model=config.model)
+
+    @property
+    def start_from(self) -> str:
+        return "noise" if self.config.start_from == "auto" else self.config.start_from
+
+    def fused_edit(self, encoded: EncodedInputs, instruction: str, strength: float, noise: torch.Tensor,
+                   record: bool = False, on_step: Optional[StepCallback] = None) -> FusedEdit:
+        """Classify the instruction, then IP2P fused with the fusion model edits `encoded` globally; IP2P's
+        cross-attention is recorded only when `record`."""
+        ip2p, config, stage = self.ip2p, self.config, self.stages.stage
+        with stage("classify"):
+            action = self.parts.action(instruction)
+        with stage("fused denoise + attention capture" if record else "fused denoise"):
+            timesteps, latents, noise = ip2p.start_latents(encoded.clean, noise, config.steps, strength,
+                                                           self.start_from == "noise")
+            recorder = CrossAttentionRecorder(branches=3, branch=0) if record else None
+            hooks = [next_attention_step(recorder)] if recorder is not None else []
+            if self.parts.fusion is not None:
+                hooks.append(FusionHook(self.parts.fusion, ip2p.scheduler, latents, encoded.conditioning, instruction,
+                                        config.guidance_scale, config.image_guidance_scale, zone.FUSION_BETA[action]))
+            if on_step is not None:
+                hooks.append(observe(on_step))
+            predict = ip2p.guided_predictor(encoded.condition, instruction, config.guidance_scale,
+                                            config.image_guidance_scale)
+            recording = record_cross_attention(ip2p.unet, recorder) if recorder is not None else contextlib.nullcontext()
+            with recording:
+                latents = denoise(predict, ip2p.scheduler, latents, timesteps, hooks)
+        with stage("decode"):
+            canvas = ip2p.decode_cropped(latents, encoded.images)
+        return FusedEdit(action, latents, canvas, recorder)
+
+    def refine(self, images: torch.Tensor, canvas: torch.Tensor, rough: torch.Tensor, action: str) -> torch.Tensor:
+        """M_f: per image, the segment with the best Region-IoU against `rough` [B, H, W] (segments of the edit,
+        or of `images` for "remove"); `rough` itself without a segmenter or segments. -> [B, H, W] bool"""
+        refined = rough.clone()
+        segmenter = self.parts.segmenter
+        if segmenter is None:
+            return refined
+        source = images if action == "remove" else canvas
+        for i in range(images.shape[0]):
+            with self.stages.stage("segment (SAM)"):
+                segments = segmenter(source[i])
+            with self.stages.stage("Region-IoU"):
+                refined[i] = zone.refine_mask(segments, rough[i])[0].to(images.device)
+        return refined
+
+    def localize_encoded(self, encoded: EncodedInputs, instruction: str, generator: Optional[torch.Generator] = None,
+                         strength: float = 1.0, noise: Optional[torch.Tensor] = None,
+                         on_step: Optional[StepCallback] = None) -> ZoneLocalization:
+        settings = self.config.zone
+        images = encoded.images
+        if noise is None:
+            noise = self.ip2p.draw_noise(images, generator)
+        fused = self.fused_edit(encoded, instruction, strength, noise, record=True, on_step=on_step)
+        height, width = encoded.size
+        with self.stages.stage("rough mask"):
+            factor = self.ip2p.vae_scale_factor
+            padded_size = (fused.latents.shape[-2] * factor, fused.latents.shape[-1] * factor)
+            attention = fused.recorder.average(padded_size, settings.attention_layers)
+            last = zone.last_token_index(self.ip2p.tokenizer, instruction)
+            rough = zone.rough_mask(attention, last, padded_size, settings.attention_threshold,
+                                    settings.attention_contrast)[:, :height, :width].to(images.device)
+        refined = self.refine(images, fused.canvas, rough, fused.action)
+        return ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
+                                actions=[fused.action] * images.shape[0], attention=attention)
