@@ -62,8 +62,6 @@ class SweepAction:
     """Train on the CPU even where a GPU exists."""
 
     def main(self) -> list:
-        from accelerate.state import AcceleratorState
-
         everything = read_pairs(self.data)
         heldout = [pair for pair in everything if pair.split == "heldout"]
         vocabulary = [pair.instruction for pair in everything]
@@ -73,7 +71,6 @@ class SweepAction:
         rows = []
         for lambda_action, lambda_reg, lr in itertools.product(self.lambda_action, self.lambda_reg, self.learning_rate):
             folder = self.output / f"run_{lambda_action:g}_{lambda_reg:g}_{lr:g}"
-            AcceleratorState._reset_state(True)  # one accelerate state per run in this process
             train_editaction(ActionTrainConfig(
                 data=self.data, output=folder, model=self.model, resolution=self.resolution, steps=self.steps,
                 batch_size=self.batch_size, learning_rate=lr, lambda_action=lambda_action, lambda_reg=lambda_reg,

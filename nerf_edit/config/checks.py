@@ -9,6 +9,7 @@ from nerf_edit.config.vimaedit import check_vimaedit_config
 from nerf_edit.config.zone import check_zone_config
 from nerf_edit.errors import UsageError
 from nerf_edit.models.loading import MODEL_INDEX, check_dtype, check_model
+from nerf_edit.plugins import import_object
 from nerf_edit.registry import EDITORS, editor_class, localizer_class
 from nerf_edit.validate import check_at_least, check_choice, check_device, check_range
 
@@ -34,6 +35,8 @@ def check_editor_config(config, check_models: bool = True, uses_zone: bool = Fal
     check_at_least(f"{prefix}relevance-samples", config.relevance_samples, 1)
     check_range(f"{prefix}iqr-k", config.iqr_k, 0)
     check_localizer(config.localizer, f"{prefix}localizer")
+    for spec in config.step_hooks:
+        import_object(spec, f"{prefix}step-hooks")
     check_choice(f"{prefix}start-from", config.start_from, ("auto", "input", "noise"))
     check_choice(f"{prefix}latent-mask", config.latent_mask, ("any", "nearest"))
     check_device(config.device, f"{prefix}device")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Tuple
 
 from nerf_edit.config.vimaedit import ViMAEditConfig
 from nerf_edit.config.zone import ZoneConfig
@@ -57,7 +57,11 @@ class EditorConfig:
     above 0.8 (its critical region), deterministic DDIM elsewhere. Needs a localiser with a soft map."""
     localizer: str = "auto"
     """Where edits may act: `relevance` (WYS maps), `zone` (IP2P attention + SAM), `auto` (the editor's own), or
-    an import path `package.module:Class` (see nerf_edit.localizers)."""
+    an import path `package.module:Class` (see nerf_edit.editing.localizer)."""
+    step_hooks: Tuple[str, ...] = ()
+    """Step hooks added to every IP2P denoising loop, by import path `package.module:Name`: a class is built per
+    edit as `Name(config, ip2p)`, a function is used as it is; either is called after each scheduler step as
+    `hook(step) -> latents` (see nerf_edit.core.guided.Step), before the mask's blend."""
     zone: ZoneConfig = field(default_factory=ZoneConfig)
     """ZONE settings (used by the zone editor and the zone localizer)."""
     vimaedit: ViMAEditConfig = field(default_factory=ViMAEditConfig)

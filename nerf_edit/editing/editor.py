@@ -35,6 +35,7 @@ from nerf_edit.editing.localizer import Localization, Localizer, localize
 from nerf_edit.errors import as_editor_error
 from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix, pad_to_multiple
 from nerf_edit.models.loading import MODEL_INDEX, check_model
+from nerf_edit.plugins import import_object
 from nerf_edit.registry import editor_class, localizer_class
 
 
@@ -152,13 +153,13 @@ class IP2PEditor:
     ) -> torch.Tensor:
         """Edit `encoded` from its z0 with the fixed `noise` (from `draw_noise`). With a pixel `mask` [B, H, W] only
         its latent cells (`config.latent_mask` says which) change and the others follow `known` (z0 of the
-        background, default the images') re-noised. `hooks` (samplers) run before the mask's; `on_step(i, t,
-        latents)` last.
+        background, default the images') re-noised. `config.step_hooks` (plug-ins), then `hooks` (samplers),
+        run before the mask's; `on_step(i, t, latents)` last.
         -> the final latents [B, 4, h, w]"""
         ip2p, config = self.ip2p, self.config
         timesteps, latents, noise = ip2p.start_latents(encoded.clean, noise, config.steps, strength,
                                                        self.start_from == "noise")
-        all_hooks = list(hooks)
+        all_hooks = [*step_hook_plugins(config, ip2p), *hooks]
         if mask is not None:
             latent_mask = self.latent_cells(mask, config.latent_mask).to(latents.device)
             known = encoded.clean if known is None else known
@@ -189,6 +190,16 @@ class IP2PEditor:
         if background is encoded.conditioning:
             return encoded.condition * self.ip2p.vae.config.scaling_factor
         return self.ip2p.encode(pad_to_multiple(background, self.ip2p.vae_scale_factor))
+
+
+def step_hook_plugins(config: EditorConfig, ip2p: InstructPix2Pix) -> list[StepHook]:
+    """The step hooks `config.step_hooks` names, built for one edit: a class as `Class(config, ip2p)`, anything
+    else as it is."""
+    hooks = []
+    for spec in config.step_hooks:
+        target = import_object(spec, "step hook")
+        hooks.append(target(config, ip2p) if isinstance(target, type) else target)
+    return hooks
 
 
 def make_editor(spec: str, config: Optional[EditorConfig] = None) -> Editor:

@@ -13,6 +13,7 @@ from nerf_edit.config.editor import EditorConfig
 from nerf_edit.config.zone import check_zone_config
 from nerf_edit.core.guided import StepCallback, denoise, observe
 from nerf_edit.core.stages import StageTimer
+from nerf_edit.editing.editor import step_hook_plugins
 from nerf_edit.editing.localizer import IP2PLocalizer, Localization
 from nerf_edit.models.attention import CrossAttentionRecorder, record_cross_attention
 from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix
@@ -72,7 +73,9 @@ class ZoneLocalizer(IP2PLocalizer):
             timesteps, latents, noise = ip2p.start_latents(encoded.clean, noise, config.steps, strength,
                                                            self.start_from == "noise")
             recorder = CrossAttentionRecorder(branches=3, branch=0) if record else None
-            hooks = [next_attention_step(recorder)] if recorder is not None else []
+            hooks = step_hook_plugins(config, ip2p)
+            if recorder is not None:
+                hooks.append(next_attention_step(recorder))
             if self.parts.fusion is not None:
                 hooks.append(FusionHook(self.parts.fusion, ip2p.scheduler, latents, encoded.conditioning, instruction,
                                         config.guidance_scale, config.image_guidance_scale, zone.FUSION_BETA[action]))

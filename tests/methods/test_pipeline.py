@@ -283,6 +283,22 @@ def test_a_localizer_by_import_path_trains_the_relevance_field(scene, tmp_path):
     assert pipeline.editor.localizer.calls == len(batch["relevance"])
 
 
+def test_a_step_hook_by_import_path_runs_in_the_dataset_update(scene, tmp_path, monkeypatch):
+    """--pipeline.editing.step-hooks package.module:Class: a user's step hook is built for each edit of a training
+    view and sees every scheduler step of it."""
+    import toy_hook
+
+    monkeypatch.setattr(toy_hook, "CALLS", [])
+    trainer = setup_trainer(scene, tmp_path, [*TINY_RELEVANCE, "--pipeline.editing.step-hooks", "toy_hook:CountingHook"])
+    pipeline = trainer.pipeline
+    pipeline.compute_relevance_targets()
+    assert toy_hook.CALLS == []  # relevance maps run no denoising loop
+    pipeline.edit_view(1)
+    pipeline.edit_view(3)
+    assert [index for index, _ in toy_hook.CALLS] == [0, 1, 0, 1]  # 2 steps per edit
+    assert len({instance for _, instance in toy_hook.CALLS}) == 2
+
+
 def seeded_pipeline(scene, output_dir, args):
     """Two of these with the same args are the same NeRF (ns-train seeds torch before building; in-process we do)."""
     torch.manual_seed(0)
@@ -355,20 +371,14 @@ def test_vimaedit_grounding_trains_the_relevance_field(scene, tmp_path):
 def test_an_editaction_folder_is_the_scene_editors_model(scene, tmp_path):
     """The EditAction trainer writes a plain IP2P folder: `--pipeline.editing.model <folder>` loads it as it is, and
     its fine-tuned weights, not the base model's, make the scene's edits."""
-    from accelerate.state import AcceleratorState
-
     from nerf_edit.action.train import ActionTrainConfig, train_editaction
     from nerf_edit.models.loading import load_ip2p_pipeline
     from nerf_edit_scripts.make_action_pairs import make_action_pairs
 
     pairs = make_action_pairs(tmp_path / "pairs", count=8, heldout=0, size=32, seed=1)
-    AcceleratorState._reset_state(True)  # accelerate keeps one state per process
-    try:
-        folder = train_editaction(ActionTrainConfig(
-            data=pairs, output=tmp_path / "editaction", model="tiny", resolution=32, steps=3, batch_size=4,
-            learning_rate=1e-3, negatives="any", checkpoint_every=3, log_with="none", cpu=True))
-    finally:
-        AcceleratorState._reset_state(True)
+    folder = train_editaction(ActionTrainConfig(
+        data=pairs, output=tmp_path / "editaction", model="tiny", resolution=32, steps=3, batch_size=4,
+        learning_rate=1e-3, negatives="any", checkpoint_every=3, log_with="none", cpu=True))
     model_flag = TINY_RELEVANCE.index("tiny")
     tuned = seeded_pipeline(scene, tmp_path / "tuned", [*TINY_RELEVANCE[:model_flag], str(folder),
                                                          *TINY_RELEVANCE[model_flag + 1:]])

@@ -12,7 +12,6 @@ Measured (this machine, 2:43 on one thread; README "EditAction" has six other se
 """
 
 import pytest
-from accelerate.state import AcceleratorState
 
 from nerf_edit.action.accuracy import action_accuracy
 from nerf_edit.action.data import read_pairs
@@ -41,14 +40,10 @@ def test_action_loss_beats_plain_fine_tuning_on_heldout_action_accuracy(tmp_path
                                resolution=64, timestep_fraction=0.3).accuracy
 
     def train(model, output, steps: int, learning_rate: float, lambda_action: float, **extra):
-        AcceleratorState._reset_state(True)  # accelerate keeps one state per process; each run starts afresh
-        try:
-            return train_editaction(ActionTrainConfig(
-                data=data, output=tmp_path / output, model=str(model), resolution=64, steps=steps, batch_size=8,
-                **extra, learning_rate=learning_rate, lambda_action=lambda_action, lambda_reg=0.0, negatives="any",
-                action_timestep_fraction=0.2, checkpoint_every=steps, log_with="none", cpu=True, seed=0))
-        finally:
-            AcceleratorState._reset_state(True)
+        return train_editaction(ActionTrainConfig(
+            data=data, output=tmp_path / output, model=str(model), resolution=64, steps=steps, batch_size=8,
+            **extra, learning_rate=learning_rate, lambda_action=lambda_action, lambda_reg=0.0, negatives="any",
+            action_timestep_fraction=0.2, checkpoint_every=steps, log_with="none", cpu=True, seed=0))
 
     start = accuracy(tmp_path / "tiny_scaled")
     # The same start through the trainer's flag (the code-built `tiny` weights, factor 5 written into the output).
