@@ -21,7 +21,7 @@ VIDEO=renders/wys_$STAMP.mp4
 
 if [ "$EDITOR" = auto ]; then
     if [ "$MODEL" = auto ]; then
-        MODEL=$("$BIN/python" -c 'from nerf_edit.loading import IP2P_MODEL_ID; print(IP2P_MODEL_ID)')
+        MODEL=$("$BIN/python" -c 'from nerf_edit.models.loading import IP2P_MODEL_ID; print(IP2P_MODEL_ID)')
         # The hub's own offline cache lookup: a path when the model's index is cached, nothing is downloaded.
         if "$BIN/python" -c 'import sys; from huggingface_hub import try_to_load_from_cache
 sys.exit(0 if isinstance(try_to_load_from_cache(sys.argv[1], "model_index.json"), str) else 1)' "$MODEL"; then

@@ -8,7 +8,7 @@ It needs no weights and runs anywhere, so `make demo` can show WYS's promise (th
 of the scene does not) on machines without the real IP2P weights. It understands colours, not objects: every
 pixel of the source colour is relevant, whatever it belongs to.
 
-It follows the `Editor` protocol (`nerf_edit.editors`) and is constructed as `ColorKeyEditor(EditorConfig)`; of
+It follows the `Editor` protocol (`nerf_edit.editing.Editor`) and is constructed as `ColorKeyEditor(EditorConfig)`; of
 the config it uses `tau` (mask = relevance >= tau when no mask is given) and `dilate_px`. `model`, the guidance
 scales, steps and `strength` have no meaning for it and are ignored.
 """

@@ -44,7 +44,7 @@ class BatchLayout:
 
 
 VIMAEDIT_LAYOUT = BatchLayout(chunks=4, record=(2, 3), base=2, edited=3)  # [uncond src, uncond tar, cond src, cond tar]
-IP2P_LAYOUT = BatchLayout(chunks=3, record=(0,))  # nerf_edit.ip2p.predict_guided: [text+image, image, null]
+IP2P_LAYOUT = BatchLayout(chunks=3, record=(0,))  # nerf_edit.models.ip2p predict_guided: [text+image, image, null]
 
 
 def attention_factors(unet) -> List[int]:

@@ -45,7 +45,7 @@ class ViMAEditLocalizer:
     M₀ (the blend tokens' cross-attention, resized to latent/2) is refined K times with M ← γM + (1−γ)·A·M and
     summed; the sum, min-max normalised and nearest-resized to pixels, is `soft`; `mask` is soft > mask_threshold.
     Blend tokens: `config.vimaedit.blend_words` when set, else the instruction's content words. Grids as
-    `vimaedit_attention.grounding_factors` (IP2P has SD-1.5's UNet: 16² and 32² at 512²)."""
+    `nerf_edit.vimaedit.attention.grounding_factors` (IP2P has SD-1.5's UNet: 16² and 32² at 512²)."""
 
     def __init__(self, config: EditorConfig, ip2p: InstructPix2Pix):
         self.config = config

@@ -129,7 +129,7 @@ def refine_mask(segments: Optional[torch.Tensor], mask: torch.Tensor) -> tuple[t
 
 
 # ------------------------------------------------------------------------------------------- morphology
-# dilate (square, by a radius) is nerf_edit.masks.dilate, imported above.
+# dilate (square, by a radius) is nerf_edit.core.masks.dilate, imported above.
 def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Square erosion; outside the image counts as set, as in OpenCV's default border for erosion."""
     if radius <= 0:

@@ -45,7 +45,7 @@ def test_import_opens_no_network_connection():
         "import socket\n"
         "def refuse(*a, **k): raise SystemExit('network used')\n"
         "socket.socket.connect = refuse\nsocket.create_connection = refuse\nsocket.getaddrinfo = refuse\n"
-        "import nerf_edit, nerf_edit_methods.configs\n"
+        "import nerf_edit, nerf_edit.wys, nerf_edit.zone, nerf_edit.vimaedit, nerf_edit.eval.pie_bench, nerf_edit_methods.configs\n"
         "print('imported')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
