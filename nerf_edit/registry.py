@@ -8,7 +8,7 @@ localiser is one class plus one line here. Users need no line at all: `--editor 
 
 from __future__ import annotations
 
-from nerf_edit.errors import EditorError, UsageError
+from nerf_edit.errors import EditorError, UsageError, as_editor_error
 from nerf_edit.plugins import import_object
 
 EDITORS = {
@@ -31,10 +31,8 @@ def editor_class(spec: str) -> type:
     """An editor class from a registered name or an import path `package.module:Class`."""
     if ":" not in spec and spec not in EDITORS:
         raise EditorError(f"unknown editor {spec!r}: use one of {sorted(EDITORS)} or an import path 'package.module:Class'")
-    try:
+    with as_editor_error():
         cls = import_object(EDITORS.get(spec, spec), "editor")
-    except UsageError as error:
-        raise EditorError(str(error)) from error
     if not all(callable(getattr(cls, name, None)) for name in ("relevance", "edit")):
         raise EditorError(f"editor {spec!r} lacks relevance()/edit(): see nerf_edit.editing.Editor")
     return cls

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from PIL import Image
 from nerf_edit.config.checks import check_editor_spec
 from nerf_edit.config.vimaedit import ViMAEditConfig
 from nerf_edit.core.io import atomic_save_image, atomic_write
+from nerf_edit.core.progress import Progress
 from nerf_edit.errors import ImageReadError, UsageError
 from nerf_edit.eval import pie_bench
 from nerf_edit_scripts.cli import run
@@ -94,12 +94,13 @@ class BenchPie:
             editor = build_editor(self, device)
             metrics = pie_bench.PieMetrics(self.dino_model, self.clip_model, self.lpips, device)
             rows_file = output / f"rows-{state.process_index}.jsonl"
-            progress = Progress(len(todo))
-            for item in todo:
-                began = time.perf_counter()
-                row = edit_and_measure(self, editor, metrics, item, output)
-                append_row(rows_file, row)
-                progress.step(item.key, time.perf_counter() - began)
+            with Progress("PIE-Bench", len(todo), "images", every=1,
+                          line=lambda done, total, rate, elapsed, status: f"[{done}/{total}] {status}") as progress:
+                for item in todo:
+                    began = time.perf_counter()
+                    row = edit_and_measure(self, editor, metrics, item, output)
+                    append_row(rows_file, row)
+                    progress.advance(status=f"{item.key} edited and measured in {time.perf_counter() - began:.1f} s")
         state.wait_for_everyone()
         if state.is_main_process:
             write_table(output, [item.key for item in items])
@@ -107,27 +108,6 @@ class BenchPie:
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-class Progress:
-    """A tqdm bar on a terminal, plain `[i/n]` lines otherwise (logs, CI)."""
-
-    def __init__(self, total: int):
-        self.total, self.count = total, 0
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="image")
-
-    def step(self, key: str, seconds: float) -> None:
-        self.count += 1
-        if self.bar is not None:
-            self.bar.update(1)
-            if self.count == self.total:
-                self.bar.close()
-        else:
-            log(f"[{self.count}/{self.total}] {key} edited and measured in {seconds:.1f} s")
 
 
 def append_row(path: Path, row: Dict) -> None:

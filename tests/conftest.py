@@ -4,9 +4,14 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Every process a test starts (ns-train, ns-render, accelerate workers, console scripts) inherits these: one torch
+# thread each, so a subprocess and this process (or two workers) never oversubscribe the cores (measured: two
+# 2-thread torch processes on 2 cores ran 10x slower). A test about threads sets its own.
+for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[variable] = "1"
 
-import pytest
-import torch
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(1)
 

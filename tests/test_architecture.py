@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from waiting import HANG_GUARD
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"nerf_edit": "nerf_edit", "nerf_edit_methods": "methods", "nerf_edit_scripts": "scripts"}
 
@@ -28,7 +30,7 @@ def copy_packages(root: Path) -> Path:
 
 def lint(root: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", LINT, str(root), str(REPO / "pyproject.toml")], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": ""}, cwd=root, timeout=300)  # it reads the cwd first
+                          text=True, env={**os.environ, "PYTHONPATH": ""}, cwd=root, timeout=HANG_GUARD)  # it reads the cwd first
 
 
 def test_the_contracts_hold_and_fail_on_a_back_import(tmp_path):

@@ -18,6 +18,7 @@ from typing import Callable, List
 
 import numpy as np
 import pytest
+from waiting import HANG_GUARD, wait_for
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL_HINT = "run 'apt-get install -y chromium chromium-driver' (as scripts/setup.sh does) and pip install selenium"
@@ -29,10 +30,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_page(port: int, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    """Until the viewer answers HTTP on `port`; fails with the process's log if it dies or never answers."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def wait_for_page(port: int, process: subprocess.Popen, log: Path) -> None:
+    """Until the viewer answers HTTP on `port`; fails with the process's log if it dies (or hangs)."""
+    began = time.monotonic()
+    while time.monotonic() - began < HANG_GUARD:
         if process.poll() is not None:
             pytest.fail(f"the viewer process exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
@@ -41,7 +42,7 @@ def wait_for_page(port: int, process: subprocess.Popen, log: Path, timeout: floa
                     return
         except OSError:
             time.sleep(0.5)
-    pytest.fail(f"the viewer did not serve http://127.0.0.1:{port}/ within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"hang: the viewer did not serve http://127.0.0.1:{port}/ in {HANG_GUARD:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def chromium():
@@ -61,22 +62,17 @@ def chromium():
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1200,800", f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(HANG_GUARD)  # page scripts wait for the page's own events; only a hang stops them
+    driver.set_page_load_timeout(HANG_GUARD)
+    return driver
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
+def wait_until(condition: Callable[[], object], what: str, interval: float = 0.25, process=None):
+    """`waiting.wait_for` for the page: an element not there yet (the page is still being built) is "not yet"."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            value = condition()
-        except (NoSuchElementException, StaleElementReferenceException):  # the page is still being built
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return wait_for(condition, what, process, interval, ignore=(NoSuchElementException, StaleElementReferenceException))
 
 
 def labelled(driver, label: str):
@@ -121,11 +117,11 @@ def open_dropdown(driver, label: str) -> List[str]:
     from selenium.webdriver.common.by import By
 
     labelled(driver, label).click()
-    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "[role='option']"), 10, f"the {label!r} options")
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "[role='option']"), f"the {label!r} options")
     return texts(driver, "[role='option']")
 
 
-def output_types(driver, timeout: float = 120) -> List[str]:
+def output_types(driver) -> List[str]:
     """Open the "Output type" dropdown once the viewer has filled it (after its first render); -> its options."""
     from selenium.webdriver.common.keys import Keys
 
@@ -136,7 +132,7 @@ def output_types(driver, timeout: float = 120) -> List[str]:
         driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)  # close it, look again later
         return None
 
-    return wait_until(filled, timeout, "the output types (the viewer fills them after its first render)", 2)
+    return wait_until(filled, "the output types (the viewer fills them after its first render)", 2)
 
 
 def choose(driver, option: str) -> None:

@@ -12,6 +12,7 @@ import subprocess  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import pytest  # noqa: E402
+from waiting import HANG_GUARD  # noqa: E402
 from wys_runs import HOLD_OUT, PROMPT, QUIET, cli  # noqa: E402
 
 SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"  # the bundled scene
@@ -39,8 +40,7 @@ def ns_train(method: str, output_dir: Path, timestamp: str, args: list, env: dic
 
     command = [cli("ns-train"), method, "--data", str(SCENE), "--output-dir", str(output_dir), "--timestamp", timestamp,
                *LIGHT_CPU_ARGS, *QUIET, *args, *HOLD_OUT]
-    # A guard against a hang, not a speed test: a shared or slow 2-core machine needs ~10 min for the demo's edit.
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return output_dir / "synthetic" / method / timestamp
 

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import torch
+from waiting import HANG_GUARD
 
 from nerf_edit_methods.compat import UnavailableLPIPS, offline_lpips
 
@@ -20,7 +21,7 @@ def test_checkpoint_with_numpy_scalars_loads_with_weights_only():
         "import nerf_edit_methods.configs  # what nerfstudio's entry points import\n"
         "data.seek(0)\nprint('loaded', torch.load(data)['schedulers']['fields']['base_lrs'][0])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], input=buffer.getvalue(), capture_output=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], input=buffer.getvalue(), capture_output=True, timeout=HANG_GUARD)
     out = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert "plain torch refuses: UnpicklingError" in out  # the problem is real under torch >= 2.6 ...

@@ -9,6 +9,7 @@ import subprocess
 import browser
 import numpy as np
 import pytest
+from waiting import HANG_GUARD
 from wys_runs import cli
 
 pytestmark = pytest.mark.slow  # on the demo's trained runs
@@ -18,7 +19,7 @@ def test_ns_eval_completes_and_writes_psnr_and_ssim(demo_runs, tmp_path):
     output = tmp_path / "eval.json"
     result = subprocess.run([cli("ns-eval"), "--load-config", str(demo_runs.edited / "config.yml"),
                              "--output-path", str(output)], env=demo_runs.env, capture_output=True, text=True,
-                            timeout=300)
+                            timeout=HANG_GUARD)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(output.read_text())["results"]
     print("ns-eval:", {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)})
@@ -32,7 +33,7 @@ def test_ns_export_pointcloud_writes_a_ply(demo_runs, tmp_path):
     result = subprocess.run([cli("ns-export"), "pointcloud", "--load-config", str(demo_runs.edited / "config.yml"),
                              "--output-dir", str(tmp_path), "--num-points", "5000", "--num-rays-per-batch", "4096",
                              "--normal-method", "open3d"],
-                            env=demo_runs.env, capture_output=True, text=True, timeout=300)
+                            env=demo_runs.env, capture_output=True, text=True, timeout=HANG_GUARD)
     assert result.returncode == 0, result.stderr[-3000:]
     import open3d
 
@@ -54,14 +55,14 @@ def test_ns_viewer_serves_the_run_with_its_relevance(demo_runs, tmp_path):
                                     "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1"],
                                    env=demo_runs.env, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        browser.wait_for_page(port, process, log, timeout=120)
+        browser.wait_for_page(port, process, log)
         driver.get(f"http://127.0.0.1:{port}/")
-        browser.wait_until(lambda: "Output type" in browser.labels(driver), 60, "the control panel")
+        browser.wait_until(lambda: "Output type" in browser.labels(driver), "the control panel")
         options = browser.output_types(driver)
         assert "relevance" in options, options
         browser.choose(driver, "relevance")
         # the relevance colormap controls follow (methods/model.py: RelevanceViewerColormap)
-        browser.wait_until(lambda: not browser.labelled(driver, "Normalize").is_selected(), 20,
+        browser.wait_until(lambda: not browser.labelled(driver, "Normalize").is_selected(),
                            "Normalize to switch off for relevance")
         pixels = browser.viewport(driver, tmp_path / "ns-viewer.png")
         assert len(pixels) > 1000 and pixels.astype(float).std() > 5, (len(pixels), pixels.std())  # not blank

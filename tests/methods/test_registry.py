@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from nerfstudio.plugins.types import MethodSpecification
+from waiting import HANG_GUARD
 
 METHODS = {"wys", "wys-small", "wys-tiny", "wys-global", "wys-reconstruct"}
 
@@ -93,7 +94,7 @@ def test_no_generic_top_level_module_is_installed():
 
 
 def test_ns_train_help_lists_our_methods_without_errors():
-    result = subprocess.run([str(Path(sys.executable).parent / "ns-train"), "--help"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([str(Path(sys.executable).parent / "ns-train"), "--help"], capture_output=True, text=True, timeout=HANG_GUARD)
     assert result.returncode == 0
     for name in METHODS:
         assert name in result.stdout

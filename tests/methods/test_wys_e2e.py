@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from waiting import HANG_GUARD, wait_for
 from wys_runs import HOLD_OUT, PROMPT, QUIET, cli, evaluate, train
 
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS
@@ -135,15 +136,8 @@ def test_kill_and_resume_keeps_every_finished_edit(scene, outputs, base_run):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        deadline = time.time() + 400
-        while time.time() < deadline:
-            edits = list((killed / "edits" / "images").glob("*.png"))
-            if len(edits) >= 6 and list((killed / "nerfstudio_models").glob("*.ckpt")):
-                break
-            assert process.poll() is None, "training died before it was killed"
-            time.sleep(0.5)
-        else:
-            pytest.fail("no edits appeared in time")
+        wait_for(lambda: len(list((killed / "edits" / "images").glob("*.png"))) >= 6
+                 and list((killed / "nerfstudio_models").glob("*.ckpt")), "6 edits and a checkpoint", process, 0.5)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -156,7 +150,7 @@ def test_kill_and_resume_keeps_every_finished_edit(scene, outputs, base_run):
     result = subprocess.run(
         [cli("ns-train"), "wys", *common, "--timestamp", "resumed", "--load-dir", str(killed / "nerfstudio_models"),
          "--max-num-iterations", "6", *HOLD_OUT],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Restored {len(saved)} edited views and 18 relevance targets" in " ".join(result.stdout.split())
@@ -174,7 +168,7 @@ def test_ns_render_writes_the_edited_scene_and_its_relevance(wys_run, tmp_path):
     result = subprocess.run(
         [cli("ns-render"), "interpolate", "--load-config", str(wys_run / "config.yml"), "--rendered-output-names", "rgb",
          "relevance", "--interpolation-steps", "1", "--frame-rate", "4", "--output-path", str(video)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     frames = mediapy.read_video(str(video)).astype(np.float32) / 255  # [N, 64, 128, 3]: rgb | relevance

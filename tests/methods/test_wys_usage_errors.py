@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from waiting import HANG_GUARD
 
 from nerf_edit.core.io import atomic_save_image
 from nerf_edit_methods import validate as wys_validate
@@ -278,7 +279,7 @@ def test_real_ns_train(root):
     processes = [subprocess.Popen([ns_train, "wys", *args_for(root, extra)], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=env) for extra, _ in cases]
     for (_, message), process in zip(cases, processes):
-        stdout, stderr = process.communicate(timeout=300)
+        stdout, stderr = process.communicate(timeout=HANG_GUARD)
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert process.returncode == 2, stdout[-2000:] + stderr[-2000:]
         assert lines[-1].startswith("error: ") and message in lines[-1] and "Traceback" not in stderr, stderr

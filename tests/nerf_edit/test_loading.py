@@ -1,5 +1,6 @@
 import pytest
 import torch
+from waiting import HANG_GUARD
 
 from nerf_edit.errors import ModelUnavailableError
 from nerf_edit.models.loading import load_ip2p_pipeline, resolve_dtype
@@ -48,6 +49,6 @@ def test_import_opens_no_network_connection():
         "import nerf_edit, nerf_edit.wys, nerf_edit.zone, nerf_edit.vimaedit, nerf_edit.eval.pie_bench, nerf_edit_methods.configs\n"
         "print('imported')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "imported" in result.stdout

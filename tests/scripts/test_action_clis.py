@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from waiting import HANG_GUARD
 
 from nerf_edit_scripts import action_pairs_from_videos, evaluate_action, make_action_pairs, train_action
 from nerf_edit_scripts.make_action_pairs import make_action_pairs as build_pairs
@@ -79,6 +80,6 @@ def test_fid_without_inception_weights_is_one_error_line(pairs, tmp_path, monkey
 
 def test_real_process_prints_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "nerf_edit_scripts.train_action", "--data", str(tmp_path / "none")],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+                            capture_output=True, text=True, cwd=REPO, timeout=HANG_GUARD)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: pair folder")

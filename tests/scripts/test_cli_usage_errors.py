@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from waiting import HANG_GUARD
 
 from nerf_edit.core.io import atomic_save_image
 from nerf_edit.errors import UsageError
@@ -264,7 +265,7 @@ def test_real_console_scripts(files):
     processes = [subprocess.Popen([console_script(c), *[fill(a, files) for a in args]], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=env) for c, args, _ in cases]
     for (command, _, message), process in zip(cases, processes):
-        _, stderr = process.communicate(timeout=300)
+        _, stderr = process.communicate(timeout=HANG_GUARD)
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert process.returncode == 2, stderr
         # The error is the only line: no library warning before it (e.g. bitsandbytes' CPU-kernel note, imported
