@@ -40,6 +40,9 @@ LIGHT_CPU_ARGS = [
     "--pipeline.model.proposal-net-args-list.0.log2-hashmap-size", "14",
     "--pipeline.model.proposal-net-args-list.1.log2-hashmap-size", "14",
     "--pipeline.model.camera-optimizer.mode", "off",
+    # Eval renders (dataset updates, relevance targets, ns-render, ns-eval) in 512-ray chunks: on a CPU the default
+    # 32768 rays at once run 2.5-3.5x slower (cache misses), with the same pixels (measured on a 96² view).
+    "--pipeline.model.eval-num-rays-per-chunk", "512",
 ]
 
 

@@ -53,6 +53,12 @@ class WYSDataManager(VanillaDataManager):
         self.image_batch["relevance"][index, ..., 0] = relevance.to(self.image_batch["relevance"])
         self.image_batch["relevance_valid"][index] = True
 
+    def set_original(self, index: int, image: torch.Tensor) -> None:
+        """Start view `index` from `image` [H, W, 3] (a stacked edit starts from the previous edit's result): what
+        stays outside every edit's mask, what conditions IP2P and what relevance is computed from."""
+        self.original_images[index] = image.to(self.original_images)
+        self.image_batch["image"][index] = image.to(self.image_batch["image"])
+
     def reset_views(self) -> None:
         """Every view back to its original image (relevance targets are kept)."""
         self.image_batch["image"][:] = self.original_images

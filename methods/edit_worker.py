@@ -21,6 +21,7 @@ class EditJob:
     prompt: str
     edited: Optional[torch.Tensor] = None  # [K, H, W, 3] results, the photo outside the masks
     relevance: Optional[torch.Tensor] = None  # [K, H, W] new relevance targets
+    allowed: Optional[torch.Tensor] = None  # [K, H, W] bool, where each edit was allowed to change the view
 
 
 class EditWorker:

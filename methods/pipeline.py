@@ -25,6 +25,7 @@ from nerf_edit.registry import editor_class
 from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
 from nerf_edit_methods.edit_store import EditStore, resume_order
 from nerf_edit_methods.edit_worker import EditJob, EditWorker
+from nerf_edit_methods.history import EditStep, announce, decide, edit_step, previous_step, read_history, write_history
 from nerf_edit_methods.model import WYSModelConfig
 from nerf_edit_methods.validate import check_pipeline_config, exit_on_usage_error
 
@@ -74,6 +75,11 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     """Seed of the edit order, noise levels and diffusion noise."""
     edit_log_every: int = 10
     """When the output is not a terminal (logs), print a progress line every this many edited views."""
+    continue_as: Literal["auto", "resume", "new-edit"] = "auto"
+    """With --load-dir of a wys run: `resume` it (its edited views and relevance targets come back, its edit goes on),
+    or make a `new-edit` on top of it (its result becomes this run's starting views, relevance is recomputed for
+    this prompt, the edit order starts afresh); `auto` resumes when the prompt and settings are the run's, else
+    edits on top. A reconstruction (wys-reconstruct, nerfacto) is always the start of a new chain."""
 
     def setup(self, **kwargs):
         """Check every setting (and the data folder) before the datamanager, model or editor is built."""
@@ -108,6 +114,9 @@ class WYSPipeline(VanillaPipeline):
         self._worker: Optional[EditWorker] = None  # --pipeline.overlap-edits
         self._in_flight = None
         self._start_step: Optional[int] = None
+        self._relevance_prompt: Optional[str] = None  # the prompt the relevance targets were computed for
+        self.run_dir: Optional[Path] = None
+        self.history: List[EditStep] = []  # the edit chain this run belongs to, this run's step last
         # Plain lines only where nerfstudio's live table does not own the terminal.
         self._edit_log = Progress("Dataset update", unit="views", every=config.edit_log_every,
                                   line=lambda done, total, rate, elapsed, status:
@@ -147,11 +156,48 @@ class WYSPipeline(VanillaPipeline):
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         trainer = training_callback_attributes.trainer
         if trainer is not None and self.training_run:
+            self.run_dir = Path(trainer.base_dir)
             self.edit_store = EditStore.for_run(trainer.base_dir)
             load_dir = trainer.config.load_dir
-            if load_dir is not None:
+            if self.config.makes_edits:
+                self.start_chain(Path(load_dir).parent if load_dir is not None else None)
+            elif load_dir is not None:
                 self.restore_edits(EditStore.for_run(Path(load_dir).parent))
         return super().get_training_callbacks(training_callback_attributes)
+
+    def start_chain(self, previous_run: Optional[Path]) -> None:
+        """This run's place in its edit chain: a fresh start, a resume of `previous_run` or a new edit on top of it
+        (`--pipeline.continue-as`), said in one line; writes edit_history.json."""
+        this = edit_step(self.config, self.run_dir, previous_run, "start")
+        chain: List[EditStep] = []
+        if previous_run is not None:
+            previous = previous_step(previous_run)
+            this.continued_as = decide(self.config.continue_as, previous, this)
+            chain = read_history(previous_run) or ([previous] if previous is not None else [])
+            CONSOLE.print(f"[green]{announce(this.continued_as, previous_run, previous, this)}")
+            if this.continued_as == "resume":
+                this.views_changed = list(chain[-1].views_changed)
+                self.restore_edits(EditStore.for_run(previous_run))
+            elif this.continued_as == "new-edit":
+                self.rebase_on(EditStore.for_run(previous_run))
+        self.history = [*chain, this]
+        self.write_history()
+
+    def rebase_on(self, previous: EditStore) -> None:
+        """A new edit on top of another run: the views it left (its edits, else the views it started from) become
+        this run's original views, and are kept in this run's edits/base/."""
+        names = self.view_names()
+        views = previous.result_views()
+        for index, name in enumerate(names):
+            if name in views:
+                self.datamanager.set_original(index, views[name])
+                if self.edit_store is not None:
+                    self.edit_store.save_base(name, views[name])
+        CONSOLE.print(f"[green]Starting from {sum(name in views for name in names)} edited views of {previous.root}")
+
+    def write_history(self) -> None:
+        if self.run_dir is not None and self.history:
+            write_history(self.run_dir, self.history)
 
     def view_names(self) -> List[str]:
         names = [Path(f).stem for f in self.datamanager.train_dataparser_outputs.image_filenames]
@@ -166,6 +212,7 @@ class WYSPipeline(VanillaPipeline):
         if not edited and not targets:
             return
         self.relevance_ready = self.datamanager.has_all_relevance_targets()
+        self._relevance_prompt = self.config.prompt if self.relevance_ready else None
         self._view_order = resume_order(len(names), edited, self._rng)
         CONSOLE.print(f"[green]Restored {len(edited)} edited views and {targets} relevance targets from {previous.root}")
 
@@ -182,7 +229,11 @@ class WYSPipeline(VanillaPipeline):
             self._start_step = step
         if step < self._start_step + self.config.edit_start_step:
             return
-        if self.config.use_relevance and not self.relevance_ready:
+        if self.config.use_relevance and self.relevance_ready and self._relevance_prompt is None:
+            self._relevance_prompt = self._prompt()  # targets given from outside (tests): take them as this prompt's
+        if self.config.use_relevance and (not self.relevance_ready or self._prompt() != self._relevance_prompt):
+            # At the start, and whenever the prompt changes (viewer): every target is the new instruction's, and
+            # edits wait until the relevance field has trained on them.
             self.compute_relevance_targets()
             self.first_edit_step = step + self.config.relevance_warmup_steps
             self._edit_log.restart_clock()
@@ -247,14 +298,16 @@ class WYSPipeline(VanillaPipeline):
         assert self.editor is not None
         names = self.view_names()
         batch = self.config.edit_batch
+        prompt = self._prompt()
         with Progress("Relevance maps of the training views", len(names), "views", terminal=CONSOLE.is_terminal,
                       announce=True) as progress:
             for first in range(0, len(names), batch):
                 indices = list(range(first, min(first + batch, len(names))))
                 renders = torch.stack([self.render_train_view(index)["rgb"] for index in indices])
-                self._save_relevance_targets(indices, self._relevance_targets(indices, renders, self._prompt()))
+                self._save_relevance_targets(indices, self._relevance_targets(indices, renders, prompt))
                 progress.advance(len(indices))
         self.relevance_ready = True
+        self._relevance_prompt = prompt
 
     def _relevance_targets(self, indices: Sequence[int], renders: torch.Tensor, prompt: str) -> torch.Tensor:
         """The editor's relevance of the original views, conditioned on their renders [K, H, W, 3]. -> [K, H, W]"""
@@ -320,6 +373,7 @@ class WYSPipeline(VanillaPipeline):
             # Any editor, plug-ins included: outside the mask the training view is the photo, bit for bit.
             edited = torch.where(allowed.to(edited.device)[..., None], edited, originals)
         job.edited = edited
+        job.allowed = allowed.to(edited.device) if allowed is not None else None
         if self.config.use_relevance:
             job.relevance = self._relevance_targets(job.indices, job.renders, job.prompt)
         return job
@@ -327,14 +381,19 @@ class WYSPipeline(VanillaPipeline):
     def apply_edits(self, job: "EditJob") -> None:
         """Put finished edits into training and on disk (main thread, at a step boundary)."""
         names = self.view_names()
-        for index, edited in zip(job.indices, job.edited):
+        for k, (index, edited) in enumerate(zip(job.indices, job.edited)):
             self.datamanager.set_view(index, edited)
             if self.edit_store is not None:
                 self.edit_store.save_image(names[index], edited)
+                if job.allowed is not None:
+                    self.edit_store.save_mask(names[index], job.allowed[k])
+            if self.history and names[index] not in self.history[-1].views_changed:
+                self.history[-1].views_changed.append(names[index])
             self.edits_done += 1
             self._edit_log.advance()
         if job.relevance is not None:
             self._save_relevance_targets(job.indices, job.relevance)
+        self.write_history()
 
     def _overlapped_update(self, views: Sequence[int]) -> None:
         """Apply the edits started at the previous edit step (waiting for them if needed), then start these."""
@@ -358,6 +417,9 @@ class WYSPipeline(VanillaPipeline):
         self.datamanager.reset_views()
         if self.edit_store is not None:
             self.edit_store.clear_images()
+        if self.history:
+            self.history[-1].views_changed.clear()
+            self.write_history()
         CONSOLE.print("[yellow]Edits reset: training on the original views again")
 
 

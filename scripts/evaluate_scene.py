@@ -73,6 +73,19 @@ def read_run_config(run: Path, name: str):
                                   f"made with this nerfstudio and its plug-ins installed") from error
 
 
+def reconstruction_checkpoints(run: Path) -> Path:
+    """The checkpoints the run's edit chain started from (edit_history.json's first step's --load-dir)."""
+    from nerf_edit_methods.history import read_history
+
+    chain = read_history(run)
+    first = chain[0].continued_from if chain else None
+    if first is None:
+        raise UsageError(f"--original reconstruction: {str(run)!r} has no edit chain that started from a "
+                         f"reconstruction (no edit_history.json, or its first run trained from scratch): pass "
+                         f"--original PATH/nerfstudio_models")
+    return Path(first) / "nerfstudio_models"
+
+
 @dataclass
 class EvaluateScene:
     """Evaluate a finished wys run against the original scene on held-out cameras."""
@@ -80,7 +93,9 @@ class EvaluateScene:
     run: Path
     """Folder of the finished wys run (holds config.yml)."""
     original: Optional[Path] = None
-    """Checkpoint folder of the unedited scene (default: the run's --load-dir)."""
+    """What the edit is compared with: default the run it continued from (its --load-dir; in an edit chain the
+    previous edit), `reconstruction` (the scene before the chain's first edit, from edit_history.json), or a
+    checkpoint folder."""
     instruction: Optional[str] = None
     """The edit instruction (default: the run's --pipeline.prompt)."""
     source_caption: Optional[str] = None
@@ -107,6 +122,8 @@ class EvaluateScene:
         check_checkpoint_dir(self.run / "nerfstudio_models", "--run's checkpoints")
         # eval_setup points load_dir at the run's own checkpoints: read the --load-dir it was trained from first.
         original_dir = self.original or getattr(config, "load_dir", None)
+        if self.original is not None and str(self.original) == "reconstruction":
+            original_dir = reconstruction_checkpoints(self.run)
         if original_dir is None:
             raise UsageError("the run was not started from a checkpoint (--load-dir): pass --original "
                                       "PATH/nerfstudio_models")

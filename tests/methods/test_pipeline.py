@@ -143,7 +143,12 @@ def test_viewer_prompt_and_pause_act_on_the_next_update(trainer):
     assert editor.edit_calls == 0
     pipeline.viewer_pause.value = False
     pipeline.viewer_prompt.value = "make the cube green"
-    pipeline.update_dataset(30)  # (30 - first edit step 0) is a multiple of the edit rate
+    # A new prompt retargets first: every view's relevance target is the new instruction's, and edits wait for the
+    # relevance field to train on them (the warm-up, as at the start); the first edit after it uses the new prompt.
+    pipeline.update_dataset(30)
+    warmup = pipeline.config.relevance_warmup_steps
+    assert editor.edit_calls == 0 and pipeline.first_edit_step == 30 + warmup
+    pipeline.update_dataset(30 + warmup)
     assert editor.edit_calls == 1 and editor.instructions[-1] == "make the cube green"
 
 
