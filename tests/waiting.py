@@ -7,7 +7,7 @@ A machine 3x slower than the one a test was written on only makes the wait longe
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Tuple, Type
+from typing import Callable, Tuple, Type
 
 import pytest
 
@@ -31,7 +31,3 @@ def wait_for(condition: Callable[[], object], what: str, process=None, interval:
         time.sleep(interval)
     pytest.fail(f"hang: no {what} after {HANG_GUARD:.0f} s")
 
-
-def poll_exit(process, guard: Optional[float] = None) -> int:
-    """Wait for `process` to exit (only the hang guard limits it). -> its return code"""
-    return process.wait(timeout=guard or HANG_GUARD)

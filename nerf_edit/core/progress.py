@@ -29,13 +29,11 @@ class Progress:
     """Counts items of work and reports them.
 
     On a terminal (`stream.isatty()`, unless `terminal` says otherwise) a tqdm bar; elsewhere a plain line every
-    `every` items (default: about ten lines for a known total) and at `close()`, formatted by `line`. With
-    `terminal_lines` the plain lines are printed on a terminal too, instead of a bar (where another live display
-    owns the terminal, as nerfstudio's table does)."""
+    `every` items (default: about ten lines for a known total) and at `close()`, formatted by `line`."""
 
     def __init__(self, description: str, total: Optional[int] = None, unit: str = "items", every: Optional[int] = None,
                  initial: int = 0, line: Optional[LineFormat] = None, enabled: bool = True,
-                 terminal: Optional[bool] = None, terminal_lines: bool = False, stream: Optional[TextIO] = None,
+                 terminal: Optional[bool] = None, stream: Optional[TextIO] = None,
                  announce: bool = False):
         self.description, self.total, self.unit = description, total, unit
         self.every = max(1, every if every is not None else (total // 10 if total else 1))
@@ -47,8 +45,8 @@ class Progress:
         self.restart_clock()
         is_terminal = terminal if terminal is not None else bool(getattr(self.stream, "isatty", lambda: False)())
         self.bar = None
-        self.plain = enabled and (not is_terminal or terminal_lines)
-        if enabled and is_terminal and not terminal_lines:
+        self.plain = enabled and not is_terminal
+        if enabled and is_terminal:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=description, unit=unit, dynamic_ncols=True,
