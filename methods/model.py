@@ -127,15 +127,25 @@ class WYSModel(NerfactoModel):
             if self.config.use_lpips and not isinstance(self.lpips, UnavailableLPIPS):
                 self.lpips_loss = LearnedPerceptualImagePatchSimilarity(normalize=True)
         self.editing = False  # set by the pipeline when edits start: switches on the editing losses
-        self.relevance_field = RelevanceField(
+        self.relevance_field = self._new_relevance_field()
+        self.renderer_relevance = SemanticRenderer()
+        self.relevance_viewer_colormap = RelevanceViewerColormap()
+
+    def _new_relevance_field(self) -> RelevanceField:
+        return RelevanceField(
             log2_hashmap_size=self.config.relevance_log2_hashmap_size,
             num_levels=self.config.relevance_num_levels,
             max_res=self.config.relevance_max_res,
             hidden_dim=self.config.relevance_hidden_dim,
             implementation=self.config.implementation,
         )
-        self.renderer_relevance = SemanticRenderer()
-        self.relevance_viewer_colormap = RelevanceViewerColormap()
+
+    @torch.no_grad()
+    def reset_relevance_field(self) -> None:
+        """Back to a freshly initialised relevance field, in place (the optimiser keeps the same parameters): a field
+        trained for another instruction knows nothing of this one, and unlearning it takes longer than learning."""
+        fresh = self._new_relevance_field().to(next(self.relevance_field.parameters()).device)
+        self.relevance_field.load_state_dict(fresh.state_dict())
 
     def start_editing(self) -> None:
         """From now on train with instruct-nerf2nerf's losses (L1, LPIPS on patches) instead of nerfacto's MSE."""

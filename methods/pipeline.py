@@ -19,8 +19,8 @@ from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, View
 
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.core.progress import Progress
-from nerf_edit.editing.editor import Editor, IP2PEditor
-from nerf_edit.errors import UsageError, usage_exit
+from nerf_edit.editing.editor import Editor, IP2PEditor, check_prompt
+from nerf_edit.errors import EditorError, UsageError, usage_exit
 from nerf_edit.registry import editor_class
 from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
 from nerf_edit_methods.edit_store import EditStore, resume_order
@@ -114,7 +114,10 @@ class WYSPipeline(VanillaPipeline):
         self._worker: Optional[EditWorker] = None  # --pipeline.overlap-edits
         self._in_flight = None
         self._start_step: Optional[int] = None
+        self._optimizers = None  # the trainer's (nerfstudio Optimizers), for resetting the relevance field's state
         self._relevance_prompt: Optional[str] = None  # the prompt the relevance targets were computed for
+        self._active_prompt = config.prompt  # what edits use: the config's until a prompt is applied in the viewer
+        self._requested_prompt: Optional[str] = None  # applied in the viewer (its thread), taken at the next step
         self.run_dir: Optional[Path] = None
         self.history: List[EditStep] = []  # the edit chain this run belongs to, this run's step last
         # Plain lines only where nerfstudio's live table does not own the terminal.
@@ -123,7 +126,11 @@ class WYSPipeline(VanillaPipeline):
                                   f"Dataset update: {done} views edited ({rate:.2f} views/s)",
                                   enabled=not CONSOLE.is_terminal, terminal=False)
         # Viewer controls (nerfstudio finds ViewerElements on the pipeline).
-        self.viewer_prompt = ViewerText("Edit prompt", config.prompt, hint="takes effect at the next edit")
+        # The text box is a draft: every keystroke changes it, and a prompt change recomputes every view's
+        # relevance, so a prompt takes effect only when applied (and only if the editor can use it).
+        self.viewer_prompt = ViewerText("Edit prompt", config.prompt, hint="press 'Apply prompt' to edit with it")
+        self.viewer_apply_prompt = ViewerButton("Apply prompt", cb_hook=lambda _: self.request_prompt(
+            self.viewer_prompt.value))
         editing = config.editing
         self.viewer_guidance = ViewerSlider("Text guidance", editing.guidance_scale, 0.0, 20.0, 0.5)
         self.viewer_image_guidance = ViewerSlider("Image guidance", editing.image_guidance_scale, 0.0, 5.0, 0.1)
@@ -155,6 +162,7 @@ class WYSPipeline(VanillaPipeline):
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         trainer = training_callback_attributes.trainer
+        self._optimizers = training_callback_attributes.optimizers
         if trainer is not None and self.training_run:
             self.run_dir = Path(trainer.base_dir)
             self.edit_store = EditStore.for_run(trainer.base_dir)
@@ -177,7 +185,7 @@ class WYSPipeline(VanillaPipeline):
             CONSOLE.print(f"[green]{announce(this.continued_as, previous_run, previous, this)}")
             if this.continued_as == "resume":
                 this.views_changed = list(chain[-1].views_changed)
-                self.restore_edits(EditStore.for_run(previous_run))
+                self.restore_edits(EditStore.for_run(previous_run), targets_prompt=previous.prompt)
             elif this.continued_as == "new-edit":
                 self.rebase_on(EditStore.for_run(previous_run))
         self.history = [*chain, this]
@@ -205,14 +213,15 @@ class WYSPipeline(VanillaPipeline):
             names = [f"{i:05d}_{name}" for i, name in enumerate(names)]
         return names
 
-    def restore_edits(self, previous: EditStore) -> None:
-        """Resume: put back the edited views and relevance targets a previous run wrote, and keep them here."""
+    def restore_edits(self, previous: EditStore, targets_prompt: Optional[str] = None) -> None:
+        """Resume: put back the edited views and relevance targets a previous run wrote (for `targets_prompt`, by
+        default this run's prompt: another one is recomputed before the first edit), and keep them here."""
         names = self.view_names()
         edited, targets = previous.restore_into(self.datamanager, names, copy_to=self.edit_store)
         if not edited and not targets:
             return
         self.relevance_ready = self.datamanager.has_all_relevance_targets()
-        self._relevance_prompt = self.config.prompt if self.relevance_ready else None
+        self._relevance_prompt = (targets_prompt or self.config.prompt) if self.relevance_ready else None
         self._view_order = resume_order(len(names), edited, self._rng)
         CONSOLE.print(f"[green]Restored {len(edited)} edited views and {targets} relevance targets from {previous.root}")
 
@@ -227,13 +236,15 @@ class WYSPipeline(VanillaPipeline):
         `edit_count` views every `edit_rate` steps from the first edit step on (unless paused in the viewer)."""
         if self._start_step is None:
             self._start_step = step
+        self._take_requested_prompt()
         if step < self._start_step + self.config.edit_start_step:
             return
         if self.config.use_relevance and self.relevance_ready and self._relevance_prompt is None:
             self._relevance_prompt = self._prompt()  # targets given from outside (tests): take them as this prompt's
         if self.config.use_relevance and (not self.relevance_ready or self._prompt() != self._relevance_prompt):
-            # At the start, and whenever the prompt changes (viewer): every target is the new instruction's, and
-            # edits wait until the relevance field has trained on them.
+            # At the start, and whenever the prompt changes (viewer): every target is the new instruction's, the
+            # field starts afresh, and edits wait until it has trained on them.
+            self.reset_relevance_field()
             self.compute_relevance_targets()
             self.first_edit_step = step + self.config.relevance_warmup_steps
             self._edit_log.restart_clock()
@@ -281,8 +292,29 @@ class WYSPipeline(VanillaPipeline):
             self.model.train(was_training)
 
     def _prompt(self) -> str:
-        prompt = self.viewer_prompt.value.strip()
-        return prompt if prompt else self.config.prompt
+        return self._active_prompt
+
+    def request_prompt(self, prompt: str) -> None:
+        """The viewer's "Apply prompt" (its thread): the prompt edits use from the next training step on."""
+        self._requested_prompt = prompt
+
+    def _take_requested_prompt(self) -> None:
+        """At a step boundary: a prompt applied in the viewer becomes the edits' prompt if the editor can use it;
+        else one line says why and edits go on with the prompt they had (training never stops for a typo)."""
+        requested, self._requested_prompt = self._requested_prompt, None
+        if requested is None or requested.strip() == self._active_prompt.strip():
+            return
+        try:
+            check_prompt(self.editor, requested)
+        except EditorError as error:
+            CONSOLE.print(f"[yellow]Prompt {requested!r} not applied: {error}; edits go on with "
+                          f"{self._active_prompt!r}", soft_wrap=True)  # one line, also in logs
+            return
+        self._active_prompt = requested.strip()
+        CONSOLE.print(f"[green]Prompt applied: {self._active_prompt!r}", soft_wrap=True)
+        if self.history:  # the run's record: the prompt it edits with now
+            self.history[-1].prompt = self._active_prompt
+            self.write_history()
 
     def _sync_editor_settings(self) -> None:
         """Viewer sliders act on the next edit."""
@@ -308,6 +340,14 @@ class WYSPipeline(VanillaPipeline):
                 progress.advance(len(indices))
         self.relevance_ready = True
         self._relevance_prompt = prompt
+
+    def reset_relevance_field(self) -> None:
+        """A new instruction's field starts from scratch, as on a reconstruction: the weights and their optimiser
+        state (Adam's moments of the old instruction's field would push the fresh one back)."""
+        self.model.reset_relevance_field()
+        optimizer = getattr(self._optimizers, "optimizers", {}).get("relevance_field")
+        if optimizer is not None:
+            optimizer.state.clear()
 
     def _relevance_targets(self, indices: Sequence[int], renders: torch.Tensor, prompt: str) -> torch.Tensor:
         """The editor's relevance of the original views, conditioned on their renders [K, H, W, 3]. -> [K, H, W]"""

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 
 from nerf_edit import validate
 from nerf_edit.config.checks import check_editor_config, check_editor_spec, editor_uses_zone
-from nerf_edit.errors import RunNotFoundError, UsageError, usage_exit
+from nerf_edit.errors import EditorError, RunNotFoundError, UsageError, usage_exit
 
 
 def exit_on_usage_error(check: Callable, *args) -> None:
@@ -173,7 +173,7 @@ def _comparable(value):
 # ------------------------------------------------------------------------------------------------- pipeline
 def check_pipeline_config(config, nerf_device: str) -> None:
     """Every WYSPipelineConfig setting and the data folder; `nerf_device` is the NeRF's (for editing.device auto)."""
-    from nerf_edit.editing.editor import IP2PEditor
+    from nerf_edit.editing.editor import IP2PEditor, check_prompt
 
     p = "--pipeline."
     if not getattr(config, "makes_edits", True):  # wys-reconstruct: no prompt, no editor
@@ -193,6 +193,10 @@ def check_pipeline_config(config, nerf_device: str) -> None:
     validate.check_seed(config.seed, f"{p}seed")
     check_patch_settings(config)
     editor = check_editor_spec(config.editor, f"{p}editor")
+    try:
+        check_prompt(editor, config.prompt)
+    except EditorError as error:
+        raise EditorError(f"{p}prompt: {error}") from None
     editing, e = config.editing, f"{p}editing."
     # Built-in editors load IP2P (and ZONE's models); a plug-in editor may use none of them.
     ip2p_editor = isinstance(editor, type) and issubclass(editor, IP2PEditor)

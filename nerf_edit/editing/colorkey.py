@@ -116,6 +116,11 @@ class ColorKeyEditor:
     def __init__(self, config: Optional[EditorConfig] = None):
         self.config = config if config is not None else EditorConfig()
 
+    @staticmethod
+    def check_prompt(instruction: str) -> None:
+        """EditorError unless the instruction names a source and a target colour."""
+        parse_instruction(instruction)
+
     def relevance(
         self,
         images: torch.Tensor,

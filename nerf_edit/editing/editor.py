@@ -65,6 +65,13 @@ class Editor(Protocol):
     ) -> EditResult: ...
 
 
+def check_prompt(editor, instruction: str) -> None:
+    """One EditorError line when `editor` (an editor or its class) can't act on `instruction`, before any work is
+    done with it: the editor's own static `check_prompt(instruction)` where it has one (colorkey needs two colour
+    words), else a non-empty string. Optional in the `Editor` protocol: a plug-in without it gets the non-empty
+    check."""
+    getattr(editor, "check_prompt", check_instruction)(instruction)
+
 
 class IP2PEditor:
     """What every IP2P editor shares: checks, the model, the localiser part, encoding, and the denoising loop.

@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 import pytest
@@ -68,11 +68,14 @@ def chromium():
     return driver
 
 
-def wait_until(condition: Callable[[], object], what: str, interval: float = 0.25, process=None):
-    """`waiting.wait_for` for the page: an element not there yet (the page is still being built) is "not yet"."""
+def wait_until(condition: Callable[[], object], what: str, interval: float = 0.25, process=None,
+               log: Optional[Path] = None):
+    """`waiting.wait_for` for the page: an element not there yet (the page is still being built) is "not yet"; the
+    server `process` exiting fails at once, with the end of its `log`."""
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
-    return wait_for(condition, what, process, interval, ignore=(NoSuchElementException, StaleElementReferenceException))
+    return wait_for(condition, what, process, interval, ignore=(NoSuchElementException, StaleElementReferenceException),
+                    log=log)
 
 
 def labelled(driver, label: str):
@@ -81,6 +84,13 @@ def labelled(driver, label: str):
 
     element = driver.find_element(By.XPATH, f"//label[normalize-space()='{label}']")
     return driver.find_element(By.ID, element.get_attribute("for"))
+
+
+def button(driver, label: str):
+    """The button whose text reads `label`."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.XPATH, f"//button[normalize-space()='{label}']")
 
 
 def texts(driver, selector: str) -> List[str]:

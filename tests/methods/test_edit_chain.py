@@ -138,6 +138,12 @@ def test_resuming_an_interrupted_stacked_run_loses_nothing(scene, tmp_path):
     assert again.pipeline.relevance_ready
 
 
+def apply_in_viewer(pipeline, prompt: str) -> None:
+    """Type `prompt` in the viewer's "Edit prompt" box and press "Apply prompt"."""
+    pipeline.viewer_prompt.value = prompt
+    pipeline.viewer_apply_prompt.cb_hook(pipeline.viewer_apply_prompt)
+
+
 def test_a_prompt_changed_in_the_viewer_retargets_every_view_before_the_next_edit(scene, tmp_path):
     trainer = run_setup(scene, tmp_path / "run", FIRST, ["--pipeline.relevance-warmup-steps", "5"])
     pipeline = trainer.pipeline
@@ -159,13 +165,34 @@ def test_a_prompt_changed_in_the_viewer_retargets_every_view_before_the_next_edi
     assert sum(n for prompt, n in calls if prompt == FIRST) >= views and edit_calls
     calls.clear()
     edit_calls.clear()
-    pipeline.viewer_prompt.value = SECOND
+    apply_in_viewer(pipeline, SECOND)
     pipeline.update_dataset(8)
     assert [n for prompt, n in calls] == [1] * views and {prompt for prompt, _ in calls} == {SECOND}
     assert edit_calls == []  # edits wait for the field to train on the new targets (the warm-up)
     for step in range(9, 14):
         pipeline.update_dataset(step)
     assert edit_calls and {prompt for prompt, _ in calls} == {SECOND}
+    assert read_history(trainer.base_dir)[-1].prompt == SECOND  # the run's record: the prompt it edits with now
+
+
+def test_a_prompt_the_editor_cannot_use_is_not_applied_and_training_goes_on(scene, tmp_path, capsys):
+    """A half-typed prompt applied in the viewer (colorkey reads no target colour in it): one line, and edits go on
+    with the prompt they had, its relevance targets kept."""
+    trainer = run_setup(scene, tmp_path / "run", FIRST)
+    pipeline = trainer.pipeline
+    trained_field(pipeline)
+    for step in range(3):
+        pipeline.update_dataset(step)
+    targets = pipeline.datamanager.image_batch["relevance"].clone()
+    done = pipeline.edits_done
+    apply_in_viewer(pipeline, "turn the red ball gre")
+    for step in range(3, 6):
+        pipeline.update_dataset(step)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "not applied" in line]
+    assert len(lines) == 1 and "can't read a source and a target colour" in lines[0] and FIRST in lines[0], lines
+    assert pipeline.edits_done == done + 3 and pipeline._prompt() == FIRST
+    assert torch.equal(pipeline.datamanager.image_batch["relevance"], targets)  # no retargeting
+    assert read_history(trainer.base_dir)[-1].prompt == FIRST
 
 
 def test_a_three_step_chain_is_written_to_every_runs_history(scene, tmp_path):

@@ -38,7 +38,8 @@ def trainer(scene, tmp_path):
 
 def test_viewer_finds_the_controls_on_the_pipeline(trainer):
     names = {element.name for _, element in parse_object(trainer.pipeline, ViewerElement, "Custom Elements")}
-    assert names >= {"Edit prompt", "Text guidance", "Image guidance", "Relevance threshold τ", "Pause edits", "Reset edits"}
+    assert names >= {"Edit prompt", "Text guidance", "Image guidance", "Relevance threshold τ", "Pause edits", "Reset edits",
+                     "Apply prompt"}
 
 
 def test_edit_replaces_the_training_view_and_writes_it(trainer):
@@ -142,14 +143,38 @@ def test_viewer_prompt_and_pause_act_on_the_next_update(trainer):
         pipeline.update_dataset(step)
     assert editor.edit_calls == 0
     pipeline.viewer_pause.value = False
-    pipeline.viewer_prompt.value = "make the cube green"
+    pipeline.viewer_prompt.value = "make the cube green"  # typed, not applied: a draft (every keystroke is one)
+    period = pipeline.config.edit_rate * pipeline.config.edit_batch
+    pipeline.update_dataset(pipeline.first_edit_step + 3 * period)
+    assert editor.edit_calls == 1 and editor.instructions[-1] == pipeline.config.prompt
+    pipeline.viewer_apply_prompt.cb_hook(pipeline.viewer_apply_prompt)  # the "Apply prompt" button
     # A new prompt retargets first: every view's relevance target is the new instruction's, and edits wait for the
     # relevance field to train on them (the warm-up, as at the start); the first edit after it uses the new prompt.
-    pipeline.update_dataset(30)
+    applied = pipeline.first_edit_step + 4 * period
+    pipeline.update_dataset(applied)
     warmup = pipeline.config.relevance_warmup_steps
-    assert editor.edit_calls == 0 and pipeline.first_edit_step == 30 + warmup
-    pipeline.update_dataset(30 + warmup)
-    assert editor.edit_calls == 1 and editor.instructions[-1] == "make the cube green"
+    assert editor.edit_calls == 1 and pipeline.first_edit_step == applied + warmup
+    pipeline.update_dataset(applied + warmup)
+    assert editor.edit_calls == 2 and editor.instructions[-1] == "make the cube green"
+
+
+def test_a_new_instruction_trains_a_fresh_relevance_field(trainer):
+    """Retargeting (a new prompt, or the first targets of a run) starts the relevance field afresh: its weights are a
+    new initialisation's and its optimiser holds no moments of the old field."""
+    pipeline = trainer.pipeline
+    field = pipeline.model.relevance_field
+    optimizer = trainer.optimizers.optimizers["relevance_field"]
+    for parameter in field.parameters():  # a field trained for another instruction, with Adam moments
+        parameter.grad = torch.ones_like(parameter)
+    optimizer.step()
+    assert optimizer.state
+    torch.manual_seed(7)
+    fresh = pipeline.model._new_relevance_field().state_dict()
+    torch.manual_seed(7)
+    pipeline.update_dataset(0)  # the run's first step: targets for its prompt
+    assert pipeline.relevance_ready and not optimizer.state
+    for name, value in field.state_dict().items():
+        assert torch.equal(value, fresh[name]), name
 
 
 def test_reset_restores_the_original_views(trainer):

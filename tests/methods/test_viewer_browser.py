@@ -4,9 +4,9 @@ A wys run resumes the demo's edited run (conftest.demo_runs: its relevance field
 targets are restored, so edits start at once) with the colorkey demonstration editor, the viewer on a free
 localhost port. The browser must show the WYS controls, offer the relevance output (screenshot
 checked in code: the relevance view spans low and high values), and the controls must act on the run: a prompt
-typed in the page is the one the next edits use, "Pause edits" stops edits while training goes on. The edits
-are observed through the run's saved views (edits/images/<view>.png) and its training progress through its
-checkpoints (one every 10 steps).
+typed in the page and applied ("Apply prompt") is the one the next edits use, "Pause edits" stops edits while
+training goes on. The edits are observed through the run's saved views (edits/images/<view>.png) and its training
+progress through its checkpoints (one every 10 steps).
 
 Pace: every wait counts events (edits, checkpoints, page elements), with only a hang guard, so a slow machine
 (the trainer and Chromium share two cores) only makes the tests slower; a control's update is flushed to the server
@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import browser
@@ -36,9 +37,23 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # gitignored
 NEW_PROMPT = "turn the red ball green"
 
 
+@dataclass
+class Live:
+    """A live `ns-train wys` with its viewer page open in Chromium."""
+
+    driver: object  # selenium WebDriver
+    run: Path  # the run folder
+    process: subprocess.Popen
+    log: Path  # the process's output
+
+    def wait(self, condition, what: str, interval: float = 0.25):
+        """browser.wait_until, failing at once (with the log's end) if the run exits."""
+        return browser.wait_until(condition, what, interval, process=self.process, log=self.log)
+
+
 @pytest.fixture(scope="module")
 def live(demo_runs, tmp_path_factory):
-    """(driver, run folder): ns-train wys with the viewer, and the page open in Chromium."""
+    """ns-train wys with the viewer, and the page open in Chromium."""
     base, env = demo_runs.edited, demo_runs.env
     driver = browser.chromium()  # before the run: a missing browser fails at once
     outputs = tmp_path_factory.mktemp("live")
@@ -57,7 +72,7 @@ def live(demo_runs, tmp_path_factory):
     try:
         browser.wait_for_page(port, process, log)
         driver.get(f"http://127.0.0.1:{port}/")
-        yield driver, outputs / "synthetic" / "wys" / "live"
+        yield Live(driver, outputs / "synthetic" / "wys" / "live", process, log)
     finally:
         driver.quit()
         os.killpg(process.pid, signal.SIGKILL)
@@ -81,12 +96,12 @@ def saved_step(run: Path) -> int:
 
 
 def test_page_connects_and_shows_the_wys_controls(live):
-    driver, _ = live
-    browser.wait_until(lambda: "Edit prompt" in browser.labels(driver), "the control panel (websocket connection)")
+    driver = live.driver
+    live.wait(lambda: "Edit prompt" in browser.labels(driver), "the control panel (websocket connection)")
     shown = browser.labels(driver)
     for label in ("Edit prompt", "Text guidance", "Image guidance", "Relevance threshold τ", "Pause edits", "Output type"):
         assert label in shown, f"{label!r} not on the page; labels: {shown}"
-    assert "Reset edits" in browser.buttons(driver)
+    assert {"Reset edits", "Apply prompt"} <= set(browser.buttons(driver))
     assert browser.text_input(driver, "Edit prompt").get_attribute("value") == PROMPT
     assert browser.slider_value(driver, "Text guidance") == pytest.approx(7.5)
     assert browser.slider_value(driver, "Relevance threshold τ") == pytest.approx(0.5)
@@ -94,7 +109,7 @@ def test_page_connects_and_shows_the_wys_controls(live):
 
 
 def test_relevance_output_is_offered_and_shows_low_and_high_values(live):
-    driver, run = live
+    driver = live.driver
     options = browser.output_types(driver)
     assert "relevance" in options, options
     browser.choose(driver, "relevance")
@@ -108,19 +123,21 @@ def test_relevance_output_is_offered_and_shows_low_and_high_values(live):
         shares = (distances < 40).mean(), (values > 0.7).mean(), (values < 0.3).mean()
         return shares if shares[0] > 0.5 and shares[1] > 0.005 and shares[2] > 0.3 else None
 
-    shares = browser.wait_until(relevance_picture, f"a relevance render in the viewport ({screenshot})", 2)
+    shares = live.wait(relevance_picture, f"a relevance render in the viewport ({screenshot})", 2)
     print(f"screenshot: {screenshot} (viridis {shares[0]:.3f}, high {shares[1]:.3f}, low {shares[2]:.3f})")
     pixels = np.asarray(Image.open(screenshot).convert("RGB")).astype(float)
     assert pixels.std() > 20  # not blank
 
 
-def test_prompt_typed_in_the_page_is_used_at_the_next_edit(live):
+def test_prompt_typed_and_applied_in_the_page_is_used_at_the_next_edits(live):
     from selenium.webdriver.common.keys import Keys
 
-    driver, run = live
+    driver, run = live.driver, live.run
     box = browser.text_input(driver, "Edit prompt")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(NEW_PROMPT)
+    flush_sends(driver)  # the typed text reaches the server before the button press
+    browser.button(driver, "Apply prompt").click()
     flush_sends(driver)
     typed = time.time_ns()
     masks = load_object_masks(SCENE)
@@ -137,17 +154,17 @@ def test_prompt_typed_in_the_page_is_used_at_the_next_edit(live):
         colours = [ball_colour(name) for name, written in edit_times(run).items() if written > typed]
         return next((tuple(c) for c in colours if c[1] > c[0] + 0.15 and c[1] > c[2] + 0.15), None)
 
-    browser.wait_until(green_edit, "an edit with the prompt typed in the page (green ball)", 1)
+    live.wait(green_edit, "an edit with the prompt applied in the page (green ball)", 1)
 
 
 def test_pause_edits_stops_edits_while_training_goes_on(live):
-    driver, run = live
+    driver, run = live.driver, live.run
     browser.labelled(driver, "Pause edits").click()
     flush_sends(driver)
     paused = time.time_ns()
-    step = browser.wait_until(lambda: saved_step(run) + 1, "a checkpoint", 1) - 1
+    step = live.wait(lambda: saved_step(run) + 1, "a checkpoint", 1) - 1
     # 10 more steps are 5 edit periods (an edit every 2 steps); only the edit in flight at the click may land
-    browser.wait_until(lambda: saved_step(run) >= step + 10, "training to go on while edits are paused", 1)
+    live.wait(lambda: saved_step(run) >= step + 10, "training to go on while edits are paused", 1)
     late = [name for name, written in edit_times(run).items() if written > paused]
     assert len(late) <= 1, f"{len(late)} views were edited while edits were paused"
     browser.labelled(driver, "Pause edits").click()  # and unpausing brings edits back
@@ -159,6 +176,6 @@ def test_pause_edits_stops_edits_while_training_goes_on(live):
 
     # Counted in training steps, not seconds (a loaded 2-core machine took > 30 s a step): checkpoints come every 10
     # steps, so two more mean at least 11 steps after the click, 5 edit periods, and an edit must have landed.
-    browser.wait_until(lambda: edited_since_resumed() or saved_step(run) >= resumed_step + 20,
+    live.wait(lambda: edited_since_resumed() or saved_step(run) >= resumed_step + 20,
                        "edits to resume (or 11+ more training steps) after unpausing", 1)
     assert edited_since_resumed(), f"no edit in the 11+ training steps after unpausing (from step {resumed_step})"

@@ -105,6 +105,8 @@ CASES = [
     (["--pipeline.editing.zone.edge-alpha", "2"], "--pipeline.editing.zone.edge-alpha must be in [0, 1]"),
     # editors, localizers, models, plug-ins
     (["--pipeline.editor", "nowhere:Editor"], "cannot import editor 'nowhere:Editor'"),
+    (["--pipeline.editor", "colorkey", "--pipeline.prompt", "make it nicer"],
+     "--pipeline.prompt: the colorkey demonstration editor can't read a source and a target colour from 'make it nicer'"),
     (["--pipeline.editor", "oracle_editor"], "unknown --pipeline.editor 'oracle_editor'"),
     (["--pipeline.editing.localizer", "zone"], "does not take --pipeline.editing.localizer zone"),  # the oracle has no localizer
     (["--pipeline.editor", "relevance", "--pipeline.editing.model", "org/not-downloaded"], "'org/not-downloaded' is not available"),
