@@ -13,14 +13,21 @@ from nerf_edit.validate import check_at_least, check_choice, check_range
 
 Action = Literal["add", "remove", "change"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "change")
+# Which branches of IP2P's [text, image-only, null] guidance batch the rough mask's attention averages.
+ATTENTION_BRANCHES = {"null-text": (1, 2), "instruction": (0,)}
 
 
 @dataclass
 class ZoneConfig:
     """ZONE's localisation and blending settings; defaults are the paper's and its code's (pixels at 512²)."""
 
-    attention_threshold: float = 128.0
-    """Rough mask: where the contrast-stretched first-minus-last-token attention (0-255 scale) is below this."""
+    attention_branch: Literal["null-text", "instruction"] = "null-text"
+    """Cross-attention recorded for the rough mask: of IP2P's [text, image-only, null] guidance batch, `null-text`
+    averages the two null-text branches (official ZONE: null_text_w_ptp.py ~226 stores `attn[h // 3:]`),
+    `instruction` keeps the instruction-conditioned one."""
+    attention_threshold: float = 108.0
+    """Rough mask: where the contrast-stretched first-minus-last-token attention (0-255 scale) is at most this
+    (official ZONE: msk_from_attn.py ~73-75, `thres = 108`; the paper's Eq. 4 writes < 128)."""
     attention_contrast: float = 2.0
     """Contrast stretch of the token difference before thresholding (saturates at 255)."""
     attention_layers: Literal["coarsest", "all"] = "coarsest"
@@ -54,6 +61,7 @@ def check_zone_config(zone, prefix: str = "--zone.", main_model: Optional[str] =
     check_range(f"{prefix}attention-threshold", zone.attention_threshold, 0, 255)
     check_range(f"{prefix}attention-contrast", zone.attention_contrast, 0, low_open=True)
     check_choice(f"{prefix}attention-layers", zone.attention_layers, ("coarsest", "all"))
+    check_choice(f"{prefix}attention-branch", zone.attention_branch, tuple(ATTENTION_BRANCHES))
     check_at_least(f"{prefix}sam-points-per-side", zone.sam_points_per_side, 1)
     check_at_least(f"{prefix}sam-points-per-batch", zone.sam_points_per_batch, 1)
     for field_name in ("edge_dilate_px", "edge_radius_px", "edge_close_px"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,16 +20,19 @@ from diffusers.models.attention_processor import Attention
 
 
 class CrossAttentionRecorder:
-    """Head-averaged cross-attention probabilities of one batch branch, summed per layer over denoising steps.
+    """Cross-attention probabilities averaged over heads and the kept batch branches, summed per layer over
+    denoising steps.
 
     The UNet batch is `branches` stacked branches of equal size (IP2P's guided call: [text, image-only, null]);
-    only branch `branch` is kept. `sums[layer]` is [b, N, L] (N = that layer's h·w, L = tokens) over `num_steps`
-    steps; with `keep_steps`, `maps[step][layer]` keeps every step's maps too (memory grows with the steps).
+    `branch` (an index, or several to average) is what is kept. `sums[layer]` is [b, N, L] (N = that layer's h·w,
+    L = tokens) over `num_steps` steps; with `keep_steps`, `maps[step][layer]` keeps every step's maps too (memory
+    grows with the steps).
     """
 
-    def __init__(self, branches: int = 3, branch: int = 0, skip_mid_block: bool = True, keep_steps: bool = False):
+    def __init__(self, branches: int = 3, branch: Union[int, Sequence[int]] = 0, skip_mid_block: bool = True,
+                 keep_steps: bool = False):
         self.branches = branches
-        self.branch = branch
+        self.kept_branches = (branch,) if isinstance(branch, int) else tuple(branch)
         self.skip_mid_block = skip_mid_block
         self.keep_steps = keep_steps
         self.sums: Dict[str, torch.Tensor] = {}
@@ -46,7 +49,8 @@ class CrossAttentionRecorder:
         batch = probs.shape[0] // heads
         probs = probs.view(batch, heads, *probs.shape[1:])
         size = batch // self.branches
-        kept = probs[self.branch * size : (self.branch + 1) * size].float().mean(1).detach()  # [b, N, L]
+        kept = torch.stack([probs[k * size : (k + 1) * size] for k in self.kept_branches])  # [K, b, heads, N, L]
+        kept = kept.float().mean((0, 2)).detach()  # [b, N, L]
         self.sums[layer] = kept if layer not in self.sums else self.sums[layer] + kept
         self.counts[layer] += 1
         if self.keep_steps:

@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from nerf_edit.config.editor import EditorConfig
-from nerf_edit.config.zone import check_zone_config
+from nerf_edit.config.zone import ATTENTION_BRANCHES, check_zone_config
 from nerf_edit.core.guided import StepCallback, denoise, observe
 from nerf_edit.core.stages import StageTimer
 from nerf_edit.editing.editor import step_hook_plugins
@@ -72,7 +72,8 @@ class ZoneLocalizer(IP2PLocalizer):
         with stage("fused denoise + attention capture" if record else "fused denoise"):
             timesteps, latents, noise = ip2p.start_latents(encoded.clean, noise, config.steps, strength,
                                                            self.start_from == "noise")
-            recorder = CrossAttentionRecorder(branches=3, branch=0) if record else None
+            recorder = (CrossAttentionRecorder(branches=3, branch=ATTENTION_BRANCHES[config.zone.attention_branch])
+                        if record else None)
             hooks = step_hook_plugins(config, ip2p)
             if recorder is not None:
                 hooks.append(next_attention_step(recorder))

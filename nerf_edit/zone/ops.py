@@ -47,14 +47,16 @@ def rough_mask(
     maps: torch.Tensor,
     last_token: int,
     image_size: Sequence[int],
-    threshold: float = 128.0,
+    threshold: float = 108.0,
     contrast: float = 2.0,
 ) -> torch.Tensor:
     """ZONE's rough edit mask M_b: the token difference, resized to the image, contrast-stretched (×`contrast`,
-    saturating at 255) and kept where below `threshold` (0–255 scale). [b, h, w, L] -> [b, H, W] bool"""
+    saturating at 255) and kept where at most `threshold` (0–255 scale), as the official code
+    (lsl001006/ZONE msk_from_attn.py ~64-76: `cv2.subtract(SOT, EOT)`, resize, `convertScaleAbs(alpha=2)`,
+    background where > 108). [b, h, w, L] -> [b, H, W] bool"""
     difference = token_difference(maps, last_token)[:, None]
     difference = F.interpolate(difference, size=tuple(image_size), mode="bilinear", align_corners=False)[:, 0]
-    return (difference * contrast).clamp(0, 255) < threshold
+    return (difference * contrast).clamp(0, 255) <= threshold
 
 
 def last_token_index(tokenizer, instruction: str) -> int:

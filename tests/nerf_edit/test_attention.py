@@ -4,6 +4,7 @@ from collections import Counter
 
 import torch
 
+from nerf_edit.config.zone import ATTENTION_BRANCHES, ZoneConfig
 from nerf_edit.models.attention import CrossAttentionRecorder, cross_attention_layers, record_cross_attention
 
 
@@ -72,3 +73,21 @@ def test_branch_selection_matches_a_text_only_call(tiny_ip2p):
         tiny_ip2p.unet(torch.cat([noisy, image_latents], 1), torch.tensor(300), encoder_hidden_states=text)
     for layer, probs in guided.maps[0].items():
         torch.testing.assert_close(probs, alone.maps[0][layer], rtol=1e-4, atol=1e-5)
+
+
+def test_null_text_branches_are_averaged_as_the_official_zone_reads_them(tiny_ip2p):
+    """lsl001006/ZONE null_text_w_ptp.py ~226 hands `attn[h // 3:]` of IP2P's [text, image-only, null] batch to its
+    store, and msk_from_attn.py ~15-25 averages what it stored over its first axis (heads of both branches): the
+    mean of the image-only and the null branch's head-averaged maps, which is what ZONE's default keeps."""
+    generator = torch.Generator().manual_seed(4)
+    noisy = torch.randn(1, 4, 8, 8, generator=generator)
+    image_latents = torch.randn(1, 4, 8, 8, generator=generator)
+    recorders = {kept: CrossAttentionRecorder(branches=3, branch=kept, keep_steps=True) for kept in (1, 2, (1, 2), 0)}
+    for recorder in recorders.values():
+        with record_cross_attention(tiny_ip2p.unet, recorder):
+            tiny_ip2p.predict_guided(noisy, torch.tensor(300), image_latents, "make it red")
+    assert ZoneConfig().attention_branch == "null-text" and ATTENTION_BRANCHES["null-text"] == (1, 2)
+    for layer, both in recorders[(1, 2)].maps[0].items():
+        official = torch.cat([recorders[1].maps[0][layer], recorders[2].maps[0][layer]]).mean(0, keepdim=True)
+        torch.testing.assert_close(both, official, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(both, recorders[0].maps[0][layer], rtol=1e-3, atol=1e-4)  # not the text branch
