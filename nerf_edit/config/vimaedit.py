@@ -71,10 +71,31 @@ class ViMAEditConfig:
     """P2P self-attention injection for the first fraction of the steps."""
     image_replace: float = 0.1
     """IP-Adapter attention injection for the first fraction of the steps."""
+    timestep_offset: int = 1
+    """Added to DDIM's `leading` timesteps: 1 gives 981, 961, ..., 1 for 50 steps, as the official run (its
+    StableDiffusionPipeline rewrites the scheduler's steps_offset to 1); 0 gives 980, ..., 0."""
     clip_predicted_x0: bool = False
-    """Clamp the corrected x̂0 latent to [−1, 1] (the official scheduler's inherited DDIM default; off here)."""
+    """Clamp the corrected x̂0 latent to [−1, 1]; off, as the official run (its StableDiffusionPipeline rewrites the
+    scheduler's inherited clip_sample=True to False)."""
     composite: bool = True
     """Pixels outside the final mask are the input's exactly (ours); off: the decoded latent everywhere (official)."""
+
+
+# What official_vimaedit_config sets; the defaults of ViMAEditConfig otherwise (the paper's intent where they differ).
+OFFICIAL_SETTINGS = {"ip_ordering": "official", "composite": False, "timestep_offset": 1}
+
+
+def official_vimaedit_config(**settings) -> ViMAEditConfig:
+    """The official code's run (Null-0000/ViMAEdit run_editing_vima.py), what PIE-Bench's published ViMAEdit row
+    comes from: its IP-Adapter batch order (p2p_editor.py ~76-77, 104), no composite (its output is the decoded
+    target latent everywhere), offset-1 timesteps. Other settings as given."""
+    return ViMAEditConfig(**{**OFFICIAL_SETTINGS, **settings})
+
+
+def departures_from_official(settings: ViMAEditConfig) -> dict:
+    """The OFFICIAL_SETTINGS a config does not have: {name: its value}."""
+    return {name: getattr(settings, name) for name, value in OFFICIAL_SETTINGS.items()
+            if getattr(settings, name) != value}
 
 
 def vimaedit_config(config) -> ViMAEditConfig:
@@ -89,6 +110,7 @@ def check_vimaedit_config(settings: ViMAEditConfig, prefix: str = "--vimaedit.")
     validate.check_choice(f"{prefix}variance", settings.variance, ("adaptive", "zero", "uniform"))
     validate.check_at_least(f"{prefix}grounding-iterations", settings.grounding_iterations, 0)
     validate.check_at_least(f"{prefix}steps", settings.steps, 1)
+    validate.check_at_least(f"{prefix}timestep-offset", settings.timestep_offset, 0)
     for name in ("gamma", "mask_threshold", "critical_threshold", "blend_start", "cross_replace", "self_replace",
                  "image_replace"):
         validate.check_range(prefix + name.replace("_", "-"), getattr(settings, name), 0.0, 1.0)

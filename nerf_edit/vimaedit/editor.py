@@ -6,11 +6,11 @@
 `nerf_edit.vimaedit.localizer`.
 
 What runs (official code github Null-0000/ViMAEdit, run_editing_vima.py defaults; deviations marked):
-* SD-1.5 text-to-image UNet; x0 = VAE mean latent of the image; x_T = add_noise(x0, ε, t = 980); 50 DDIM steps
-  (`leading` spacing, offset 0: 980, 960, ..., 0; ᾱ_prev = 1 after the last step, DDIM's `set_alpha_to_one`, which
-  the official scheduler inherits). The official scheduler also inherits DDIM's `clip_sample=True`, clamping the
-  corrected x̂0 latent to [−1, 1]; SD latents are not in that range, so it is off here (`clip_predicted_x0` turns
-  it on to reproduce the official numbers).
+* SD-1.5 text-to-image UNet; x0 = VAE mean latent of the image; x_T = add_noise(x0, ε, t = 981); 50 DDIM steps
+  (`leading` spacing, offset 1: 981, 961, ..., 1; ᾱ_prev = 1 after the last step, DDIM's `set_alpha_to_one`, which
+  the official scheduler inherits). The official EDDIM inherits DDIM's offset 0 and `clip_sample=True` too, but
+  the StableDiffusionPipeline it is handed to rewrites both (offset 1, no clamp of x̂0): what ran is what runs
+  here (`timestep_offset 0` for 980, ..., 0; `clip_predicted_x0` clamps x̂0 to [−1, 1]).
 * the two branches share x_T; UNet batch [uncond src, uncond tar, cond src, cond tar]; CFG 1.0 (source prompt) and
   7.5 (target prompt); x̂0 correction each step; P2P refinement [0, 20), self-attention injection [0, 30),
   IP-Adapter attention injection [0, 5).

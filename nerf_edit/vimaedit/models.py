@@ -17,11 +17,14 @@ from nerf_edit.models.loading import _DTYPE_KWARG, check_available, is_tiny, res
 from nerf_edit.models.tiny import build_tiny_ip_adapter, build_tiny_sd_pipeline
 
 
-def vimaedit_ddim_scheduler(config):
-    """DDIM with SD-1.x's noise schedule and every setting given: 50 steps give 980, 960, ..., 0 (the official
-    ViMAEdit schedule: `leading` spacing, offset 0), no clipping of x̂0, ᾱ_prev = 1 after the last step."""
-    scheduler = sd1_ddim_scheduler(config, timestep_spacing="leading", steps_offset=0, set_alpha_to_one=True)
-    return scheduler
+def vimaedit_ddim_scheduler(config, steps_offset: int = 1):
+    """DDIM with SD-1.x's noise schedule and every setting given, as the official ViMAEdit run ends up with:
+    `leading` spacing, `steps_offset` 1 (50 steps: 981, 961, ..., 1), no clipping of x̂0, ᾱ_prev = 1 after the last
+    step. The official EDDIMScheduler(eta=1.0, betas) has DDIM's defaults (offset 0, clip_sample True), but
+    `DiffusionPipeline.from_pretrained(..., scheduler=...)` builds a StableDiffusionPipeline, whose `__init__`
+    rewrites them to offset 1 and clip_sample False (Null-0000/ViMAEdit models/p2p_editor.py ~21, run_editing_vima.py
+    ~77-82; diffusers pipeline_stable_diffusion.py ~214-241)."""
+    return sd1_ddim_scheduler(config, timestep_spacing="leading", steps_offset=steps_offset, set_alpha_to_one=True)
 
 
 @dataclass
@@ -84,7 +87,7 @@ def load_vimaedit_models(settings: ViMAEditConfig, device: str = "cpu", dtype=No
     pipe = pipe.to(device)
     return ViMAEditModels(
         unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-        scheduler=vimaedit_ddim_scheduler(pipe.scheduler.config), clip=clip, clip_tokenizer=clip_tokenizer,
+        scheduler=vimaedit_ddim_scheduler(pipe.scheduler.config, settings.timestep_offset), clip=clip, clip_tokenizer=clip_tokenizer,
         clip_processor=clip_processor, device=torch.device(device), dtype=torch_dtype,
     )
 

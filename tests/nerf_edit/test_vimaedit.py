@@ -4,8 +4,9 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
-from nerf_edit.models.tiny import build_tiny_tokenizer
+from nerf_edit.models.tiny import build_tiny_sd_pipeline, build_tiny_tokenizer
 from nerf_edit.vimaedit import ops as vimaedit
+from nerf_edit.vimaedit.models import vimaedit_ddim_scheduler
 
 
 def row_stochastic(rng, *shape):
@@ -67,6 +68,24 @@ def test_ip_adapter_batch_orderings():
     # batch [uncond src, uncond tar, cond src, cond tar]
     assert paper.tolist() == [[0, 0], [0, 0], [1, 2], [3, 4]]
     assert official.tolist() == [[0, 0], [1, 2], [0, 0], [3, 4]]
+
+
+def test_timesteps_are_the_ones_the_official_run_gets_from_diffusers():
+    """Null-0000/ViMAEdit run_editing_vima.py ~77-82 builds EDDIMScheduler(eta=1.0, betas) on DDIM's defaults (offset
+    0, clip_sample True) and models/p2p_editor.py ~21 hands it to DiffusionPipeline.from_pretrained, i.e. to
+    StableDiffusionPipeline.__init__, which rewrites both (diffusers pipeline_stable_diffusion.py ~214-241). Our
+    DDIM gives the timesteps and settings that pipeline's scheduler ends up with."""
+    from diffusers import StableDiffusionPipeline
+
+    official = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    pipe = StableDiffusionPipeline(**{**build_tiny_sd_pipeline().components, "scheduler": official})
+    pipe.scheduler.set_timesteps(50)
+    ours = vimaedit_ddim_scheduler(DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").config)
+    ours.set_timesteps(50)
+    assert torch.equal(ours.timesteps, pipe.scheduler.timesteps) and int(ours.timesteps[0]) == 981
+    for key in ("steps_offset", "clip_sample", "set_alpha_to_one", "timestep_spacing", "prediction_type"):
+        assert ours.config[key] == pipe.scheduler.config[key], key
+    assert (pipe.scheduler.config.steps_offset, pipe.scheduler.config.clip_sample) == (1, False)
 
 
 def scheduler_and_alphas(step_index=10):

@@ -94,7 +94,8 @@ def test_same_prompts_reproduce_the_input_latents(tiny_models):
     torch.testing.assert_close(result.latents, result.x0, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(result.source_latents, result.x0, rtol=1e-4, atol=1e-4)
     decoded = ((tiny_models.vae.decode(result.x0 / tiny_models.vae.config.scaling_factor).sample + 1) / 2)
-    torch.testing.assert_close(result.images, decoded.clamp(0, 1), rtol=1e-3, atol=1e-3)
+    # latents within 1e-4 decode within half an 8-bit step (the VAE's decoder amplifies float noise ~10x)
+    torch.testing.assert_close(result.images, decoded.clamp(0, 1), rtol=1e-3, atol=0.5 / 255)
 
 
 @torch.no_grad()

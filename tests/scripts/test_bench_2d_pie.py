@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +61,8 @@ def test_runner_writes_images_rows_and_table(bench):
         assert item.source_prompt.startswith("a ") and "[" not in item.source_prompt
     summary = json.loads((output / "summary.json").read_text())
     assert summary["images"] == 3 and summary["published"]["ViMAEdit"]["psnr"] == 28.49
+    assert summary["label"] == "ours: ViMAEdit, official preset"  # the default: beside the published rows
+    assert "| ours: ViMAEdit, official preset (3 images) |" in (output / "summary.md").read_text()
     table = (output / "metrics.csv").read_text().splitlines()
     assert len(table) == 4 and table[0].startswith("key,image_path,structure_distance")
     means = pie_bench.summarize(rows(output))
@@ -186,3 +189,11 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, case):
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.count("\n") == 0 and expected in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_row_not_made_with_the_official_settings_says_so():
+    command = bench_2d_pie.BenchPie(data=Path("d"), output=Path("o"))
+    assert bench_2d_pie.row_label(command) == "ours: ViMAEdit, official preset"
+    command.vimaedit.composite = True
+    assert bench_2d_pie.row_label(command) == "ours: ViMAEdit, composite=True (not the official run's)"
+    assert bench_2d_pie.row_label(bench_2d_pie.BenchPie(data=Path("d"), output=Path("o"), editor="zone")) == "ours: zone"
