@@ -108,7 +108,8 @@ class EditImage:
         if canvas is not None:
             atomic_save_image(self.output / f"{name}_canvas.png", canvas[0])
         if getattr(found, "actions", None):
-            print(f"{name}: {found.actions[0]} edit")
+            by = getattr(found, "action_classifier", "")
+            print(f"{name}: {found.actions[0]} edit" + (f" (decided by the {by})" if by else ""))
 
 
 def check_image_header(path: Path) -> None:

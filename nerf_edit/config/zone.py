@@ -34,8 +34,10 @@ class ZoneConfig:
     """Cross-attention layers averaged: `coarsest` (1/32 of the image in SD, as ZONE) or `all` (resized)."""
     fusion_model: str = MAGICBRUSH_MODEL_ID
     """Second IP2P-architecture model fused into every step (MagicBrush); `none` turns fusion off."""
-    action: str = "rules"
-    """add/remove/change classifier (sets the fusion weight): `rules`, a fixed action, or `package.module:Name`."""
+    action: str = "auto"
+    """add/remove/change classifier (sets the fusion weight): `official` (ZONE's shipped MLP checkpoint on IP2P's CLIP
+    text embedding), `rules` (keywords), `auto` (official with a real, 768-wide IP2P text encoder, else rules), a
+    fixed action, or `package.module:Name`."""
     segmenter: str = SAM_MODEL_ID
     """Segments for Region-IoU refinement: SAM hub id or folder, `tiny`, `none` (keep the rough mask), or
     `package.module:Name`."""
@@ -70,9 +72,10 @@ def check_zone_config(zone, prefix: str = "--zone.", main_model: Optional[str] =
     check_range(f"{prefix}edge-alpha", zone.edge_alpha, 0, 1)
     if not check_models:
         return
-    if zone.action not in ("rules", *ACTIONS):
+    if zone.action not in ("auto", "official", "rules", *ACTIONS):
         if ":" not in zone.action:
-            raise UsageError(f"unknown {prefix}action {zone.action!r}: use 'rules', one of {list(ACTIONS)}, "
+            raise UsageError(f"unknown {prefix}action {zone.action!r}: use 'auto', 'official', 'rules', one of "
+                             f"{list(ACTIONS)}, "
                              f"or an import path 'package.module:Name'")
         import_object(zone.action, "action classifier")
     if zone.fusion_model not in ("none", main_model):

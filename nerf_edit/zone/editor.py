@@ -82,10 +82,11 @@ class ZoneEditor(IP2PEditor):
                 rough = localize(self.localizer, images, instruction, conditioning, generator, encoded).mask
                 refined = self.zone.refine(images, fused.canvas, rough, fused.action)
                 found = ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
-                                         actions=actions)
+                                         actions=actions, action_classifier=self.zone.parts.classifier_name)
             else:
                 refined = check_mask(mask, images)
-                found = ZoneLocalization(mask=refined, canvas=fused.canvas, refined_mask=refined, actions=actions)
+                found = ZoneLocalization(mask=refined, canvas=fused.canvas, refined_mask=refined, actions=actions,
+                                         action_classifier=self.zone.parts.classifier_name)
         settings = self.config.zone
         with self.stages.stage("edge smoother + blend"):
             final = zone.fft_edge_mask(found.canvas, background.float(), found.refined_mask, settings.edge_dilate_px,

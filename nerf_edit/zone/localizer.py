@@ -29,6 +29,7 @@ class ZoneLocalization(Localization):
     rough_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_b (None when the caller gave the mask)
     refined_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_f, the segment with the best Region-IoU
     actions: list = field(default_factory=list)  # the add/remove/change decision per image
+    action_classifier: str = ""  # which classifier decided (ZONE's checkpoint, the keyword rules, ...)
     attention: Optional[torch.Tensor] = None  # [B, h, w, L] the averaged cross-attention maps
 
 
@@ -124,4 +125,5 @@ class ZoneLocalizer(IP2PLocalizer):
                                     settings.attention_contrast)[:, :height, :width].to(images.device)
         refined = self.refine(images, fused.canvas, rough, fused.action)
         return ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
-                                actions=[fused.action] * images.shape[0], attention=attention)
+                                actions=[fused.action] * images.shape[0], attention=attention,
+                                action_classifier=self.parts.classifier_name)

@@ -72,14 +72,16 @@ _CHANGE = r"\b(change|turn|make|replace|convert|transform|swap|paint|colou?r)\b"
 
 
 class RuleBasedActionClassifier:
-    """ZONE's add/remove/change decision, by keywords (ZONE trains a 2-layer MLP on CLIP text embeddings; its
-    weights aren't available to us, and for this 3-way split keywords are transparent and good enough).
+    """ZONE's add/remove/change decision, by keywords: the fallback where ZONE's own classifier (a 2-layer MLP on
+    IP2P's CLIP text embeddings, `nerf_edit.zone.classifier`) can't run (a tiny or other-width text encoder).
 
     The earliest keyword in the instruction decides: "remove/delete/erase/get rid of/take away/without…" is
     remove, "add/put/place/insert/give/include/attach…" is add, "change/turn/make/replace…" and anything
     else is change. So "give him a hat" is add, "make the dog wear a hat" is change, "turn the cat into a dog"
     change, "get rid of the car" remove.
     """
+
+    name = "keyword rules"
 
     def __call__(self, instruction: str) -> Action:
         text = instruction.lower()
@@ -95,7 +97,7 @@ ActionClassifier = Callable[[str], Action]
 
 
 def action_classifier(spec: str) -> ActionClassifier:
-    """`rules` (the default above), a fixed action (`add`/`remove`/`change`), or an import path
+    """`rules` (the keyword rules above), a fixed action (`add`/`remove`/`change`), or an import path
     `package.module:Name` naming a callable instruction -> action, or a class constructed without arguments."""
     if spec == "rules":
         return RuleBasedActionClassifier()

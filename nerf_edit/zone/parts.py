@@ -12,8 +12,10 @@ from nerf_edit.core.guided import Step, StepHook
 from nerf_edit.errors import EditorError, as_editor_error
 from nerf_edit.models.attention import CrossAttentionRecorder
 from nerf_edit.models.ip2p import InstructPix2Pix, pad_to_multiple
+from nerf_edit.models.loading import is_tiny
 from nerf_edit.models.segment import make_segmenter
 from nerf_edit.zone import ops as zone
+from nerf_edit.zone.classifier import INPUT_SIZE, OfficialActionClassifier
 
 
 @dataclass
@@ -23,6 +25,7 @@ class ZoneParts:
     fusion: Optional[InstructPix2Pix]  # MagicBrush (None: no fusion)
     segmenter: Optional[Callable]  # image [3, H, W] -> segments [N, H, W] bool (None: keep the rough mask)
     classify: Callable[[str], str]  # instruction -> "add" | "remove" | "change"
+    classifier_name: str = ""  # which classifier that is (said with every decision)
 
     def action(self, instruction: str) -> str:
         action = self.classify(instruction)
@@ -42,12 +45,28 @@ def load_zone_parts(config: EditorConfig, ip2p: InstructPix2Pix, fusion: Optiona
             if fusion.vae.config.latent_channels != ip2p.vae.config.latent_channels:
                 raise EditorError(f"fusion model {settings.fusion_model!r} has a different latent space than "
                                   f"{config.model!r}: use an IP2P-architecture model or --zone.fusion-model none")
-        classify = zone.action_classifier(settings.action)
+        classify = action_classifier(settings.action, config.model, ip2p)
         if segmenter is None:
             segmenter = make_segmenter(settings.segmenter, device=device, dtype=config.dtype,
                                        points_per_side=settings.sam_points_per_side,
                                        points_per_batch=settings.sam_points_per_batch)
-    return ZoneParts(fusion, segmenter, classify)
+    return ZoneParts(fusion, segmenter, classify, classifier_name(classify, settings.action))
+
+
+def classifier_name(classify: Callable[[str], str], spec: str) -> str:
+    """What decides the action, in words: the classifier's own `name`, a fixed action, or the plug-in's path."""
+    if getattr(classify, "name", None):
+        return classify.name
+    return f"fixed action {spec!r}" if spec in zone.ACTIONS else f"classifier {spec}"
+
+
+def action_classifier(spec: str, model: str, ip2p: InstructPix2Pix) -> Callable[[str], str]:
+    """`official`: ZONE's checkpoint on IP2P's own text encoder; `auto`: that when the text encoder is a real one of
+    the checkpoint's width (not `tiny`), else the keyword rules; anything else as `zone.action_classifier`."""
+    real_width = not is_tiny(model) and int(ip2p.text_encoder.config.hidden_size) == INPUT_SIZE
+    if spec == "official" or (spec == "auto" and real_width):
+        return OfficialActionClassifier(ip2p.tokenizer, ip2p.text_encoder)
+    return zone.action_classifier("rules" if spec == "auto" else spec)
 
 
 class FusionHook:

@@ -1,11 +1,16 @@
 """ZONE's functional core on planted inputs whose right answer is known."""
 
+import hashlib
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from nerf_edit.config.zone import ZoneConfig
 from nerf_edit.core.masks import mask_iou
-from nerf_edit.models.tiny import build_tiny_tokenizer
+from nerf_edit.errors import EditorError
+from nerf_edit.models.tiny import build_tiny_text_encoder, build_tiny_tokenizer
+from nerf_edit.zone import classifier, parts
 from nerf_edit.zone import ops as zone
 
 
@@ -212,3 +217,48 @@ def test_morphology():
     assert closed[10, 14] and closed[10, 15] and not gap[10, 14]
     assert torch.equal(zone.erode(zone.dilate(square((32, 32), 8, 8, 8)[None], 3), 3)[0], square((32, 32), 8, 8, 8))
     assert zone.scaled_px(200, (512, 512)) == 200 and zone.scaled_px(200, (64, 96)) == 25 and zone.scaled_px(1, (8, 8)) == 1
+
+
+# ------------------------------------------------------------------------------------------- the official classifier
+def test_the_shipped_checkpoint_is_zones_file_with_its_notice():
+    digest = hashlib.sha256(classifier.CHECKPOINT.read_bytes()).hexdigest()
+    assert digest == classifier.CHECKPOINT_SHA256  # ckpts/action_classifier.pth of lsl001006/ZONE @9788584
+    mlp = classifier.ActionMLP()
+    mlp.load_state_dict(torch.load(classifier.CHECKPOINT, map_location="cpu", weights_only=True))  # strict: all keys
+    notice = (classifier.CHECKPOINT.parent / "ACTION_CLASSIFIER_NOTICE.md").read_text()
+    assert "Apache License" in notice and digest in notice
+
+
+@pytest.mark.parametrize("best_tokens, label", [((3, 7, 10), "remove"), ((12, 7, 10), "change"), ((3, 9, 2), "add")])
+def test_official_readout_takes_the_class_whose_best_token_comes_last(best_tokens, label):
+    """lsl001006/ZONE msk_from_attn.py ~124-130 and ~108-116, its two lines reproduced here as the reference."""
+    logits = torch.zeros(1, 77, 3)
+    for cls, token in enumerate(best_tokens):
+        logits[0, token, cls] = 1.0 + cls
+    _, predicted = torch.max(logits, 1)
+    mapper = {"0": "CHANGE", "1": "ADD", "2": "REMOVE"}
+    official = mapper[str(predicted[0].argmax().item())].lower()
+    assert classifier.official_readout(logits) == [official] == [label]
+
+
+def wide_text_encoder(tokenizer):
+    """A random CLIP text encoder of SD-1.5's width (768) on the tiny tokenizer's vocabulary."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    return CLIPTextModel(CLIPTextConfig(vocab_size=tokenizer.vocab_size, hidden_size=768, intermediate_size=3072,
+                                        num_attention_heads=12, num_hidden_layers=1, max_position_embeddings=77)).eval()
+
+
+def test_auto_picks_the_official_classifier_for_a_real_width_model_and_the_rules_for_tiny():
+    tokenizer = build_tiny_tokenizer()
+    wide = SimpleNamespace(tokenizer=tokenizer, text_encoder=wide_text_encoder(tokenizer))
+    official = parts.action_classifier("auto", "timbrooks/instruct-pix2pix", wide)
+    assert isinstance(official, classifier.OfficialActionClassifier)
+    assert official("remove the cat") in zone.ACTIONS and official("remove the cat") == official("remove the cat")
+    tiny = SimpleNamespace(tokenizer=tokenizer, text_encoder=build_tiny_text_encoder(tokenizer, 32))
+    rules = parts.action_classifier("auto", "tiny", tiny)
+    assert parts.classifier_name(rules, "auto") == "keyword rules" and rules("remove the cat") == "remove"
+    assert parts.classifier_name(parts.action_classifier("add", "tiny", tiny), "add") == "fixed action 'add'"
+    with pytest.raises(EditorError, match="reads 768-wide CLIP text embeddings but this model's text encoder gives 32"):
+        parts.action_classifier("official", "tiny", tiny)
