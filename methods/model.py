@@ -141,10 +141,14 @@ class WYSModel(NerfactoModel):
         )
 
     @torch.no_grad()
-    def reset_relevance_field(self) -> None:
+    def reset_relevance_field(self, seed: int) -> None:
         """Back to a freshly initialised relevance field, in place (the optimiser keeps the same parameters): a field
-        trained for another instruction knows nothing of this one, and unlearning it takes longer than learning."""
-        fresh = self._new_relevance_field().to(next(self.relevance_field.parameters()).device)
+        trained for another instruction knows nothing of this one, and unlearning it takes longer than learning.
+        Drawn from `seed` on a forked generator: the same run resets to the same field, and training's own random
+        stream is untouched."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = self._new_relevance_field()
         self.relevance_field.load_state_dict(fresh.state_dict())
 
     def start_editing(self) -> None:

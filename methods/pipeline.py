@@ -344,7 +344,7 @@ class WYSPipeline(VanillaPipeline):
     def reset_relevance_field(self) -> None:
         """A new instruction's field starts from scratch, as on a reconstruction: the weights and their optimiser
         state (Adam's moments of the old instruction's field would push the fresh one back)."""
-        self.model.reset_relevance_field()
+        self.model.reset_relevance_field(self.config.seed)
         optimizer = getattr(self._optimizers, "optimizers", {}).get("relevance_field")
         if optimizer is not None:
             optimizer.state.clear()

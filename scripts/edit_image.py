@@ -13,6 +13,7 @@ import tyro
 from nerf_edit import validate
 from nerf_edit.config.checks import check_editor_config, check_editor_spec, editor_uses_zone
 from nerf_edit.config.editor import EditorConfig
+from nerf_edit.config.presets import official_vimaedit_editor_config, official_zone_config
 from nerf_edit.core.checks import check_instruction
 from nerf_edit.core.io import IMAGE_SUFFIXES, atomic_save_image, load_image, to_uint8
 from nerf_edit.editing.editor import IP2PEditor
@@ -141,8 +142,19 @@ def overlay(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     return to_uint8(tinted)
 
 
+PRESETS = {
+    "zone-official": ("ZONE as its authors run it: --editor zone, 20 DPM-Solver++ steps, guidance 7.5 / image 1.5",
+                      lambda: EditImage(input=tyro.MISSING, instruction=tyro.MISSING, editor="zone",
+                                        settings=official_zone_config())),
+    "vimaedit-official": ("ViMAEdit as its authors run it: --editor vimaedit, their IP-Adapter order, no composite, "
+                          "offset-1 timesteps",
+                          lambda: EditImage(input=tyro.MISSING, instruction=tyro.MISSING, editor="vimaedit",
+                                            settings=official_vimaedit_editor_config())),
+}
+
+
 def entrypoint() -> None:
-    run(EditImage)
+    run(EditImage, PRESETS)
 
 
 if __name__ == "__main__":

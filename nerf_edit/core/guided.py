@@ -52,7 +52,8 @@ def denoise(
     for i, t in enumerate(timesteps):
         noise_pred = predict(scheduler.scale_model_input(latents, t), t)
         output = scheduler.step(noise_pred, t, latents)
-        step = Step(i, t, output.prev_sample, noise_pred, output.pred_original_sample, latents)
+        # DDIM/DDPM give x̂0; multistep solvers (DPM-Solver) do not
+        step = Step(i, t, output.prev_sample, noise_pred, getattr(output, "pred_original_sample", None), latents)
         for hook in hooks:
             step.latents = hook(step)
         latents = step.latents

@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, StableDiffusionInstructPix2PixPipeline
 
 from nerf_edit.models.loading import IP2P_MODEL_ID, load_ip2p_pipeline
 
@@ -38,6 +38,31 @@ def sd1_ddim_scheduler(config, timestep_spacing: str = "trailing", steps_offset:
         thresholding=False,
         rescale_betas_zero_snr=False,
         timestep_spacing=timestep_spacing,
+    )
+
+
+def sd1_dpm_solver_scheduler(config) -> DPMSolverMultistepScheduler:
+    """DPM-Solver++ (2M) as ZONE's official code gets it: `DPMSolverMultistepScheduler.from_config(<the IP2P
+    pipeline's scheduler config>)` (lsl001006/ZONE inference.py ~15, 27). The noise schedule, spacing and offset
+    come from the model's config (the hub IP2P's has no `timestep_spacing`, so DPM-Solver's `linspace`); every
+    DPM-Solver setting is given here with the value `from_config` leaves it at, its own default."""
+    return DPMSolverMultistepScheduler(
+        num_train_timesteps=config.get("num_train_timesteps", 1000),
+        beta_start=config.get("beta_start", 0.00085),
+        beta_end=config.get("beta_end", 0.012),
+        beta_schedule=config.get("beta_schedule", "scaled_linear"),
+        trained_betas=config.get("trained_betas"),
+        prediction_type=config.get("prediction_type", "epsilon"),
+        timestep_spacing=config.get("timestep_spacing", "linspace"),
+        steps_offset=config.get("steps_offset", 0),
+        solver_order=2,
+        algorithm_type="dpmsolver++",
+        solver_type="midpoint",
+        lower_order_final=True,
+        euler_at_final=False,
+        use_karras_sigmas=False,
+        final_sigmas_type="zero",
+        thresholding=False,
     )
 
 
@@ -78,6 +103,7 @@ class InstructPix2Pix:
         self.text_encoder = pipe.text_encoder
         self.tokenizer = pipe.tokenizer
         self.scheduler = sd1_ddim_scheduler(pipe.scheduler.config)
+        self.model_scheduler_config = pipe.scheduler.config  # the model's own, for other samplers' noise schedule
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
@@ -207,23 +233,27 @@ class InstructPix2Pix:
         return predict
 
     def start_latents(self, clean: torch.Tensor, noise: torch.Tensor, steps: int, strength: float,
-                      from_noise: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """An edit's DDIM timesteps and first latents: z0 `clean` noised to the first step (official WYS, img2img),
-        or pure noise when `from_noise` at strength 1 (diffusers' IP2P pipeline).
+                      from_noise: bool, scheduler=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An edit's timesteps and first latents: z0 `clean` noised to the first step (official WYS, img2img), or
+        pure noise when `from_noise` at strength 1 (diffusers' IP2P pipeline). `scheduler`: another sampler than
+        the model's DDIM (its timesteps are set here).
         -> (timesteps, initial latents [B, 4, h, w], `noise` on z0's device and dtype)"""
-        timesteps = self.edit_timesteps(steps, strength)
+        scheduler = scheduler if scheduler is not None else self.scheduler
+        timesteps = self.edit_timesteps(steps, strength, scheduler)
         noise = noise.to(clean.device, clean.dtype)
         if strength >= 1 and from_noise:
-            return timesteps, noise * self.scheduler.init_noise_sigma, noise
-        return timesteps, self.scheduler.add_noise(clean, noise, timesteps[:1]), noise
+            return timesteps, noise * scheduler.init_noise_sigma, noise
+        return timesteps, scheduler.add_noise(clean, noise, timesteps[:1]), noise
 
-    def edit_timesteps(self, steps: int, strength: float = 1.0) -> torch.Tensor:
-        """`steps` DDIM timesteps starting near strength·T (img2img's schedule, stretched so `steps` steps run).
+    def edit_timesteps(self, steps: int, strength: float = 1.0, scheduler=None) -> torch.Tensor:
+        """`steps` timesteps starting near strength·T (img2img's schedule, stretched so `steps` steps run), of the
+        model's DDIM unless another `scheduler` is given.
 
         strength 1 is a full denoise from noise (2D editing); the 3D dataset update draws it in [lower, upper].
         """
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
+        scheduler = scheduler if scheduler is not None else self.scheduler
         total = max(steps, math.ceil(steps / strength))
-        self.scheduler.set_timesteps(total, device=self.device)
-        return self.scheduler.timesteps[total - steps :]
+        scheduler.set_timesteps(total, device=self.device)
+        return scheduler.timesteps[total - steps :]

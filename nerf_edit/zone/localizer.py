@@ -4,6 +4,7 @@ automatic segment with the best Region-IoU refines it to M_f."""
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,7 +17,7 @@ from nerf_edit.core.stages import StageTimer
 from nerf_edit.editing.editor import step_hook_plugins
 from nerf_edit.editing.localizer import IP2PLocalizer, Localization
 from nerf_edit.models.attention import CrossAttentionRecorder, record_cross_attention
-from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix
+from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix, sd1_dpm_solver_scheduler
 from nerf_edit.zone import ops as zone
 from nerf_edit.zone.parts import FusionHook, ZoneParts, load_zone_parts, next_attention_step
 
@@ -71,26 +72,35 @@ class ZoneLocalizer(IP2PLocalizer):
         with stage("classify"):
             action = self.parts.action(instruction)
         with stage("fused denoise + attention capture" if record else "fused denoise"):
+            scheduler = self.sampler()
             timesteps, latents, noise = ip2p.start_latents(encoded.clean, noise, config.steps, strength,
-                                                           self.start_from == "noise")
+                                                           self.start_from == "noise", scheduler)
             recorder = (CrossAttentionRecorder(branches=3, branch=ATTENTION_BRANCHES[config.zone.attention_branch])
                         if record else None)
             hooks = step_hook_plugins(config, ip2p)
             if recorder is not None:
                 hooks.append(next_attention_step(recorder))
             if self.parts.fusion is not None:
-                hooks.append(FusionHook(self.parts.fusion, ip2p.scheduler, latents, encoded.conditioning, instruction,
-                                        config.guidance_scale, config.image_guidance_scale, zone.FUSION_BETA[action]))
+                # its own chain, its own sampler instance (a multistep solver keeps state), with the same timesteps
+                hooks.append(FusionHook(self.parts.fusion, copy.deepcopy(scheduler), latents, encoded.conditioning,
+                                        instruction, config.guidance_scale, config.image_guidance_scale,
+                                        zone.FUSION_BETA[action]))
             if on_step is not None:
                 hooks.append(observe(on_step))
             predict = ip2p.guided_predictor(encoded.condition, instruction, config.guidance_scale,
                                             config.image_guidance_scale)
             recording = record_cross_attention(ip2p.unet, recorder) if recorder is not None else contextlib.nullcontext()
             with recording:
-                latents = denoise(predict, ip2p.scheduler, latents, timesteps, hooks)
+                latents = denoise(predict, scheduler, latents, timesteps, hooks)
         with stage("decode"):
             canvas = ip2p.decode_cropped(latents, encoded.images)
         return FusedEdit(action, latents, canvas, recorder)
+
+    def sampler(self):
+        """The fused edit's sampler: the model's DDIM (stateless: shared), or a fresh DPM-Solver++ for this edit."""
+        if self.config.zone.sampler == "dpm-solver++":
+            return sd1_dpm_solver_scheduler(self.ip2p.model_scheduler_config)
+        return self.ip2p.scheduler
 
     def refine(self, images: torch.Tensor, canvas: torch.Tensor, rough: torch.Tensor, action: str) -> torch.Tensor:
         """M_f: per image, the segment with the best Region-IoU against `rough` [B, H, W] (segments of the edit,

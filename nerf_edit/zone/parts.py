@@ -78,7 +78,7 @@ class FusionHook:
         self.predict = fusion.guided_predictor(
             fusion.encode_condition(pad_to_multiple(conditioning, fusion.vae_scale_factor)), instruction,
             guidance_scale, image_guidance_scale)
-        self.scheduler = scheduler  # DDIM's step is stateless once the timesteps are set: one serves both chains
+        self.scheduler = scheduler  # this chain's own (timesteps set): a multistep sampler's state is per chain
         self.latents = start  # [B, 4, h, w]
         self.beta = beta
 

@@ -168,10 +168,12 @@ def test_a_new_instruction_trains_a_fresh_relevance_field(trainer):
         parameter.grad = torch.ones_like(parameter)
     optimizer.step()
     assert optimizer.state
-    torch.manual_seed(7)
-    fresh = pipeline.model._new_relevance_field().state_dict()
-    torch.manual_seed(7)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(pipeline.config.seed)
+        fresh = pipeline.model._new_relevance_field().state_dict()
+    draws = torch.random.get_rng_state()
     pipeline.update_dataset(0)  # the run's first step: targets for its prompt
+    assert torch.equal(torch.random.get_rng_state(), draws)  # seeded on its own: training's random stream untouched
     assert pipeline.relevance_ready and not optimizer.state
     for name, value in field.state_dict().items():
         assert torch.equal(value, fresh[name]), name

@@ -1,16 +1,22 @@
 """ZoneEditor and the zone localizer on tiny random-weight models (IP2P, a second 'MagicBrush', SAM)."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.config.zone import ZoneConfig
 from nerf_edit.errors import EditorError
+from nerf_edit.models.ip2p import InstructPix2Pix
 from nerf_edit.models.segment import make_segmenter
+from nerf_edit.models.tiny import build_tiny_ip2p_pipeline
 from nerf_edit.registry import editor_class
 from nerf_edit.wys.editor import RelevanceGuidedEditor
 from nerf_edit.zone import ops as zone
 from nerf_edit.zone.editor import ZoneEditor
+from nerf_edit.zone.localizer import ZoneLocalizer
+from nerf_edit.zone.parts import ZoneParts
 
 
 class QuadrantSegmenter:
@@ -161,3 +167,31 @@ def test_unavailable_sam_is_one_line():
     with pytest.raises(ModelUnavailableError) as info:
         make_segmenter("some-org/no-such-sam")
     assert "some-org/no-such-sam" in str(info.value) and "\n" not in str(info.value)
+
+
+@torch.no_grad()
+def test_dpm_solver_fused_edit_is_diffusers_ip2p_with_zones_scheduler():
+    """lsl001006/ZONE inference.py ~15: `DPMSolverMultistepScheduler.from_config(ip2p_pipe.scheduler.config)` in
+    diffusers' own IP2P pipeline, and ~27 a second instance for MagicBrush. ZONE's fused edit from noise with
+    `--zone.sampler dpm-solver++` is that pipeline's result for the same noise: without fusion, and with a fusion
+    model that is a copy of IP2P (both chains alike, so the fused latents are IP2P's), which holds only if each
+    chain keeps its own solver state."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionInstructPix2PixPipeline
+
+    pipe = build_tiny_ip2p_pipeline()
+    official = StableDiffusionInstructPix2PixPipeline(
+        **{**pipe.components, "scheduler": DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)})
+    official.set_progress_bar_config(disable=True)
+    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    expected = official("turn it red", image=image, num_inference_steps=6, guidance_scale=7.5, image_guidance_scale=1.5,
+                        generator=torch.Generator().manual_seed(3), output_type="latent").images
+    settings = EditorConfig(model="tiny", steps=6, image_guidance_scale=1.5, zone=ZoneConfig(sampler="dpm-solver++"))
+    ip2p = InstructPix2Pix(pipe)
+    encoded = ip2p.encode_inputs(image, image)
+    noise = ip2p.draw_noise(image, torch.Generator().manual_seed(3))
+    for fusion in (None, InstructPix2Pix(build_tiny_ip2p_pipeline())):
+        parts = ZoneParts(fusion=fusion, segmenter=None, classify=lambda instruction: "remove")  # beta 0.2
+        ours = ZoneLocalizer(settings, ip2p, parts).fused_edit(encoded, "turn it red", 1.0, noise).latents
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    ddim = ZoneLocalizer(dataclasses.replace(settings, zone=ZoneConfig()), ip2p, parts)
+    assert (ddim.fused_edit(encoded, "turn it red", 1.0, noise).latents - expected).abs().max() > 1e-2  # can fail

@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ from PIL import Image
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.config.zone import ZoneConfig
 from nerf_edit.core.io import atomic_save_image, load_image
+from nerf_edit_scripts import edit_image
 from nerf_edit_scripts.edit_image import EditImage
 
 
@@ -110,3 +113,37 @@ def test_vimaedit_localizer_flag_reaches_the_relevance_editor(images, tmp_path):
     mask = (np.asarray(Image.open(out / "b_mask.png")).astype(int) != np.asarray(Image.open(images / "b.png")).astype(int)).any(-1)
     assert relevance.shape == (32, 32, 3) and 0 < mask.mean() < 1  # a grounding mask, not the whole image
     assert (edited == original).all(0).numpy()[~mask].all()
+
+
+def parsed(monkeypatch, *argv) -> EditImage:
+    """What `nerf-edit-image ARGV` parses to (its run is replaced: no model loads)."""
+    seen = []
+    monkeypatch.setattr(sys, "argv", ["nerf-edit-image", *argv])
+    monkeypatch.setattr(EditImage, "validate", lambda self: None)
+    monkeypatch.setattr(EditImage, "main", lambda self: seen.append(self))
+    edit_image.entrypoint()
+    return seen[0]
+
+
+def test_a_preset_starts_from_the_official_settings_and_flags_override_it(monkeypatch):
+    plain = parsed(monkeypatch, "--input", "a.png", "--instruction", "give him a hat")
+    assert (plain.editor, plain.settings.steps, plain.settings.zone.sampler) == ("relevance", 100, "ddim")
+    zone = parsed(monkeypatch, "--preset", "zone-official", "--input", "a.png", "--instruction", "give him a hat")
+    settings = zone.settings
+    assert zone.editor == "zone" and zone.instruction == "give him a hat"
+    assert (settings.steps, settings.guidance_scale, settings.image_guidance_scale) == (20, 7.5, 1.5)
+    assert settings.zone.sampler == "dpm-solver++" and settings.zone.attention_threshold == 108.0
+    mine = parsed(monkeypatch, "--input", "a.png", "--steps", "30", "--preset=zone-official", "--instruction", "x")
+    assert mine.settings.steps == 30 and mine.settings.zone.sampler == "dpm-solver++"  # a flag wins over the preset
+    vima = parsed(monkeypatch, "--preset", "vimaedit-official", "--input", "a.png", "--instruction", "a dog")
+    assert vima.editor == "vimaedit" and not vima.settings.vimaedit.composite
+    assert (vima.settings.vimaedit.ip_ordering, vima.settings.vimaedit.timestep_offset) == ("official", 1)
+
+
+def test_an_unknown_preset_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["nerf-edit-image", "--preset", "zone-paper", "--input", "a.png", "--instruction", "x"])
+    with pytest.raises(SystemExit) as info:
+        edit_image.entrypoint()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err == ["error: unknown --preset 'zone-paper': use one of ['vimaedit-official', "
+                                            "'zone-official']"]
