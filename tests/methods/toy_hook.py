@@ -3,7 +3,9 @@ steps it sees and, with `SHIFT` set, moves the latents, so a test can see it act
 
 import torch
 
-CALLS: list = []  # (step index, id of the edit's hook instance), in order
+# (step index, the edit's hook instance), in order; the instance itself, not its id(): a finished edit's hook is
+# freed, and the next one may be given the same address (ids of dead objects repeat)
+CALLS: list = []
 SHIFT = 0.0
 
 
@@ -12,5 +14,5 @@ class CountingHook:
         self.config, self.ip2p = config, ip2p
 
     def __call__(self, step) -> torch.Tensor:
-        CALLS.append((step.index, id(self)))
+        CALLS.append((step.index, self))
         return step.latents + SHIFT
