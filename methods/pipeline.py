@@ -326,16 +326,20 @@ class WYSPipeline(VanillaPipeline):
 
     def compute_relevance_targets(self) -> None:
         """Relevance of every training view: the original image's latent, conditioned on the rendered view
-        (`edit_batch` views per editor call)."""
+        (`edit_batch` views per editor call). An editor whose relevance reads the original view alone says so
+        (`relevance_reads_conditioning = False`, colorkey): then no view is rendered for it, the larger part of
+        this on a CPU."""
         assert self.editor is not None
         names = self.view_names()
         batch = self.config.edit_batch
         prompt = self._prompt()
+        renders_needed = getattr(self.editor, "relevance_reads_conditioning", True)
         with Progress("Relevance maps of the training views", len(names), "views", terminal=CONSOLE.is_terminal,
                       announce=True) as progress:
             for first in range(0, len(names), batch):
                 indices = list(range(first, min(first + batch, len(names))))
-                renders = torch.stack([self.render_train_view(index)["rgb"] for index in indices])
+                renders = (torch.stack([self.render_train_view(index)["rgb"] for index in indices])
+                           if renders_needed else None)
                 self._save_relevance_targets(indices, self._relevance_targets(indices, renders, prompt))
                 progress.advance(len(indices))
         self.relevance_ready = True
@@ -349,11 +353,14 @@ class WYSPipeline(VanillaPipeline):
         if optimizer is not None:
             optimizer.state.clear()
 
-    def _relevance_targets(self, indices: Sequence[int], renders: torch.Tensor, prompt: str) -> torch.Tensor:
-        """The editor's relevance of the original views, conditioned on their renders [K, H, W, 3]. -> [K, H, W]"""
+    def _relevance_targets(self, indices: Sequence[int], renders: Optional[torch.Tensor], prompt: str) -> torch.Tensor:
+        """The editor's relevance of the original views, conditioned on their renders [K, H, W, 3] (None: on the
+        originals themselves, the editor's default). -> [K, H, W]"""
         assert self.editor is not None
-        originals = self.datamanager.original_images[list(indices)].to(renders)
-        return self.editor.relevance(_bchw(originals), prompt, conditioning=_bchw(renders)).cpu()
+        originals = self.datamanager.original_images[list(indices)]
+        if renders is None:
+            return self.editor.relevance(_bchw(originals.to(self.device)), prompt).cpu()
+        return self.editor.relevance(_bchw(originals.to(renders)), prompt, conditioning=_bchw(renders)).cpu()
 
     def _save_relevance_targets(self, indices: Sequence[int], relevance: torch.Tensor) -> None:
         names = self.view_names()

@@ -112,6 +112,8 @@ class ColorKeyEditor:
     conditioning view >= tau when no mask is given) and keeps `images` outside it."""
 
     is_demonstration = True
+    # relevance() reads `images` alone: the 3D method renders no view to compute its relevance targets.
+    relevance_reads_conditioning = False
 
     def __init__(self, config: Optional[EditorConfig] = None):
         self.config = config if config is not None else EditorConfig()

@@ -9,7 +9,9 @@ edits the render conditioned on the original view with the original view as back
 the mask the training view is the photo, never the render).
 
 Editors are picked by name (`nerf_edit.registry.EDITORS`) or by import path `package.module:Class`; any class
-constructed as `Class(EditorConfig)` that has the two methods plugs in.
+constructed as `Class(EditorConfig)` that has the two methods plugs in. Optional: `check_prompt(instruction)`
+(below), and `relevance_reads_conditioning = False` for an editor whose relevance ignores `conditioning`: the 3D
+method then renders no view for its relevance targets (rendering a view is most of a CPU dataset update).
 
 Two separate parts make an IP2P edit:
   - *where* it may act is a localiser (`nerf_edit.editing.localizer`; `relevance`, `zone`, `vimaedit` or a

@@ -97,6 +97,33 @@ def test_outside_the_mask_the_training_view_is_the_photo(scene, tmp_path, editor
     assert (trained[mask] != original[mask]).any()
 
 
+@pytest.mark.parametrize("reads_conditioning", [True, False])
+def test_relevance_targets_are_conditioned_on_the_renders_unless_the_editor_reads_the_originals_alone(
+        trainer, reads_conditioning):
+    """WYS: the relevance of the original view, conditioned on the render. An editor that declares it ignores the
+    conditioning (`relevance_reads_conditioning = False`, colorkey) gets the originals alone and no view is
+    rendered for it; the targets are the same."""
+    pipeline = trainer.pipeline
+    calls, rendered = [], []
+    relevance, render = pipeline.editor.relevance, pipeline.render_train_view
+    pipeline.editor.relevance = lambda images, instruction, conditioning=None: (
+        calls.append((images, conditioning)) or relevance(images, instruction, conditioning))
+    if not reads_conditioning:
+        pipeline.editor.relevance_reads_conditioning = False
+    pipeline.render_train_view = lambda index: rendered.append(index) or render(index)
+    pipeline.compute_relevance_targets()
+    views = len(pipeline.view_names())
+    originals = pipeline.datamanager.original_images.permute(0, 3, 1, 2)  # [N, 3, H, W]
+    assert torch.equal(torch.cat([images for images, _ in calls]), originals)
+    assert torch.equal(pipeline.datamanager.image_batch["relevance"][..., 0], red_region(originals).float())
+    if reads_conditioning:
+        assert sorted(rendered) == list(range(views))
+        expected = torch.stack([render(index)["rgb"] for index in range(views)]).permute(0, 3, 1, 2)
+        assert torch.allclose(torch.cat([conditioning for _, conditioning in calls]), expected, atol=1e-5)
+    else:
+        assert rendered == [] and all(conditioning is None for _, conditioning in calls)
+
+
 def test_rendered_relevance_is_normalised_per_view_before_tau(trainer):
     """in2n_pipeline.py ~172-174: `(rendered_error - min) / (max - min)`, then `> edit_mask_threshold`."""
     pipeline = trainer.pipeline

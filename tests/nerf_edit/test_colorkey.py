@@ -47,6 +47,17 @@ def test_relevance_finds_the_red_ball_and_nothing_else(views):
     assert relevance[labels == 0].mean() < 0.02
 
 
+def test_relevance_reads_the_images_alone_as_it_declares(views):
+    """`relevance_reads_conditioning = False` lets the 3D method skip rendering views for colorkey's relevance
+    targets: true only if the conditioning never changes the answer."""
+    images, _ = views
+    editor = ColorKeyEditor(EditorConfig())
+    assert editor.relevance_reads_conditioning is False
+    alone = editor.relevance(images[:8], "turn the red ball blue")
+    for conditioning in (images[8:16], torch.rand_like(images[:8]), torch.zeros_like(images[:8])):
+        assert torch.equal(editor.relevance(images[:8], "turn the red ball blue", conditioning=conditioning), alone)
+
+
 def test_edit_turns_the_ball_blue_and_keeps_every_other_pixel(views):
     images, labels = views
     result = ColorKeyEditor(EditorConfig()).edit(images, "turn the red ball blue")
