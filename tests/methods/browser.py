@@ -114,12 +114,16 @@ def text_input(driver, label: str):
     return driver.find_element(By.XPATH, f"//label[normalize-space()='{label}']/ancestor::*[.//input][1]//input")
 
 
-def slider_value(driver, label: str) -> float:
+def slider_thumb(driver, label: str):
+    """The thumb of the slider labelled `label` (it takes the keyboard: arrows step, Home/End go to the ends)."""
     from selenium.webdriver.common.by import By
 
-    thumb = driver.find_element(
+    return driver.find_element(
         By.XPATH, f"//label[normalize-space()='{label}']/ancestor::*[.//*[@role='slider']][1]//*[@role='slider']")
-    return float(thumb.get_attribute("aria-valuenow"))
+
+
+def slider_value(driver, label: str) -> float:
+    return float(slider_thumb(driver, label).get_attribute("aria-valuenow"))
 
 
 def open_dropdown(driver, label: str) -> List[str]:

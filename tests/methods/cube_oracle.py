@@ -1,12 +1,16 @@
-"""An editor whose right answer is known on the bundled scene: "turn the cube green", by the scene's own masks.
+"""An editor whose right answer is known on a synthetic scene: "turn the cube green", by the scene's own masks.
 
 The colorkey editor tells objects apart by colour, so once the ball is blue it can't edit the blue cube alone.
-This oracle knows the scene: for each view it is handed it finds the bundled photo nearest to it (the views of a
+This oracle knows the scene: for each view it is handed it finds the photo of the scene nearest to it (the views of a
 stacked run differ from the photos only where an earlier edit acted) and takes that photo's ground-truth cube mask
 (label 2) as the relevance; the edit recolours the cube green (colorkey's recolouring: shading kept). With a mask,
 pixels outside it are the background's (default the input), as every editor guarantees.
+
+The scene is the bundled one unless $CUBE_ORACLE_SCENE names another (a make_scene folder): the editor is built
+by import path from an EditorConfig, which knows no scene.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +21,21 @@ from nerf_edit.editing.colorkey import HUES, recolour
 from nerf_edit.editing.editor import EditResult
 from nerf_edit_scripts.make_scene import load_object_masks
 
-SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"
+BUNDLED_SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"
 CUBE = 2  # label of the cube in masks.json
 
 
 class CubeOracleEditor:
     def __init__(self, config):
         self.config = config
-        masks = load_object_masks(SCENE)
-        photos = [np.asarray(Image.open(SCENE / name).convert("RGB"), dtype=np.float32) / 255 for name in masks]
+        scene = Path(os.environ.get("CUBE_ORACLE_SCENE", BUNDLED_SCENE))
+        masks = load_object_masks(scene)
+        photos = [np.asarray(Image.open(scene / name).convert("RGB"), dtype=np.float32) / 255 for name in masks]
         self.photos = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2)  # [N, 3, H, W]
         self.cubes = torch.from_numpy(np.stack([mask == CUBE for mask in masks.values()]))  # [N, H, W]
 
     def cube_masks(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] views of the scene -> [B, H, W] bool: the cube in the nearest bundled photo."""
+        """[B, 3, H, W] views of the scene -> [B, H, W] bool: the cube in the nearest photo of the scene."""
         distances = ((images.float().cpu()[:, None] - self.photos[None]) ** 2).flatten(2).mean(2)  # [B, N]
         return self.cubes[distances.argmin(1)].to(images.device)
 

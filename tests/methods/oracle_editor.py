@@ -49,3 +49,10 @@ class LegacyOracleEditor(OracleEditor):
 
     def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
         return super().edit(images, instruction, conditioning, mask, strength, generator)
+
+
+class OriginalsOnlyOracleEditor(OracleEditor):
+    """The oracle saying what is true of it (its relevance reads `images` alone): the 3D method renders no view for
+    its relevance targets. For runs whose subject is not how relevance is conditioned."""
+
+    relevance_reads_conditioning = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -43,10 +43,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def evaluate(run_dir: Path, scene: Path) -> Dict[str, float]:
-    """Render the held-out views of a finished run (loaded from its checkpoint, as ns-render does) and compare to
-    the original scene's images: relevance IoU vs the ball's ground-truth mask, background PSNR outside the
-    objects, ball colour."""
+def held_out_views(run_dir: Path, scene: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A finished run's renders of the held-out cameras (loaded from its checkpoint, as ns-render does): rgb
+    [N, H, W, 3] and relevance [N, H, W], with the scene's photos there [N, H, W, 3] and their ground-truth
+    labels [N, H, W] (0 background, 1 ball, 2 cube)."""
     from PIL import Image
 
     from nerf_edit_scripts.evaluate_scene import load_run, render_cameras
@@ -55,18 +55,28 @@ def evaluate(run_dir: Path, scene: Path) -> Dict[str, float]:
     outputs = pipeline.datamanager.dataparser.get_dataparser_outputs(split="test")
     rgbs, relevances = render_cameras(pipeline, outputs.cameras)
     masks = load_object_masks(scene)
+    photos = np.stack([np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255 for f in outputs.image_filenames])
+    labels = np.stack([masks[str(Path(f).relative_to(scene))] for f in outputs.image_filenames])
+    return rgbs.permute(0, 2, 3, 1).numpy(), relevances.numpy(), photos, labels
+
+
+def away_from_objects(labels: np.ndarray) -> np.ndarray:
+    """[N, H, W] labels -> [N, H, W] bool: the background, 2 pixels away from both objects' edges."""
+    return ~dilate(torch.from_numpy(labels > 0), 2).numpy()
+
+
+def evaluate(run_dir: Path, scene: Path) -> Dict[str, float]:
+    """Render the held-out views of a finished run and compare to the original scene's images: relevance IoU vs
+    the ball's ground-truth mask, background PSNR outside the objects, ball colour."""
+    rgbs, relevances, photos, labels = held_out_views(run_dir, scene)
+    away = away_from_objects(labels)
     ious: List[float] = []
     background: List[float] = []
     ball_blue_minus_red: List[float] = []
-    for index, filename in enumerate(outputs.image_filenames):
-        labels = masks[str(Path(filename).relative_to(scene))]
-        ball = labels == 1
-        original = np.asarray(Image.open(filename), dtype=np.float32) / 255
-        rgb = rgbs[index].permute(1, 2, 0).numpy()
-        relevance = relevances[index].numpy() >= 0.5
-        ious.append(float(mask_iou(relevance, ball)))
-        outside = ~dilate(torch.from_numpy(labels > 0)[None], 2)[0].numpy()  # away from both objects' edges
-        background.append(psnr(rgb[outside], original[outside]))
+    for rgb, relevance, photo, label, outside in zip(rgbs, relevances, photos, labels, away):
+        ball = label == 1
+        ious.append(float(mask_iou(relevance >= 0.5, ball)))
+        background.append(psnr(rgb[outside], photo[outside]))
         if ball.sum() > 0:
             ball_blue_minus_red.append(float(rgb[ball][:, 2].mean() - rgb[ball][:, 0].mean()))
     return {
