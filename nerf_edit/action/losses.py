@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from nerf_edit.errors import UsageError
+from nerf_edit.models.ip2p import sd1_noise_schedule
 
 
 def freeze_cross_attention(unet: torch.nn.Module) -> list[str]:
@@ -51,10 +52,7 @@ def training_noise_scheduler(pipe_scheduler_config) -> DDPMScheduler:
     0.00085..0.012 over 1000 steps, ε-prediction). Betas are taken from the pipeline's own scheduler config."""
     config = dict(pipe_scheduler_config)
     return DDPMScheduler(
-        num_train_timesteps=config.get("num_train_timesteps", 1000),
-        beta_start=config.get("beta_start", 0.00085),
-        beta_end=config.get("beta_end", 0.012),
-        beta_schedule=config.get("beta_schedule", "scaled_linear"),
+        **sd1_noise_schedule(config),
         prediction_type="epsilon",
         clip_sample=False,
         steps_offset=config.get("steps_offset", 1),

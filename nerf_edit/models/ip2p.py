@@ -13,6 +13,18 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, StableDiffusio
 from nerf_edit.models.loading import IP2P_MODEL_ID, load_ip2p_pipeline
 
 
+def sd1_noise_schedule(config) -> dict:
+    """The noise schedule a model's scheduler config says its UNet was trained with (SD-1.x's when a key is
+    missing: scaled-linear betas 0.00085..0.012 over 1000 steps): the part of any sampler taken from the model."""
+    return dict(
+        num_train_timesteps=config.get("num_train_timesteps", 1000),
+        beta_start=config.get("beta_start", 0.00085),
+        beta_end=config.get("beta_end", 0.012),
+        beta_schedule=config.get("beta_schedule", "scaled_linear"),
+        trained_betas=config.get("trained_betas"),
+    )
+
+
 def sd1_ddim_scheduler(config, timestep_spacing: str = "trailing", steps_offset: Optional[int] = None,
                        set_alpha_to_one: bool = False) -> DDIMScheduler:
     """DDIM with Stable Diffusion 1.x's settings, whatever scheduler a loaded pipeline carries.
@@ -26,11 +38,7 @@ def sd1_ddim_scheduler(config, timestep_spacing: str = "trailing", steps_offset:
     Other samplers on SD-1.x (ViMAEdit) pass their own spacing, offset and final ᾱ.
     """
     return DDIMScheduler(
-        num_train_timesteps=config.get("num_train_timesteps", 1000),
-        beta_start=config.get("beta_start", 0.00085),
-        beta_end=config.get("beta_end", 0.012),
-        beta_schedule=config.get("beta_schedule", "scaled_linear"),
-        trained_betas=config.get("trained_betas"),
+        **sd1_noise_schedule(config),
         prediction_type=config.get("prediction_type", "epsilon"),
         steps_offset=config.get("steps_offset", 1) if steps_offset is None else steps_offset,
         clip_sample=False,
@@ -47,11 +55,7 @@ def sd1_dpm_solver_scheduler(config) -> DPMSolverMultistepScheduler:
     come from the model's config (the hub IP2P's has no `timestep_spacing`, so DPM-Solver's `linspace`); every
     DPM-Solver setting is given here with the value `from_config` leaves it at, its own default."""
     return DPMSolverMultistepScheduler(
-        num_train_timesteps=config.get("num_train_timesteps", 1000),
-        beta_start=config.get("beta_start", 0.00085),
-        beta_end=config.get("beta_end", 0.012),
-        beta_schedule=config.get("beta_schedule", "scaled_linear"),
-        trained_betas=config.get("trained_betas"),
+        **sd1_noise_schedule(config),
         prediction_type=config.get("prediction_type", "epsilon"),
         timestep_spacing=config.get("timestep_spacing", "linspace"),
         steps_offset=config.get("steps_offset", 0),
