@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` (edit the bundled scene, render a video) and `make test` (the lint and
 # architecture checks, then every test that can run offline, the multi-minute ones included). `make test-fast`
-# leaves out the tests marked slow; `make lint` is the checks alone.
+# leaves out the tests marked slow; `make lint` is the checks alone; `make test-conformance` runs the real
+# architectures at full size (random weights) on the CPU, a tier `make test` includes.
 VENV := .venv
 BIN := $(VENV)/bin
 # The demo runs offline on CPU: IP2P when its weights are cached, else the colorkey demonstration editor.
@@ -10,7 +11,7 @@ DEVICE ?= cpu
 MODEL ?= auto
 PROMPT ?= turn the red ball blue
 
-.PHONY: setup demo lint test test-fast
+.PHONY: setup demo lint test test-fast test-conformance
 
 setup:
 	@bash scripts/setup.sh
@@ -27,4 +28,9 @@ test: lint
 	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not conformance"
+
+# The conformance tier alone (also in `make test`): the real architectures at full size with random weights, once
+# each on the CPU at a small input (about 80 s, 5 GB of memory).
+test-conformance: setup
+	$(BIN)/python -m pytest -q -s --durations=0 -m conformance

@@ -111,11 +111,21 @@ class PieMetrics:
 
     def __init__(self, dino_model: str = DINO_MODEL_ID, clip_model: str = CLIP_L14_ID, lpips: str = LPIPS_NET,
                  device: str = "cpu"):
+        self._use(self._load_dino(dino_model), *self._load_clip(clip_model), self._load_lpips(lpips), device)
+
+    @classmethod
+    def from_models(cls, dino, clip, clip_tokenizer, clip_processor, lpips, device: str = "cpu") -> "PieMetrics":
+        """The metrics with models built elsewhere (e.g. the full-size random-weight architectures of
+        nerf_edit.models.full_size, for the conformance tests)."""
+        metrics = cls.__new__(cls)
+        metrics._use(dino, clip, clip_tokenizer, clip_processor, lpips, device)
+        return metrics
+
+    def _use(self, dino, clip, clip_tokenizer, clip_processor, lpips, device: str) -> None:
         self.device = device
-        self.dino = self._load_dino(dino_model).to(device).eval()
-        self.clip, self.clip_tokenizer, self.clip_processor = self._load_clip(clip_model)
-        self.clip = self.clip.to(device).eval()
-        self.lpips = self._load_lpips(lpips).to(device).eval()
+        self.dino = dino.to(device).eval()
+        self.clip, self.clip_tokenizer, self.clip_processor = clip.to(device).eval(), clip_tokenizer, clip_processor
+        self.lpips = lpips.to(device).eval()
 
     @staticmethod
     def _load_dino(model: str):

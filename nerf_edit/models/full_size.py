@@ -65,3 +65,98 @@ def build_full_size_sam(seed: int = 0, dtype: torch.dtype = torch.float32):
         torch.manual_seed(seed)
         model = SamModel(config).eval().to(dtype)
     return model, SamImageProcessor()
+
+
+# ------------------------------------------------------------------------------------------ image and text encoders
+# The values below are those of each model's hub `config.json` (the model named in each docstring); what they leave
+# at transformers' defaults is left there. CLIP's token ids are the tiny tokenizer's (the real BPE files are a
+# download): ids of the tiny vocabulary are valid rows of the full 49408-token embedding.
+
+
+def build_full_size_clip_l14(seed: int = 0):
+    """`openai/clip-vit-large-patch14` (PIE-Bench's CLIP score, the 3D evaluation) with random weights: text
+    12 layers × 768 (3072 MLP, 12 heads), vision ViT-L/14 at 224² (24 layers × 1024, 4096 MLP, 16 heads), both
+    quick_gelu, projections to 768. -> (CLIPModel, tokenizer, CLIPImageProcessor at 224²)"""
+    from transformers import CLIPConfig, CLIPModel
+
+    tokenizer = build_tiny_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                         num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+                         projection_dim=768, **_token_ids(tokenizer)),
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           image_size=224, patch_size=14, hidden_act="quick_gelu", projection_dim=768),
+        projection_dim=768,
+    )
+    return _seeded(seed, lambda: CLIPModel(config).eval()), tokenizer, _clip_processor()
+
+
+def build_full_size_clip_h14(seed: int = 0):
+    """`laion/CLIP-ViT-H-14-laion2B-s32B-b79K`, the image encoder of IP-Adapter SD-1.5 (`h94/IP-Adapter`,
+    models/image_encoder), with random weights: vision ViT-H/14 at 224² (32 layers × 1280, 5120 MLP, 16 heads),
+    text 24 layers × 1024 (4096 MLP, 16 heads), gelu, projections to 1024.
+    -> (CLIPModel, tokenizer, CLIPImageProcessor at 224²)"""
+    from transformers import CLIPConfig, CLIPModel
+
+    tokenizer = build_tiny_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                         num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=1024,
+                         **_token_ids(tokenizer)),
+        vision_config=dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16,
+                           image_size=224, patch_size=14, hidden_act="gelu", projection_dim=1024),
+        projection_dim=1024,
+    )
+    return _seeded(seed, lambda: CLIPModel(config).eval()), tokenizer, _clip_processor()
+
+
+def build_full_size_ip_adapter_projection(seed: int = 0):
+    """IP-Adapter SD-1.5's image projection (`ip-adapter_sd15.bin`, "image_proj"): CLIP ViT-H/14's 1024-d image
+    embedding to 4 tokens of SD-1.5's 768-d cross-attention (diffusers' ImageProjection, as its
+    `_convert_ip_adapter_image_proj_to_diffusers` builds it for this file)."""
+    from diffusers.models.embeddings import ImageProjection
+
+    return _seeded(seed, lambda: ImageProjection(cross_attention_dim=768, image_embed_dim=1024,
+                                                 num_image_text_embeds=4).eval())
+
+
+def build_full_size_dino_vitb8(seed: int = 0):
+    """`facebook/dino-vitb8` (PIE-Bench's structure distance) with random weights: ViT-B/8 at 224² (12 layers ×
+    768, 3072 MLP, 12 heads, qkv bias), no pooler (PnPInversion reads the last layer's keys)."""
+    from transformers import ViTConfig, ViTModel
+
+    config = ViTConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                       image_size=224, patch_size=8, qkv_bias=True)
+    return _seeded(seed, lambda: ViTModel(config, add_pooling_layer=False).eval())
+
+
+def build_full_size_timesformer(seed: int = 0):
+    """`facebook/timesformer-base-finetuned-k400` (EditAction's action recogniser, fine-tuned in the paper) with
+    random weights: 8 frames of 224², 16² patches, 12 layers × 768 (3072 MLP, 12 heads), divided space-time
+    attention, 400 Kinetics classes."""
+    from transformers import TimesformerConfig, TimesformerForVideoClassification
+
+    config = TimesformerConfig(image_size=224, patch_size=16, num_frames=8, hidden_size=768, num_hidden_layers=12,
+                               num_attention_heads=12, intermediate_size=3072, attention_type="divided_space_time",
+                               num_labels=400)
+    return _seeded(seed, lambda: TimesformerForVideoClassification(config).eval())
+
+
+def _seeded(seed: int, build):
+    """`build()` under its own seed, leaving the caller's random state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _token_ids(tokenizer) -> dict:
+    """The special tokens' ids of `tokenizer`: CLIP's text model pools at the end-of-text token it is told."""
+    return dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+
+
+def _clip_processor():
+    """OpenAI CLIP's preprocessing at 224² (shortest edge 224, centre crop, CLIP's mean and std)."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})

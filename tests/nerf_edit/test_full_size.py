@@ -1,0 +1,158 @@
+"""Conformance tier: the real architectures (full size, random weights, nerf_edit.models.full_size) run once on the
+CPU at a small input, with the properties their tiny tests check. `make test-conformance`; each test's seconds and
+peak memory are in docs/benchmarks.md ("Conformance tier").
+
+Sizes are checked against the published parameter counts (SD-1.5's model card: an 860M UNet; the DINO README:
+ViT-B/8 85M; OpenCLIP's table: ViT-H/14 986M in all, 632M of it the image tower; TimeSformer paper, Table 8:
+121.4M), so a builder that drifts from the real configuration fails here.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from nerf_edit.config.editor import EditorConfig
+from nerf_edit.models import full_size
+from nerf_edit.models.ip2p import InstructPix2Pix
+
+pytestmark = pytest.mark.conformance
+
+SIZE = 64  # the smallest input the 4-level SD UNet takes without padding: an 8² latent
+
+
+def parameters(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture(scope="module")
+def ip2p():
+    return InstructPix2Pix(full_size.build_full_size_ip2p_pipeline())
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Two 64² views with a red disc; the mask is a square around it. -> images [2, 3, 64, 64], mask [2, 64, 64]"""
+    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    disc = ((y - 32) ** 2 + (x - 30) ** 2 < 12**2).float()
+    images = torch.stack([torch.full((SIZE, SIZE), 0.7), torch.full((SIZE, SIZE), 0.75), torch.full((SIZE, SIZE), 0.8)])
+    images = torch.where(disc.bool(), torch.tensor([0.85, 0.1, 0.1])[:, None, None], images)
+    images = torch.stack([images, images.flip(-1)])
+    mask = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
+    mask[:, 16:48, 14:48] = True
+    return images, mask
+
+
+def test_ip2p_has_sd15s_unet_and_its_attention_levels(ip2p):
+    from nerf_edit.vimaedit.attention import attention_factors, grounding_factors
+
+    unet = parameters(ip2p.unet)
+    print(f"UNet {unet:,}, VAE {parameters(ip2p.vae):,}, text encoder {parameters(ip2p.text_encoder):,} parameters")
+    assert 859e6 < unet < 860e6  # SD-1.5's 859.52M and IP2P's 4 more input channels (11 520)
+    assert 83e6 < parameters(ip2p.vae) < 84e6 and 123e6 < parameters(ip2p.text_encoder) < 124e6
+    assert attention_factors(ip2p.unet) == [1, 2, 4]
+    # ViMAEdit grounds with cross-attention at latent/4 and self-attention at latent/2: 16² and 32² at 512²
+    assert grounding_factors(ip2p.unet) == (4, 2)
+
+
+def test_wys_relevance_and_guided_edit_keep_every_pixel_outside_the_mask(ip2p, scene):
+    from nerf_edit.wys.editor import RelevanceGuidedEditor
+
+    images, mask = scene
+    editor = RelevanceGuidedEditor(EditorConfig(device="cpu", steps=2), ip2p=ip2p)
+    relevance = editor.relevance(images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
+    assert relevance.shape == (2, SIZE, SIZE) and torch.isfinite(relevance).all()
+    assert relevance.min() >= 0 and relevance.max() <= 1
+    result = editor.edit(images, "turn the ball blue", mask=mask, generator=torch.Generator().manual_seed(0))
+    outside = ~mask[:, None].expand_as(images)
+    assert torch.equal(result.images[outside], images[outside])
+    assert torch.isfinite(result.images).all() and (result.images[~outside] != images[~outside]).any()
+
+
+def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene):
+    """The grounding reads cross-attention at latent/4 and self-attention at latent/2: on SD-1.5's UNet those are
+    the 16² and 32² layers of a 512² image (P2P's `res=16` store, 2 down and 3 up layers), here 2² and 4² of 8²."""
+    from nerf_edit.vimaedit.attention import grounding_factors, layer_cells
+    from nerf_edit.vimaedit.localizer import ViMAEditLocalizer
+
+    images, _ = scene
+    tokens = {}  # attention layer -> its query length during the localisation
+
+    def record(name):
+        def hook(module, args, kwargs):
+            tokens.setdefault(name, (args[0] if args else kwargs["hidden_states"]).shape[1])
+        return hook
+
+    hooks = [module.register_forward_pre_hook(record(name), with_kwargs=True)
+             for name, module in ip2p.unet.named_modules() if name.endswith(("attn1", "attn2"))]
+    try:
+        localization = ViMAEditLocalizer(EditorConfig(device="cpu", steps=2), ip2p).localize(
+            images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    cross, self_factor = grounding_factors(ip2p.unet)
+    latent = (SIZE // 8, SIZE // 8)
+    cross_layers = sorted(n for n, t in tokens.items() if n.endswith("attn2") and t == layer_cells(latent, cross))
+    self_layers = sorted(n for n, t in tokens.items() if n.endswith("attn1") and t == layer_cells(latent, self_factor))
+    print("grounding cross-attention:", cross_layers, "\nself-attention:", self_layers)
+    # (block, its attention layers): 2 in a down block, 3 in an up block
+    at_16, at_32 = (("down_blocks.2", 2), ("up_blocks.1", 3)), (("down_blocks.1", 2), ("up_blocks.2", 3))
+    assert cross_layers == [f"{block}.attentions.{i}.transformer_blocks.0.attn2" for block, n in at_16 for i in range(n)]
+    assert self_layers == [f"{block}.attentions.{i}.transformer_blocks.0.attn1" for block, n in at_32 for i in range(n)]
+    assert localization.mask.shape == (2, SIZE, SIZE) and localization.mask.dtype == torch.bool
+    assert localization.soft.min() >= 0 and localization.soft.max() <= 1 and torch.isfinite(localization.soft).all()
+
+
+def test_pie_bench_metrics_on_clip_l14_and_dino_vitb8():
+    from nerf_edit.eval.pie_bench import PieMetrics
+
+    dino = full_size.build_full_size_dino_vitb8()
+    clip, tokenizer, processor = full_size.build_full_size_clip_l14()
+    print(f"DINO ViT-B/8 {parameters(dino):,}, CLIP ViT-L/14 {parameters(clip):,} parameters")
+    assert 85e6 < parameters(dino) < 87e6
+    assert 427e6 < parameters(clip) < 428e6  # openai/clip-vit-large-patch14: 427.6M
+    metrics = PieMetrics.from_models(dino, clip, tokenizer, processor, PieMetrics._load_lpips("tiny"))
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    edited = source.copy()
+    edited[64:160, 64:160] = 255 - edited[64:160, 64:160]
+    similarity = metrics.dino_key_self_similarity(source)
+    assert similarity.shape == (785, 785)  # (224/8)² patches and the class token: the last layer's keys
+    assert metrics.structure_distance(source, source) == 0 and metrics.structure_distance(source, edited) > 0
+    mask = np.zeros((224, 224), dtype=bool)
+    mask[64:160, 64:160] = True
+    results = metrics.all(source, edited, mask, "a photo of a cat")
+    print({name: round(value, 4) for name, value in results.items()})
+    assert 0 <= results["clip_whole"] <= 100 and 0 <= results["clip_edited"] <= 100
+    # the background metrics see only what is outside the edit's mask: untouched there, they are perfect
+    assert results["mse"] == 0 and results["psnr"] == float("inf") and results["ssim"] == pytest.approx(1)
+    assert results["lpips"] == pytest.approx(0, abs=1e-6)
+    spilled = edited.copy()
+    spilled[:32] = 255 - spilled[:32]  # an edit that also changes the background
+    background = metrics.background(source, spilled, mask)
+    assert background["mse"] > 0 and np.isfinite(background["psnr"]) and background["ssim"] < 1
+    assert background["lpips"] > 0
+
+
+def test_clip_vit_h14_feeds_the_ip_adapter_projection_four_sd15_tokens():
+    clip, _, processor = full_size.build_full_size_clip_h14()
+    projection = full_size.build_full_size_ip_adapter_projection()
+    print(f"CLIP ViT-H/14 {parameters(clip):,} (image tower {parameters(clip.vision_model):,}), "
+          f"IP-Adapter projection {parameters(projection):,} parameters")
+    assert 980e6 < parameters(clip) < 990e6 and 630e6 < parameters(clip.vision_model) < 635e6
+    pixels = processor(images=[np.zeros((64, 64, 3), dtype=np.uint8)], return_tensors="pt").pixel_values
+    with torch.no_grad():
+        embeds = clip.get_image_features(pixel_values=pixels)
+        embeds = embeds if isinstance(embeds, torch.Tensor) else embeds.pooler_output
+        tokens = projection(embeds)
+    assert pixels.shape == (1, 3, 224, 224) and embeds.shape == (1, 1024)
+    assert tokens.shape == (1, 4, 768)  # four image tokens for SD-1.5's cross-attention
+
+
+def test_timesformer_reads_eight_frames_into_400_kinetics_classes():
+    model = full_size.build_full_size_timesformer()
+    print(f"TimeSformer base {parameters(model):,} parameters")
+    assert 121e6 < parameters(model) < 122e6
+    with torch.no_grad():
+        logits = model(pixel_values=torch.rand(1, 8, 3, 224, 224, generator=torch.Generator().manual_seed(0))).logits
+    assert logits.shape == (1, 400) and torch.isfinite(logits).all()
