@@ -61,10 +61,7 @@ def build_full_size_sam(seed: int = 0, dtype: torch.dtype = torch.float32):
     config = SamConfig(vision_config=SamVisionConfig(
         hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, global_attn_indexes=(7, 15, 23, 31)
     ))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SamModel(config).eval().to(dtype)
-    return model, SamImageProcessor()
+    return _seeded(seed, lambda: SamModel(config).eval().to(dtype)), SamImageProcessor()
 
 
 # ------------------------------------------------------------------------------------------ image and text encoders
