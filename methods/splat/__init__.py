@@ -1,0 +1,1 @@
+"""Gaussian splatting: a device-agnostic renderer (gsplat on CUDA, pure torch elsewhere)."""

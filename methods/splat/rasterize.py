@@ -1,0 +1,137 @@
+"""A device-agnostic Gaussian-splatting renderer: gsplat's `rasterization` on CUDA, a small pure-torch one elsewhere.
+
+splatfacto (nerfstudio 1.1.5) renders through gsplat's CUDA rasteriser only. The CPU path here is built on gsplat's
+own pure-torch projection and spherical harmonics (`gsplat.cuda._torch_impl`) and composites, per pixel, the
+Gaussians sorted by depth with gsplat's rules (EWA projection with a 0.3 px² low-pass, α = min(0.999, o·exp(-σ)),
+α < 1/255 skipped, a Gaussian considered only in the 16² tiles its 3-σ box touches, stop before the transmittance
+falls to 1e-4; gsplat 1.4.0's kernels: cuda/csrc/rasterize_to_pixels_fwd.cu lines 60-61 (pixel centres), 143-152
+(σ, α, the skip and the stop), isect_tiles.cu lines 60-70 (the tiles), fully_fused_projection_fwd.cu line 167 (the
+3-σ radius)). It is dense (every Gaussian against every pixel of a chunk): for tests and small scenes on a CPU,
+not for real scenes (use a GPU). Autograd differentiates it; gsplat's `means2d` is returned for densification.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics
+
+TILE_SIZE = 16  # gsplat's default tile: which pixels a Gaussian is tested against
+ALPHA_MIN = 1.0 / 255.0  # gsplat skips fainter contributions
+ALPHA_MAX = 0.999
+TRANSMITTANCE_MIN = 1e-4  # gsplat stops a pixel before its transmittance would fall to this
+RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
+
+
+def rasterize(
+    means: torch.Tensor,  # [N, 3]
+    quats: torch.Tensor,  # [N, 4] (w, x, y, z), any norm
+    scales: torch.Tensor,  # [N, 3]
+    opacities: torch.Tensor,  # [N]
+    colors: torch.Tensor,  # [N, K, 3] SH coefficients with sh_degree, else [N, D] features
+    viewmats: torch.Tensor,  # [C, 4, 4] world-to-camera (OpenCV axes)
+    Ks: torch.Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    sh_degree: Optional[int] = None,
+    backgrounds: Optional[torch.Tensor] = None,  # [C, D]
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    tile_size: int = TILE_SIZE,
+    render_mode: RenderMode = "RGB",
+    rasterize_mode: Literal["classic", "antialiased"] = "classic",
+    absgrad: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """gsplat's `rasterization` on CUDA tensors, `rasterize_torch` otherwise (the arguments splatfacto passes; the
+    same results). -> colours [C, H, W, D(+1)], alphas [C, H, W, 1], meta (means2d [C, N, 2], radii [C, N], ...)"""
+    if means.is_cuda:
+        from gsplat import rasterization
+
+        return rasterization(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                             sh_degree=sh_degree, backgrounds=backgrounds, near_plane=near_plane,
+                             far_plane=far_plane, eps2d=eps2d, tile_size=tile_size, packed=False,
+                             render_mode=render_mode, rasterize_mode=rasterize_mode, absgrad=absgrad)
+    if absgrad:
+        raise ValueError("absgrad needs gsplat's CUDA rasteriser: on the CPU use the gradients of meta['means2d']")
+    return rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
+                           backgrounds, near_plane, far_plane, eps2d, tile_size, render_mode, rasterize_mode)
+
+
+def rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width: int, height: int,
+                    sh_degree: Optional[int] = None, backgrounds: Optional[torch.Tensor] = None,
+                    near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3,
+                    tile_size: int = TILE_SIZE, render_mode: RenderMode = "RGB",
+                    rasterize_mode: Literal["classic", "antialiased"] = "classic", pixels_per_chunk: int = 1024):
+    """The pure-torch renderer (shapes and modes as `rasterize`). `render_mode`: "RGB" colours, "D" accumulated
+    depth, "ED" expected depth (accumulated / alpha), "RGB+D" / "RGB+ED" both, depth last; "antialiased" scales
+    each opacity by gsplat's compensation sqrt(|Σ'| / |Σ' + eps2d·I|)."""
+    covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_covar=True, compute_preci=False)  # [N, 3, 3]
+    radii, means2d, depths, conics, compensations = _fully_fused_projection(
+        means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane,
+        calc_compensations=rasterize_mode == "antialiased")  # [C, N], [C, N, 2], [C, N], [C, N, 3], [C, N]
+    opacities = opacities[None].expand_as(depths) if compensations is None else opacities[None] * compensations
+    features = view_colors(means, colors, viewmats, sh_degree, radii > 0)  # [C, N, D]
+    if render_mode in ("D", "ED"):
+        features = depths[..., None]
+    elif render_mode in ("RGB+D", "RGB+ED"):
+        features = torch.cat([features, depths[..., None]], dim=-1)
+    renders, alphas = [], []
+    for camera in range(viewmats.shape[0]):
+        render, alpha = composite(means2d[camera], conics[camera], opacities[camera], features[camera],
+                                  depths[camera], radii[camera], width, height, tile_size, pixels_per_chunk)
+        if render_mode in ("ED", "RGB+ED"):  # gsplat's expected depth
+            render = torch.cat([render[..., :-1], render[..., -1:] / alpha.clamp_min(1e-10)], dim=-1)
+        if backgrounds is not None:
+            render = render + backgrounds[camera] * (1 - alpha)
+        renders.append(render)
+        alphas.append(alpha)
+    meta = dict(means2d=means2d, radii=radii, depths=depths, conics=conics, width=width, height=height,
+                n_cameras=viewmats.shape[0], tile_size=tile_size, gaussian_ids=None)
+    return torch.stack(renders), torch.stack(alphas), meta
+
+
+def view_colors(means: torch.Tensor, colors: torch.Tensor, viewmats: torch.Tensor, sh_degree: Optional[int],
+                visible: torch.Tensor) -> torch.Tensor:
+    """Each camera's colour of each Gaussian: SH evaluated towards the camera, +0.5 and clamped at 0 as gsplat's
+    `rasterization` does; features without `sh_degree` are the same for every camera. -> [C, N, D]"""
+    cameras = viewmats.shape[0]
+    if sh_degree is None:
+        return colors[None].expand(cameras, *colors.shape)
+    centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3] camera positions in the world
+    directions = means[None] - centres[:, None]  # [C, N, 3]
+    rgb = _spherical_harmonics(sh_degree, directions, colors[None].expand(cameras, *colors.shape))  # [C, N, 3]
+    return torch.clamp_min(rgb + 0.5, 0.0) * visible[..., None]
+
+
+def composite(means2d, conics, opacities, features, depths, radii, width: int, height: int, tile_size: int,
+              pixels_per_chunk: int):
+    """Front-to-back alpha compositing of one camera's visible Gaussians at every pixel centre.
+    means2d [N, 2], conics [N, 3], opacities [N], features [N, D], depths [N], radii [N] -> [H, W, D], [H, W, 1]"""
+    visible = torch.nonzero(radii > 0).squeeze(1)
+    order = visible[torch.argsort(depths[visible])]  # near to far
+    mean, conic, opacity, feature = means2d[order], conics[order], opacities[order], features[order]
+    radius = radii[order].to(mean.dtype)
+    # the tiles each Gaussian is tested in: those its box [mean ± radius] touches (gsplat's isect_tiles)
+    tile_min = torch.floor((mean - radius[:, None]) / tile_size)  # [M, 2] (x, y)
+    tile_max = torch.ceil((mean + radius[:, None]) / tile_size)
+    y, x = torch.meshgrid(torch.arange(height, device=mean.device), torch.arange(width, device=mean.device),
+                          indexing="ij")
+    pixels = torch.stack([x.flatten(), y.flatten()], dim=-1).to(mean.dtype)  # [P, 2]
+    colour_chunks, alpha_chunks = [], []
+    for start in range(0, pixels.shape[0], pixels_per_chunk):
+        pixel = pixels[start : start + pixels_per_chunk]  # [p, 2]
+        tile = torch.floor(pixel / tile_size)  # [p, 2]
+        tested = ((tile[None] >= tile_min[:, None]) & (tile[None] < tile_max[:, None])).all(-1)  # [M, p]
+        delta = pixel[None] + 0.5 - mean[:, None]  # [M, p, 2] from the Gaussian to the pixel's centre
+        sigma = (0.5 * (conic[:, None, 0] * delta[..., 0] ** 2 + conic[:, None, 2] * delta[..., 1] ** 2)
+                 + conic[:, None, 1] * delta[..., 0] * delta[..., 1])  # [M, p]
+        alpha = torch.clamp_max(opacity[:, None] * torch.exp(-sigma), ALPHA_MAX)
+        alpha = torch.where(tested & (sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
+        after = torch.cumprod(1 - alpha, dim=0)  # [M, p] transmittance after each Gaussian
+        before = torch.cat([torch.ones_like(after[:1]), after[:-1]])
+        weight = alpha * before * (after > TRANSMITTANCE_MIN)  # a pixel stops before T would reach the floor
+        colour_chunks.append(weight.T @ feature)  # [p, D]
+        alpha_chunks.append(weight.sum(0)[:, None])  # [p, 1]
+    return (torch.cat(colour_chunks).view(height, width, -1), torch.cat(alpha_chunks).view(height, width, 1))

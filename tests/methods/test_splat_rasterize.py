@@ -1,0 +1,194 @@
+"""The pure-torch splatting renderer against a direct evaluation of the splatting formula, pixel by pixel.
+
+The reference below is written from the formulas, not from gsplat: 3D covariance Σ = R S Sᵀ Rᵀ from a unit
+quaternion (Kerbl et al. 2023, Eq. 6), EWA projection Σ' = J W Σ Wᵀ Jᵀ with the perspective Jacobian J (Zwicker et
+al. 2001; 3DGS Eq. 5) plus gsplat's 0.3 px² low-pass, the 2D Gaussian at the pixel centre, and front-to-back
+compositing C = Σ cᵢ αᵢ Πⱼ<ᵢ (1 − αⱼ) over the Gaussians sorted by depth (3DGS Eq. 3), with α = min(0.999, o·e^(−σ))
+contributions under 1/255 skipped and a pixel done before its transmittance would fall to 1e-4 (3DGS's rasteriser,
+as gsplat's). One Python loop per pixel.
+"""
+
+import math
+
+import pytest
+import torch
+
+from nerf_edit_methods.splat.rasterize import composite, rasterize, rasterize_torch
+
+ONE_TILE = 64  # a tile larger than the test images
+SH_C0 = 0.28209479177387814  # the degree-0 real spherical harmonic, 1 / (2·sqrt(π))
+
+
+def rotation(q):
+    w, x, y, z = (q / q.norm()).tolist()
+    return torch.tensor([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]], dtype=torch.float64)
+
+
+def reference(means, quats, scales, opacities, colors, viewmat, K, width, height, antialiased=False):
+    """[H, W, D] colours and [H, W] alphas, pixel by pixel; `antialiased`: each opacity scaled by
+    sqrt(|Σ'| / |Σ' + 0.3·I|) (Mip-Splatting's 2D filter, gsplat's `rasterize_mode="antialiased"`)."""
+    fx, fy, cx, cy = K[0, 0].item(), K[1, 1].item(), K[0, 2].item(), K[1, 2].item()
+    W, t = viewmat[:3, :3].double(), viewmat[:3, 3].double()
+    projected = []
+    for mean, quat, scale, opacity, colour in zip(means, quats, scales, opacities, colors):
+        R, S = rotation(quat.double()), torch.diag(scale.double())
+        covariance = R @ S @ S.T @ R.T
+        x, y, z = (W @ mean.double() + t).tolist()
+        J = torch.tensor([[fx / z, 0, -fx * x / z**2], [0, fy / z, -fy * y / z**2]], dtype=torch.float64)
+        unblurred = J @ W @ covariance @ W.T @ J.T
+        covariance2d = unblurred + 0.3 * torch.eye(2, dtype=torch.float64)
+        if antialiased:
+            opacity = opacity * math.sqrt(torch.linalg.det(unblurred) / torch.linalg.det(covariance2d))
+        centre = torch.tensor([fx * x / z + cx, fy * y / z + cy], dtype=torch.float64)
+        projected.append((z, centre, torch.linalg.inv(covariance2d), float(opacity), colour.double()))
+    projected.sort(key=lambda g: g[0])
+    image = torch.zeros(height, width, colors.shape[-1], dtype=torch.float64)
+    alphas = torch.zeros(height, width, dtype=torch.float64)
+    for v in range(height):
+        for u in range(width):
+            pixel = torch.tensor([u + 0.5, v + 0.5], dtype=torch.float64)
+            transmittance = 1.0
+            for _, centre, inverse, opacity, colour in projected:
+                d = pixel - centre
+                alpha = min(0.999, opacity * math.exp(-0.5 * float(d @ inverse @ d)))
+                if alpha < 1 / 255:
+                    continue
+                if transmittance * (1 - alpha) <= 1e-4:  # the pixel is done, this Gaussian left out
+                    break
+                image[v, u] += colour * alpha * transmittance
+                alphas[v, u] += alpha * transmittance
+                transmittance *= 1 - alpha
+    return image, alphas
+
+
+def camera(width, height, focal):
+    viewmat = torch.eye(4)
+    viewmat[:3, 3] = torch.tensor([0.1, -0.05, 4.0])  # the scene 4 units in front of the camera
+    K = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
+    return viewmat, K
+
+
+def gaussians(count, seed):
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(count, 3, generator=g) - 0.5) * torch.tensor([0.6, 0.6, 1.0])
+    quats = torch.randn(count, 4, generator=g)
+    scales = 0.1 + 0.2 * torch.rand(count, 3, generator=g)
+    opacities = 0.3 + 0.6 * torch.rand(count, generator=g)
+    colors = torch.rand(count, 3, generator=g)
+    return means, quats, scales, opacities, colors
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_renders_what_the_splatting_formula_gives_at_every_pixel(seed):
+    width, height = 32, 24
+    means, quats, scales, opacities, colors = gaussians(5, seed)
+    viewmat, K = camera(width, height, focal=40.0)
+    # one tile larger than the image: every Gaussian is tested at every pixel, as in the reference (the tile rule
+    # has its own test below)
+    image, alphas, meta = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
+                                    tile_size=ONE_TILE)
+    expected_image, expected_alphas = reference(means, quats, scales, opacities, colors, viewmat, K, width, height)
+    assert image.shape == (1, height, width, 3) and alphas.shape == (1, height, width, 1)
+    assert (meta["radii"] > 0).all()  # all five are in view
+    torch.testing.assert_close(image[0].double(), expected_image, atol=2e-5, rtol=0)
+    torch.testing.assert_close(alphas[0, ..., 0].double(), expected_alphas, atol=2e-5, rtol=0)
+    assert expected_alphas.max() > 0.9 and expected_alphas.min() < 0.5  # covered and uncovered pixels both tested
+
+
+def test_spherical_harmonics_of_degree_zero_give_c0_times_the_coefficient_plus_a_half():
+    width, height = 32, 24
+    means, quats, scales, opacities, _ = gaussians(3, 2)
+    coefficients = torch.rand(3, 1, 3, generator=torch.Generator().manual_seed(3)) - 0.5  # [N, K=1, 3]
+    viewmat, K = camera(width, height, focal=40.0)
+    image = rasterize(means, quats, scales, opacities, coefficients, viewmat[None], K[None], width, height,
+                      sh_degree=0, tile_size=ONE_TILE)[0]
+    expected = reference(means, quats, scales, opacities, (SH_C0 * coefficients[:, 0] + 0.5).clamp_min(0), viewmat, K,
+                         width, height)[0]
+    torch.testing.assert_close(image[0].double(), expected, atol=2e-5, rtol=0)
+
+
+def test_expected_depth_and_antialiased_opacities_as_gsplat_defines_them():
+    """"RGB+ED": the depth channel is the composited camera-space z divided by the alpha (gsplat's expected
+    depth); "antialiased" scales the opacities as Mip-Splatting's 2D filter."""
+    width, height = 32, 24
+    means, quats, scales, opacities, colors = gaussians(5, 7)
+    viewmat, K = camera(width, height, focal=40.0)
+    image, alphas, _ = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
+                                 tile_size=ONE_TILE, render_mode="RGB+ED", rasterize_mode="antialiased")
+    z = (means @ viewmat[:3, :3].T + viewmat[:3, 3])[:, 2:]  # [N, 1] camera-space depth
+    expected, expected_alphas = reference(means, quats, scales, opacities, torch.cat([colors, z], 1), viewmat, K,
+                                          width, height, antialiased=True)
+    assert image.shape == (1, height, width, 4)
+    torch.testing.assert_close(image[0, ..., :3].double(), expected[..., :3], atol=2e-5, rtol=0)
+    torch.testing.assert_close(alphas[0, ..., 0].double(), expected_alphas, atol=2e-5, rtol=0)
+    covered = expected_alphas > 0.05
+    torch.testing.assert_close(image[0, ..., 3][covered].double(), (expected[..., 3] / expected_alphas)[covered],
+                               atol=1e-3, rtol=0)
+    plain = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
+                      tile_size=ONE_TILE)[1]
+    assert (alphas <= plain + 1e-6).all() and (alphas < plain - 1e-3).any()  # the filter only lowers opacity
+
+
+def test_background_fills_what_the_gaussians_leave_uncovered():
+    width, height = 32, 24
+    means, quats, scales, opacities, colors = gaussians(4, 4)
+    viewmat, K = camera(width, height, focal=40.0)
+    background = torch.tensor([[0.2, 0.4, 0.9]])
+    plain, alphas, _ = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height)
+    filled = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
+                       backgrounds=background)[0]
+    torch.testing.assert_close(filled, plain + background * (1 - alphas))
+
+
+def test_a_gaussian_is_only_tested_in_the_tiles_its_3_sigma_box_touches():
+    """A small, opaque Gaussian in the top-left 16² tile: pixels of the next tile get nothing, however close."""
+    means2d = torch.tensor([[13.0, 8.0]])
+    conics = torch.tensor([[1 / 16.0, 0.0, 1 / 16.0]])  # σ² = 16 px²; radius 2: box 11..15, tile 0 only; 6: tiles 0, 1
+    for radius, touches_next_tile in ((2, False), (6, True)):
+        image, _ = composite(means2d, conics, torch.tensor([0.99]), torch.ones(1, 1), torch.ones(1),
+                             torch.tensor([radius]), 32, 16, 16, 1024)
+        assert image[8, 15, 0] > 0.3  # in its own tile
+        assert (image[8, 16, 0] > 0.3) == touches_next_tile  # 16.5 - 13 = 3.5 px away: bright if tested
+
+
+def test_a_pixel_stops_before_its_transmittance_falls_to_1e_4():
+    """Three layers of α = 0.98: after two T = 0.02² = 4e-4; the third would take it to 8e-6 and is left out, its
+    colour (100) with it (gsplat's rule, and 3DGS's)."""
+    means2d = torch.tensor([[8.0, 8.0]] * 3)
+    conics = torch.tensor([[1e-8, 0.0, 1e-8]] * 3)  # flat: α = the opacity near the centre
+    features = torch.tensor([[1.0], [2.0], [100.0]])
+    image, alphas = composite(means2d, conics, torch.full((3,), 0.98), features, torch.tensor([1.0, 2.0, 3.0]),
+                              torch.tensor([20, 20, 20]), 16, 16, 16, 1024)
+    torch.testing.assert_close(image[8, 8, 0], torch.tensor(0.98 * 1 + 0.98 * 0.02 * 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(alphas[8, 8, 0], torch.tensor(1 - 0.02**2), atol=1e-6, rtol=0)
+
+
+def test_gradients_reach_every_gaussian_parameter_and_the_2d_means():
+    width, height = 16, 12
+    means, quats, scales, opacities, colors = gaussians(3, 5)
+    parameters = [t.requires_grad_() for t in (means, quats, scales, opacities, colors)]
+    viewmat, K = camera(width, height, focal=20.0)
+    image, _, meta = rasterize_torch(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height)
+    meta["means2d"].retain_grad()  # splatfacto's densification reads these gradients
+    image.square().mean().backward()
+    for parameter in parameters:
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+    assert meta["means2d"].grad.shape == (1, 3, 2) and meta["means2d"].grad.abs().sum() > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("modes", [dict(), dict(render_mode="RGB+ED", rasterize_mode="antialiased", sh_degree=1)])
+def test_equals_gsplats_cuda_rasteriser(modes):
+    width, height = 64, 48
+    means, quats, scales, opacities, colors = gaussians(50, 6)
+    scales = scales / 4  # small ones too: the tile rule matters
+    if "sh_degree" in modes:
+        colors = torch.rand(50, 4, 3, generator=torch.Generator().manual_seed(8)) - 0.5  # degree 1: 4 coefficients
+    viewmat, K = camera(width, height, focal=80.0)
+    cuda = [t.cuda() for t in (means, quats, scales, opacities, colors, viewmat[None], K[None])]
+    expected, expected_alphas, _ = rasterize(*cuda, width, height, **modes)  # gsplat's CUDA kernels
+    image, alphas, _ = rasterize_torch(*cuda, width, height, **modes)
+    torch.testing.assert_close(image, expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(alphas, expected_alphas, atol=1e-4, rtol=0)
