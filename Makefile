@@ -10,6 +10,10 @@ BIN := $(VENV)/bin
 DEVICE ?= cpu
 MODEL ?= auto
 PROMPT ?= turn the red ball blue
+# pytest workers (pytest-xdist), one torch thread each; tests sharing a trained scene stay on one worker
+# (tests/conftest.py). WORKERS=0 runs everything in one process.
+WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: setup demo lint test test-fast test-conformance
 
@@ -25,10 +29,10 @@ lint: setup
 	$(BIN)/lint-imports --no-cache
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=25
+	$(PYTEST) --durations=25
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow and not conformance"
+	$(PYTEST) -m "not slow and not conformance"
 
 # The conformance tier alone (also in `make test`): the real architectures at full size with random weights, once
 # each on the CPU at a small input (about 80 s, 5 GB of memory).

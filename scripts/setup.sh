@@ -19,7 +19,7 @@ else
     "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
     "$VENV/bin/python" -m pip install -q -e ".[dev]" \
         nerfstudio==1.1.5 diffusers==0.42.1 transformers==5.23.0 accelerate==1.15.0 bitsandbytes==0.50.2 \
-        ruff==0.17.6 import-linter==2.17 torch==2.14.1 torchvision==0.29.1
+        ruff==0.17.6 import-linter==2.17 pytest==8.4.2 pytest-xdist==3.8.0 torch==2.14.1 torchvision==0.29.1
     echo "$WANT" > "$STAMP"
 fi
 

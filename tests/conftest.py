@@ -1,4 +1,5 @@
-"""Shared fixtures. The machine is shared and has 2 cores: keep torch to one thread per test process."""
+"""Shared fixtures. The machine is shared and has 2 cores: `make test` runs two pytest workers (pytest-xdist), each
+with one torch thread, and so does every process a test starts."""
 
 import os
 
@@ -42,6 +43,24 @@ def weights_available(model: str) -> bool:
     return True
 
 
+# Tests that share a session fixture run on one worker, so it is built once per `make test`: `make demo`'s two runs
+# (reconstruct + edit) serve the demo, ns-tools and browser tests.
+SHARED_SESSION_FIXTURES = {"demo_base": "demo", "demo_runs": "demo"}
+
+
+def worker_group(item) -> str:
+    """The xdist group of a test: its shared session fixture's; `conformance` for the full-size models (several GB
+    each: one at a time, on one worker, so two never add up on a 24 GB machine); else its file (module fixtures are
+    built once)."""
+    for fixture, group in SHARED_SESSION_FIXTURES.items():
+        if fixture in item.fixturenames:
+            return group
+    if "conformance" in item.keywords:
+        return "conformance"
+    return item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
@@ -51,3 +70,20 @@ def pytest_collection_modifyitems(config, items):
         if missing:
             item.add_marker(pytest.mark.skip(reason=f"needs the weights of {', '.join(missing)}: "
                                                     f"`huggingface-cli download {missing[0]}` on a networked machine"))
+        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+    # The groups holding multi-minute tests (slow or conformance) start first (`--dist loadgroup
+    # --no-loadscope-reorder` hands groups out in this order, the next to whichever worker is free), so the short
+    # ones fill in around them at the end.
+    heavy = {worker_group(item) for item in items if "slow" in item.keywords or "conformance" in item.keywords}
+    items.sort(key=lambda item: worker_group(item) not in heavy)  # stable: the order within a group is kept
+
+
+def pytest_collection_finish(session):
+    """On a pytest-xdist worker with `--dist loadgroup`: every test must carry its group in its id (xdist appends
+    `@group`), or tests sharing a trained scene would each train it again. pytest 9.2 ignores the id xdist sets
+    (xdist 3.8): set-up pins pytest 8.4."""
+    if getattr(session.config, "workerinput", None) and session.config.getvalue("loadgroup"):
+        ungrouped = [item.nodeid for item in session.items if "@" not in item.nodeid]
+        if ungrouped:
+            raise pytest.UsageError(f"pytest-xdist did not group {len(ungrouped)} tests (first: {ungrouped[0]}): "
+                                    f"use the pytest that scripts/setup.sh pins, or run with -n 0")

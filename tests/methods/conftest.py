@@ -18,18 +18,6 @@ from wys_runs import HOLD_OUT, PROMPT, QUIET, cli  # noqa: E402
 SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"  # the bundled scene
 
 
-@pytest.fixture(scope="module")
-def both_cores():
-    """A module whose work in this process runs while nothing else does (in-process training, renders of finished
-    runs): both cores for it, then back to one thread."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    yield
-    torch.set_num_threads(threads)
-
-
 def offline_env(tmp: Path) -> dict:
     """The environment of an air-gapped machine: no hub, every download refused at once, empty torch cache."""
     return dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HTTP_PROXY="http://127.0.0.1:9",

@@ -11,8 +11,8 @@ import pytest
 from conftest import SCENE
 from wys_runs import evaluate
 
-# trains the demo's two runs (subprocesses, one thread each), then renders their held-out views here on both cores
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("both_cores")]
+# trains the demo's two runs (subprocesses, one thread each), then renders their held-out views here
+pytestmark = pytest.mark.slow
 
 
 def test_reconstruct_then_edit_offline_turns_the_held_out_ball_blue(demo_runs):

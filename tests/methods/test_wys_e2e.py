@@ -21,8 +21,8 @@ from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 from nerf_edit_methods.history import read_history
 from nerf_edit_scripts.make_scene import make_scene
 
-# trains four runs in this process with both cores (nothing else runs meanwhile)
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("both_cores")]
+# trains four runs in this process (one torch thread, as every test process)
+pytestmark = pytest.mark.slow
 
 ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
 # Mean |decoded - rendered| per channel in [0, 1] that H.264 at ns-render's quality leaves: measured 0.008-0.010 on
@@ -119,7 +119,7 @@ def test_a_second_edit_in_3d_keeps_the_first_on_held_out_views(scene, outputs, w
     the second run: the ball is as blue as after the first run, the cube is green, and away from both objects the
     renders are as close to the scene's photos as the first run's (measured: ball b - r 0.369 -> 0.437, cube
     g - max(r, b) -0.335 -> 0.422, background 27.97 -> 28.97 dB). On the demo's 96² scene this run took 6 minutes of
-    the suite; here, on this module's 64² runs with both cores, 2."""
+    the suite; here, on this module's 64² runs, 2."""
     monkeypatch.setenv("CUBE_ORACLE_SCENE", str(scene))
     second = train("wys", scene, outputs, "cube_green",
                    edit_args(wys_run) + ["--pipeline.editor", "cube_oracle:CubeOracleEditor",
