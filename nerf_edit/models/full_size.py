@@ -53,6 +53,14 @@ def build_full_size_ip2p_pipeline(seed: int = 0, dtype: torch.dtype = torch.floa
     )
 
 
+
+def build_full_size_magicbrush_pipeline(seed: int = 1, dtype: torch.dtype = torch.float32
+                                        ) -> StableDiffusionInstructPix2PixPipeline:
+    """`vinesmsuic/magicbrush-jul7` (ZONE's fusion model) with random weights. MagicBrush is IP2P's checkpoint
+    fine-tuned on MagicBrush's data (Zhang et al. 2023, §4): the same architecture, so the same builder with other
+    weights (`seed`, 1 by default so that it differs from the IP2P it is fused with)."""
+    return build_full_size_ip2p_pipeline(seed=seed, dtype=dtype)
+
 def build_full_size_sam(seed: int = 0, dtype: torch.dtype = torch.float32):
     """`facebook/sam-vit-huge`'s architecture (ViT-H/16 at 1024², 32 layers) with random weights: its FLOPs without
     a download, for GPU benchmarks."""

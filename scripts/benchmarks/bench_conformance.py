@@ -1,5 +1,5 @@
-"""The conformance tier's cost on the CPU: each test of tests/nerf_edit/test_full_size.py (a real architecture at
-full size, random weights, once at a small input) in its own process, its wall seconds and its peak resident
+"""The conformance tier's cost: each test of tests/nerf_edit/test_full_size*.py (a real architecture at full size,
+random weights, once at a small input on the CPU, at 512² on a CUDA GPU when there is one) in its own process, its wall seconds and its peak resident
 memory (the CPU stand-in for the GPU memory rows, in fp32). One torch thread, as tests/conftest.py sets for every
 test process.
 
@@ -18,16 +18,20 @@ from pathlib import Path
 from bench_common import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = "tests/nerf_edit/test_full_size.py"
+TESTS = ["tests/nerf_edit/test_full_size.py", "tests/nerf_edit/test_full_size_training.py"]
 # Runs one test id in this interpreter and prints the process's peak resident set (Linux: KiB).
-RUN_ONE = ("import resource, sys, pytest; code = pytest.main(['-q', '-p', 'no:cacheprovider', '-m', 'conformance', "
-           "sys.argv[1]]); print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+RUN_ONE = ("import resource, sys, pytest; code = pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]]); "
+           "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
 
 
 def test_ids() -> list[str]:
-    listing = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", "conformance", TESTS],
+    """The tier's tests that can run here: the `gpu` cases only with a CUDA GPU."""
+    import torch
+
+    marker = "conformance" if torch.cuda.is_available() else "conformance and not gpu"
+    listing = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", marker, *TESTS],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return [line.strip() for line in listing.splitlines() if line.startswith(TESTS + "::")]
+    return [line.strip() for line in listing.splitlines() if line.startswith(tuple(test + "::" for test in TESTS))]
 
 
 def measure(options) -> list[tuple[str, str]]:
@@ -38,7 +42,7 @@ def measure(options) -> list[tuple[str, str]]:
         begin = time.perf_counter()
         result = subprocess.run([sys.executable, "-c", RUN_ONE, test], cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - begin
-        name = f"conformance {test.split('::')[1]}"
+        name = f"conformance {test.split('::', 1)[1]}"
         if result.returncode != 0:
             rows.append((name, "failed"))
             print(result.stdout[-3000:], result.stderr[-2000:], file=sys.stderr)

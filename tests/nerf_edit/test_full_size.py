@@ -17,29 +17,39 @@ from nerf_edit.models.ip2p import InstructPix2Pix
 
 pytestmark = pytest.mark.conformance
 
-SIZE = 64  # the smallest input the 4-level SD UNet takes without padding: an 8² latent
+# The same tests on a CPU here (the smallest input the 4-level SD UNet takes without padding: 64², an 8² latent) and
+# on a CUDA GPU at the real 512² (marker `gpu`: skipped without one).
+SETUPS = [pytest.param(("cpu", 64), id="cpu-64"), pytest.param(("cuda", 512), id="cuda-512", marks=pytest.mark.gpu)]
 
 
 def parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.fixture(scope="module")
-def ip2p():
-    return InstructPix2Pix(full_size.build_full_size_ip2p_pipeline())
+@pytest.fixture(scope="module", params=SETUPS)
+def setup(request):
+    """(device, image size)"""
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def scene():
-    """Two 64² views with a red disc; the mask is a square around it. -> images [2, 3, 64, 64], mask [2, 64, 64]"""
-    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
-    disc = ((y - 32) ** 2 + (x - 30) ** 2 < 12**2).float()
-    images = torch.stack([torch.full((SIZE, SIZE), 0.7), torch.full((SIZE, SIZE), 0.75), torch.full((SIZE, SIZE), 0.8)])
+def ip2p(setup):
+    return InstructPix2Pix(full_size.build_full_size_ip2p_pipeline().to(setup[0]))
+
+
+@pytest.fixture(scope="module")
+def scene(setup):
+    """Two views with a red disc; the mask is a square around it. -> images [2, 3, S, S], mask [2, S, S]"""
+    device, size = setup
+    k = size / 64  # the layout is drawn for 64² and scaled
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = ((y - 32 * k) ** 2 + (x - 30 * k) ** 2 < (12 * k) ** 2).float()
+    images = torch.stack([torch.full((size, size), 0.7), torch.full((size, size), 0.75), torch.full((size, size), 0.8)])
     images = torch.where(disc.bool(), torch.tensor([0.85, 0.1, 0.1])[:, None, None], images)
     images = torch.stack([images, images.flip(-1)])
-    mask = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
-    mask[:, 16:48, 14:48] = True
-    return images, mask
+    mask = torch.zeros(2, size, size, dtype=torch.bool)
+    mask[:, int(16 * k) : int(48 * k), int(14 * k) : int(48 * k)] = True
+    return images.to(device), mask.to(device)
 
 
 def test_ip2p_has_sd15s_unet_and_its_attention_levels(ip2p):
@@ -54,13 +64,14 @@ def test_ip2p_has_sd15s_unet_and_its_attention_levels(ip2p):
     assert grounding_factors(ip2p.unet) == (4, 2)
 
 
-def test_wys_relevance_and_guided_edit_keep_every_pixel_outside_the_mask(ip2p, scene):
+def test_wys_relevance_and_guided_edit_keep_every_pixel_outside_the_mask(ip2p, scene, setup):
     from nerf_edit.wys.editor import RelevanceGuidedEditor
 
     images, mask = scene
-    editor = RelevanceGuidedEditor(EditorConfig(device="cpu", steps=2), ip2p=ip2p)
+    size = setup[1]
+    editor = RelevanceGuidedEditor(EditorConfig(device=setup[0], steps=2), ip2p=ip2p)
     relevance = editor.relevance(images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
-    assert relevance.shape == (2, SIZE, SIZE) and torch.isfinite(relevance).all()
+    assert relevance.shape == (2, size, size) and torch.isfinite(relevance).all()
     assert relevance.min() >= 0 and relevance.max() <= 1
     result = editor.edit(images, "turn the ball blue", mask=mask, generator=torch.Generator().manual_seed(0))
     outside = ~mask[:, None].expand_as(images)
@@ -68,13 +79,15 @@ def test_wys_relevance_and_guided_edit_keep_every_pixel_outside_the_mask(ip2p, s
     assert torch.isfinite(result.images).all() and (result.images[~outside] != images[~outside]).any()
 
 
-def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene):
+def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene, setup):
     """The grounding reads cross-attention at latent/4 and self-attention at latent/2: on SD-1.5's UNet those are
-    the 16² and 32² layers of a 512² image (P2P's `res=16` store, 2 down and 3 up layers), here 2² and 4² of 8²."""
+    the 16² and 32² layers of a 512² image (P2P's `res=16` store, 2 down and 3 up layers), here 2² and 4² of
+    the 8² latent at 64²."""
     from nerf_edit.vimaedit.attention import grounding_factors, layer_cells
     from nerf_edit.vimaedit.localizer import ViMAEditLocalizer
 
     images, _ = scene
+    size = setup[1]
     tokens = {}  # attention layer -> its query length during the localisation
 
     def record(name):
@@ -85,13 +98,13 @@ def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene):
     hooks = [module.register_forward_pre_hook(record(name), with_kwargs=True)
              for name, module in ip2p.unet.named_modules() if name.endswith(("attn1", "attn2"))]
     try:
-        localization = ViMAEditLocalizer(EditorConfig(device="cpu", steps=2), ip2p).localize(
+        localization = ViMAEditLocalizer(EditorConfig(device=setup[0], steps=2), ip2p).localize(
             images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
     finally:
         for hook in hooks:
             hook.remove()
     cross, self_factor = grounding_factors(ip2p.unet)
-    latent = (SIZE // 8, SIZE // 8)
+    latent = (size // 8, size // 8)
     cross_layers = sorted(n for n, t in tokens.items() if n.endswith("attn2") and t == layer_cells(latent, cross))
     self_layers = sorted(n for n, t in tokens.items() if n.endswith("attn1") and t == layer_cells(latent, self_factor))
     print("grounding cross-attention:", cross_layers, "\nself-attention:", self_layers)
@@ -99,9 +112,72 @@ def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene):
     at_16, at_32 = (("down_blocks.2", 2), ("up_blocks.1", 3)), (("down_blocks.1", 2), ("up_blocks.2", 3))
     assert cross_layers == [f"{block}.attentions.{i}.transformer_blocks.0.attn2" for block, n in at_16 for i in range(n)]
     assert self_layers == [f"{block}.attentions.{i}.transformer_blocks.0.attn1" for block, n in at_32 for i in range(n)]
-    assert localization.mask.shape == (2, SIZE, SIZE) and localization.mask.dtype == torch.bool
+    assert localization.mask.shape == (2, size, size) and localization.mask.dtype == torch.bool
     assert localization.soft.min() >= 0 and localization.soft.max() <= 1 and torch.isfinite(localization.soft).all()
 
+
+
+# SD-1.5's cross-attention layers at 1/32 of the image (16² of 512²): the coarsest the UNet has, what ZONE's code
+# averages for its rough mask (its AttentionStore at res 16): 2 in down_blocks.2, 3 in up_blocks.1.
+COARSEST_CROSS_ATTENTION = [f"{block}.attentions.{i}.transformer_blocks.0.attn2"
+                            for block, count in (("down_blocks.2", 2), ("up_blocks.1", 3)) for i in range(count)]
+
+
+def test_zone_localises_with_the_real_layers_and_sam_vit_h_and_edits_only_inside(ip2p, scene, setup, monkeypatch):
+    """ZONE end to end on the real shapes: IP2P fused with a full-size MagicBrush (20-step DPM-Solver++ as the
+    official preset, here 2 steps), its cross-attention recorded on SD-1.5's real 1/32 layers, the official action
+    classifier on the 768-wide text encoder, SAM ViT-H's automatic masks (4 points: its 1024² encoder once) and the
+    Region-IoU refinement; nothing outside the final mask changes."""
+    from nerf_edit.config.zone import ZoneConfig
+    from nerf_edit.models import attention
+    from nerf_edit.models.segment import SamSegmenter
+    from nerf_edit.zone import localizer as zone_localizer
+    from nerf_edit.zone import ops as zone
+    from nerf_edit.zone.editor import ZoneEditor
+
+    recorders = []
+
+    class KeptRecorder(attention.CrossAttentionRecorder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            recorders.append(self)
+
+    monkeypatch.setattr(zone_localizer, "CrossAttentionRecorder", KeptRecorder)
+    device, size = setup
+    sam_model, processor = full_size.build_full_size_sam()
+    print(f"SAM ViT-H image encoder {parameters(sam_model.vision_encoder):,} parameters")
+    assert 630e6 < parameters(sam_model.vision_encoder) < 640e6  # segment-anything's ViT-H: 632M (its README)
+    # random weights score every mask low: keep all SAM returns, so the Region-IoU choice has segments to choose from
+    sam = SamSegmenter((sam_model, processor), device=device, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    segments = []
+
+    def segmenter(image):
+        segments.append(sam(image))
+        return segments[-1]
+
+    fusion = InstructPix2Pix(full_size.build_full_size_magicbrush_pipeline().to(device))
+    assert not torch.equal(next(fusion.unet.parameters()), next(ip2p.unet.parameters()))  # other weights
+    config = EditorConfig(device=device, steps=2, guidance_scale=7.5, image_guidance_scale=1.5,
+                          zone=ZoneConfig(fusion_model="none", segmenter="none", sampler="dpm-solver++"))
+    editor = ZoneEditor(config, ip2p=ip2p, fusion=fusion, segmenter=segmenter)
+    images = scene[0][:1]
+    result = editor.edit(images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
+    found = result.localization
+
+    (recorder,) = recorders
+    coarsest = min(total.shape[1] for total in recorder.sums.values())
+    layers = sorted(layer for layer, total in recorder.sums.items() if total.shape[1] == coarsest)
+    print("ZONE's rough mask reads", layers, "action", found.actions, "by", found.action_classifier)
+    assert layers == COARSEST_CROSS_ATTENTION and coarsest == (size // 32) ** 2
+    assert recorder.num_steps == 2 and found.attention.shape == (1, size // 32, size // 32, 77)
+    assert found.actions[0] in zone.ACTIONS and "ZONE" in found.action_classifier
+    (image_segments,) = segments  # SAM ran once, at its 1024² input, and answers at the image's size
+    assert image_segments.dtype == torch.bool and image_segments.shape[1:] == (size, size) and len(image_segments) > 0
+    assert found.rough_mask.shape == found.refined_mask.shape == (1, size, size)
+    best = zone.refine_mask(image_segments, found.rough_mask[0])[0]
+    assert torch.equal(found.refined_mask[0], best)
+    outside = ~result.mask[:, None].expand_as(images)
+    assert torch.equal(result.images[outside], images[outside]) and torch.isfinite(result.images).all()
 
 def test_pie_bench_metrics_on_clip_l14_and_dino_vitb8():
     from nerf_edit.eval.pie_bench import PieMetrics
