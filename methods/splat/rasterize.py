@@ -92,13 +92,29 @@ def rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width
     return torch.stack(renders), torch.stack(alphas), meta
 
 
+def rasterize_with_channels(means, quats, scales, opacities, sh, channels, viewmats, Ks, width: int, height: int,
+                            sh_degree: int, **options):
+    """The colour from spherical harmonics and further per-Gaussian channels (WYS's relevance) in one rasterisation:
+    the colour is evaluated per camera first, then both go through as N-D features (gsplat renders any number).
+    sh [N, K, 3], channels [N, E] -> [C, H, W, 3 + E], alphas [C, H, W, 1], meta"""
+    if means.is_cuda:
+        from gsplat.cuda._wrapper import spherical_harmonics
+
+        centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
+        colours = torch.clamp_min(spherical_harmonics(sh_degree, means[None] - centres[:, None], sh) + 0.5, 0.0)
+    else:
+        colours = view_colors(means, sh, viewmats, sh_degree, torch.ones(1, dtype=torch.bool, device=means.device))
+    features = torch.cat([colours, channels[None].expand(viewmats.shape[0], *channels.shape)], dim=-1)
+    return rasterize(means, quats, scales, opacities, features, viewmats, Ks, width, height, sh_degree=None, **options)
+
+
 def view_colors(means: torch.Tensor, colors: torch.Tensor, viewmats: torch.Tensor, sh_degree: Optional[int],
                 visible: torch.Tensor) -> torch.Tensor:
     """Each camera's colour of each Gaussian: SH evaluated towards the camera, +0.5 and clamped at 0 as gsplat's
     `rasterization` does; features without `sh_degree` are the same for every camera. -> [C, N, D]"""
     cameras = viewmats.shape[0]
-    if sh_degree is None:
-        return colors[None].expand(cameras, *colors.shape)
+    if sh_degree is None:  # [N, D] for every camera, or already [C, N, D]
+        return colors if colors.dim() == 3 else colors[None].expand(cameras, *colors.shape)
     centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3] camera positions in the world
     directions = means[None] - centres[:, None]  # [C, N, 3]
     rgb = _spherical_harmonics(sh_degree, directions, colors[None].expand(cameras, *colors.shape))  # [C, N, 3]

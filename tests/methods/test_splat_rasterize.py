@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from nerf_edit_methods.splat.rasterize import composite, rasterize, rasterize_torch
+from nerf_edit_methods.splat.rasterize import composite, rasterize, rasterize_torch, rasterize_with_channels
 
 ONE_TILE = 64  # a tile larger than the test images
 SH_C0 = 0.28209479177387814  # the degree-0 real spherical harmonic, 1 / (2·sqrt(π))
@@ -129,6 +129,23 @@ def test_expected_depth_and_antialiased_opacities_as_gsplat_defines_them():
     plain = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
                       tile_size=ONE_TILE)[1]
     assert (alphas <= plain + 1e-6).all() and (alphas < plain - 1e-3).any()  # the filter only lowers opacity
+
+
+def test_relevance_renders_with_the_colour_in_one_pass_as_an_extra_channel():
+    """Colour from SH (degree 1) and a relevance value per Gaussian, one rasterisation: each equals its own render."""
+    width, height = 32, 24
+    means, quats, scales, opacities, _ = gaussians(6, 9)
+    g = torch.Generator().manual_seed(10)
+    sh, relevance = torch.rand(6, 4, 3, generator=g) - 0.5, torch.rand(6, 1, generator=g)
+    viewmat, K = camera(width, height, focal=40.0)
+    both, alphas, _ = rasterize_with_channels(means, quats, scales, opacities, sh, relevance, viewmat[None], K[None],
+                                              width, height, sh_degree=1)
+    colour = rasterize(means, quats, scales, opacities, sh, viewmat[None], K[None], width, height, sh_degree=1)[0]
+    alone = rasterize(means, quats, scales, opacities, relevance, viewmat[None], K[None], width, height)[0]
+    assert both.shape == (1, height, width, 4)
+    torch.testing.assert_close(both[..., :3], colour)
+    torch.testing.assert_close(both[..., 3:], alone)
+    assert alone.max() > 0.3  # the relevance is there to compare
 
 
 def test_background_fills_what_the_gaussians_leave_uncovered():
