@@ -48,20 +48,26 @@ def weights_available(model: str) -> bool:
 SHARED_SESSION_FIXTURES = {"demo_base": "demo", "demo_runs": "demo"}
 
 
-def worker_group(item) -> str:
-    """The xdist group of a test: its shared session fixture's; `conformance` for the full-size models (several GB
-    each: one at a time, on one worker, so two never add up on a 24 GB machine); else its file (module fixtures are
-    built once)."""
-    for fixture, group in SHARED_SESSION_FIXTURES.items():
-        if fixture in item.fixturenames:
-            return group
-    if "conformance" in item.keywords:
-        return "conformance"
-    return item.nodeid.split("::")[0]
+def worker_groups(items) -> dict:
+    """The xdist group of each test file: the group of a shared session fixture any of its tests uses;
+    `conformance` for the full-size models (several GB each: one at a time, on one worker, so two never add up on a
+    24 GB machine); else the file itself (its module fixtures are built once). -> {file: group}"""
+    groups = {}
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        shared = [group for fixture, group in SHARED_SESSION_FIXTURES.items() if fixture in item.fixturenames]
+        if shared:
+            groups[file] = shared[0]
+        elif item.get_closest_marker("conformance") is not None:
+            groups.setdefault(file, "conformance")
+        else:
+            groups.setdefault(file, file)
+    return groups
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
+    groups = worker_groups(items)
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
@@ -70,20 +76,29 @@ def pytest_collection_modifyitems(config, items):
         if missing:
             item.add_marker(pytest.mark.skip(reason=f"needs the weights of {', '.join(missing)}: "
                                                     f"`huggingface-cli download {missing[0]}` on a networked machine"))
-        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
     # The groups holding multi-minute tests (slow or conformance) start first (`--dist loadgroup
     # --no-loadscope-reorder` hands groups out in this order, the next to whichever worker is free), so the short
     # ones fill in around them at the end.
-    heavy = {worker_group(item) for item in items if "slow" in item.keywords or "conformance" in item.keywords}
-    items.sort(key=lambda item: worker_group(item) not in heavy)  # stable: the order within a group is kept
+    heavy = {groups[item.nodeid.split("::")[0]] for item in items
+             if item.get_closest_marker("slow") is not None or item.get_closest_marker("conformance") is not None}
+    items.sort(key=lambda item: groups[item.nodeid.split("::")[0]] not in heavy)  # stable: order within a group kept
 
 
-def pytest_collection_finish(session):
-    """On a pytest-xdist worker with `--dist loadgroup`: every test must carry its group in its id (xdist appends
-    `@group`), or tests sharing a trained scene would each train it again. pytest 9.2 ignores the id xdist sets
-    (xdist 3.8): set-up pins pytest 8.4."""
-    if getattr(session.config, "workerinput", None) and session.config.getvalue("loadgroup"):
-        ungrouped = [item.nodeid for item in session.items if "@" not in item.nodeid]
-        if ungrouped:
-            raise pytest.UsageError(f"pytest-xdist did not group {len(ungrouped)} tests (first: {ungrouped[0]}): "
-                                    f"use the pytest that scripts/setup.sh pins, or run with -n 0")
+def pytest_configure(config):
+    """`-n N` without `--dist loadgroup` would train the shared scenes once per worker: one line, before anything."""
+    if (getattr(config.option, "numprocesses", None) and not getattr(config, "workerinput", None)
+            and config.getoption("dist", "no") != "loadgroup"):
+        raise pytest.UsageError("with -n, pass --dist loadgroup --no-loadscope-reorder (as `make test` does), so "
+                                "tests sharing a trained scene stay on one worker")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """On the main process, as each worker reports its tests: xdist marks a test's group by appending `@group` to
+    its id; pytest 9.2 ignores that id (xdist 3.8), and the shared scenes would be trained on every worker.
+    Set-up pins pytest 8.4.2."""
+    ungrouped = [test for test in ids if "@" not in test]
+    if ungrouped:
+        pytest.exit(f"error: pytest-xdist did not group {len(ungrouped)} tests (first: {ungrouped[0]}): use the "
+                    f"pytest that scripts/setup.sh pins, or run with -n 0", returncode=4)

@@ -73,18 +73,22 @@ def rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width
         calc_compensations=rasterize_mode == "antialiased")  # [C, N], [C, N, 2], [C, N], [C, N, 3], [C, N]
     opacities = opacities[None].expand_as(depths) if compensations is None else opacities[None] * compensations
     features = view_colors(means, colors, viewmats, sh_degree, radii > 0)  # [C, N, D]
+    # the depth channel's background is 0, as gsplat's
     if render_mode in ("D", "ED"):
         features = depths[..., None]
+        backgrounds = None if backgrounds is None else backgrounds.new_zeros(backgrounds.shape[0], 1)
     elif render_mode in ("RGB+D", "RGB+ED"):
         features = torch.cat([features, depths[..., None]], dim=-1)
+        backgrounds = None if backgrounds is None else torch.cat(
+            [backgrounds, backgrounds.new_zeros(backgrounds.shape[0], 1)], dim=-1)
     renders, alphas = [], []
     for camera in range(viewmats.shape[0]):
         render, alpha = composite(means2d[camera], conics[camera], opacities[camera], features[camera],
                                   depths[camera], radii[camera], width, height, tile_size, pixels_per_chunk)
-        if render_mode in ("ED", "RGB+ED"):  # gsplat's expected depth
-            render = torch.cat([render[..., :-1], render[..., -1:] / alpha.clamp_min(1e-10)], dim=-1)
         if backgrounds is not None:
             render = render + backgrounds[camera] * (1 - alpha)
+        if render_mode in ("ED", "RGB+ED"):  # gsplat's expected depth
+            render = torch.cat([render[..., :-1], render[..., -1:] / alpha.clamp_min(1e-10)], dim=-1)
         renders.append(render)
         alphas.append(alpha)
     meta = dict(means2d=means2d, radii=radii, depths=depths, conics=conics, width=width, height=height,
@@ -97,13 +101,7 @@ def rasterize_with_channels(means, quats, scales, opacities, sh, channels, viewm
     """The colour from spherical harmonics and further per-Gaussian channels (WYS's relevance) in one rasterisation:
     the colour is evaluated per camera first, then both go through as N-D features (gsplat renders any number).
     sh [N, K, 3], channels [N, E] -> [C, H, W, 3 + E], alphas [C, H, W, 1], meta"""
-    if means.is_cuda:
-        from gsplat.cuda._wrapper import spherical_harmonics
-
-        centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
-        colours = torch.clamp_min(spherical_harmonics(sh_degree, means[None] - centres[:, None], sh) + 0.5, 0.0)
-    else:
-        colours = view_colors(means, sh, viewmats, sh_degree, torch.ones(1, dtype=torch.bool, device=means.device))
+    colours = view_colors(means, sh, viewmats, sh_degree, torch.ones(1, dtype=torch.bool, device=means.device))
     features = torch.cat([colours, channels[None].expand(viewmats.shape[0], *channels.shape)], dim=-1)
     return rasterize(means, quats, scales, opacities, features, viewmats, Ks, width, height, sh_degree=None, **options)
 
@@ -126,7 +124,7 @@ def composite(means2d, conics, opacities, features, depths, radii, width: int, h
     """Front-to-back alpha compositing of one camera's visible Gaussians at every pixel centre.
     means2d [N, 2], conics [N, 3], opacities [N], features [N, D], depths [N], radii [N] -> [H, W, D], [H, W, 1]"""
     visible = torch.nonzero(radii > 0).squeeze(1)
-    order = visible[torch.argsort(depths[visible])]  # near to far
+    order = visible[torch.argsort(depths[visible], stable=True)]  # near to far; ties keep gsplat's index order
     mean, conic, opacity, feature = means2d[order], conics[order], opacities[order], features[order]
     radius = radii[order].to(mean.dtype)
     # the tiles each Gaussian is tested in: those its box [mean ± radius] touches (gsplat's isect_tiles)

@@ -63,8 +63,11 @@ def reference(means, quats, scales, opacities, colors, viewmat, K, width, height
     return image, alphas
 
 
-def camera(width, height, focal):
+def camera(width, height, focal, turn=0.0):
+    """World-to-camera [4, 4] (turned by `turn` radians about the y axis) and intrinsics [3, 3]."""
     viewmat = torch.eye(4)
+    c, s = math.cos(turn), math.sin(turn)
+    viewmat[:3, :3] = torch.tensor([[c, 0, s], [0, 1.0, 0], [-s, 0, c]])
     viewmat[:3, 3] = torch.tensor([0.1, -0.05, 4.0])  # the scene 4 units in front of the camera
     K = torch.tensor([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
     return viewmat, K
@@ -107,6 +110,31 @@ def test_spherical_harmonics_of_degree_zero_give_c0_times_the_coefficient_plus_a
     expected = reference(means, quats, scales, opacities, (SH_C0 * coefficients[:, 0] + 0.5).clamp_min(0), viewmat, K,
                          width, height)[0]
     torch.testing.assert_close(image[0].double(), expected, atol=2e-5, rtol=0)
+
+
+def sh_degree_1_colours(coefficients, means, viewmat):
+    """Colours towards the camera from degree-1 real SH (3DGS's basis and signs: C0, -C1·y, C1·z, -C1·x of the unit
+    direction from the camera centre), +0.5, clamped at 0. coefficients [N, 4, 3] -> [N, 3]"""
+    C1 = 0.4886025119029199  # sqrt(3 / (4π))
+    centre = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    x, y, z = torch.nn.functional.normalize(means - centre, dim=-1).unbind(-1)
+    basis = torch.stack([torch.full_like(x, SH_C0), -C1 * y, C1 * z, -C1 * x], dim=-1)  # [N, 4]
+    return ((basis[..., None] * coefficients).sum(1) + 0.5).clamp_min(0)
+
+
+def test_two_cameras_see_their_own_view_dependent_colours():
+    width, height = 32, 24
+    means, quats, scales, opacities, _ = gaussians(5, 11)
+    coefficients = torch.rand(5, 4, 3, generator=torch.Generator().manual_seed(12)) - 0.5
+    cameras = [camera(width, height, focal=40.0), camera(width, height, focal=50.0, turn=0.4)]
+    viewmats, Ks = torch.stack([c[0] for c in cameras]), torch.stack([c[1] for c in cameras])
+    images = rasterize(means, quats, scales, opacities, coefficients, viewmats, Ks, width, height, sh_degree=1,
+                       tile_size=ONE_TILE)[0]
+    for image, (viewmat, K) in zip(images, cameras):
+        colours = sh_degree_1_colours(coefficients, means, viewmat)
+        expected = reference(means, quats, scales, opacities, colours, viewmat, K, width, height)[0]
+        torch.testing.assert_close(image.double(), expected, atol=2e-5, rtol=0)
+    assert (images[0] - images[1]).abs().max() > 0.1  # the two views differ
 
 
 def test_expected_depth_and_antialiased_opacities_as_gsplat_defines_them():
@@ -157,6 +185,13 @@ def test_background_fills_what_the_gaussians_leave_uncovered():
     filled = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
                        backgrounds=background)[0]
     torch.testing.assert_close(filled, plain + background * (1 - alphas))
+    # with depth: the background fills the colour channels only (the depth's background is 0, as gsplat's)
+    depth = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
+                      render_mode="RGB+ED")[0]
+    filled_depth = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height,
+                             render_mode="RGB+ED", backgrounds=background)[0]
+    torch.testing.assert_close(filled_depth[..., :3], filled)
+    torch.testing.assert_close(filled_depth[..., 3], depth[..., 3])
 
 
 def test_a_gaussian_is_only_tested_in_the_tiles_its_3_sigma_box_touches():
@@ -209,3 +244,7 @@ def test_equals_gsplats_cuda_rasteriser(modes):
     image, alphas, _ = rasterize_torch(*cuda, width, height, **modes)
     torch.testing.assert_close(image, expected, atol=1e-4, rtol=0)
     torch.testing.assert_close(alphas, expected_alphas, atol=1e-4, rtol=0)
+    if "sh_degree" in modes:  # colour and a relevance channel in one pass, on CUDA
+        relevance = torch.rand(50, 1, generator=torch.Generator().manual_seed(13)).cuda()
+        both = rasterize_with_channels(*cuda[:4], cuda[4], relevance, *cuda[5:], width, height, sh_degree=1)[0]
+        torch.testing.assert_close(both[..., :3], rasterize(*cuda, width, height, sh_degree=1)[0])

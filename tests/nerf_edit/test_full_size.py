@@ -178,6 +178,7 @@ def test_zone_localises_with_the_real_layers_and_sam_vit_h_and_edits_only_inside
     assert torch.equal(found.refined_mask[0], best)
     outside = ~result.mask[:, None].expand_as(images)
     assert torch.equal(result.images[outside], images[outside]) and torch.isfinite(result.images).all()
+    assert (result.images[~outside] != images[~outside]).any()  # and the edit happened inside
 
 def test_pie_bench_metrics_on_clip_l14_and_dino_vitb8():
     from nerf_edit.eval.pie_bench import PieMetrics
