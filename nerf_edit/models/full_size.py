@@ -19,11 +19,37 @@ def build_full_size_ip2p_pipeline(seed: int = 0, dtype: torch.dtype = torch.floa
     """The real IP2P architecture (SD 1.5 UNet with 8 input channels, SD VAE, CLIP ViT-L/14 text encoder) with
     random weights: the same FLOPs as `timbrooks/instruct-pix2pix`, for GPU benchmarks without a download.
     The tokenizer is the tiny one (its ids are valid for the full vocabulary; tokenizing costs nothing here)."""
+    vae, text_encoder, unet = _sd15_parts(seed, dtype, in_channels=8)
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1
+    )
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=build_tiny_tokenizer(), unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def build_full_size_sd15_pipeline(seed: int = 0, dtype: torch.dtype = torch.float32):
+    """`stable-diffusion-v1-5/stable-diffusion-v1-5` (ViMAEdit's model) with random weights: IP2P's architecture
+    with SD's 4 input channels, and SD-1.5's DDIM scheduler config (the editors build their samplers from it)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    vae, text_encoder, unet = _sd15_parts(seed, dtype, in_channels=4)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, steps_offset=1, clip_sample=False, set_alpha_to_one=False)
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=build_tiny_tokenizer(), unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
+    )
+
+
+def _sd15_parts(seed: int, dtype: torch.dtype, in_channels: int):
+    """SD-1.5's VAE, CLIP ViT-L/14 text encoder and UNet (`in_channels` 4, or IP2P's 8), random weights."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
             sample_size=64,
-            in_channels=8,
+            in_channels=in_channels,
             out_channels=4,
             layers_per_block=2,
             block_out_channels=(320, 640, 1280, 1280),
@@ -44,14 +70,7 @@ def build_full_size_ip2p_pipeline(seed: int = 0, dtype: torch.dtype = torch.floa
             CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu")
         ).to(dtype)
-    scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1
-    )
-    return StableDiffusionInstructPix2PixPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=build_tiny_tokenizer(), unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-
+    return vae, text_encoder, unet
 
 
 def build_full_size_magicbrush_pipeline(seed: int = 1, dtype: torch.dtype = torch.float32
@@ -60,6 +79,16 @@ def build_full_size_magicbrush_pipeline(seed: int = 1, dtype: torch.dtype = torc
     fine-tuned on MagicBrush's data (Zhang et al. 2023, §4): the same architecture, so the same builder with other
     weights (`seed`, 1 by default so that it differs from the IP2P it is fused with)."""
     return build_full_size_ip2p_pipeline(seed=seed, dtype=dtype)
+
+
+def build_full_size_ip_adapter_weights(unet, seed: int = 0) -> dict:
+    """`h94/IP-Adapter` models/ip-adapter_sd15.bin's layout and shapes for SD-1.5's `unet`, random weights: the image
+    projection (CLIP ViT-H/14's 1024-d embedding -> 4 × 768 tokens) and to_k_ip / to_v_ip of every cross-attention
+    layer, in the checkpoint format diffusers' `load_ip_adapter` converts (the tiny builder's, at full size)."""
+    from nerf_edit.models.tiny import build_tiny_ip_adapter
+
+    return build_tiny_ip_adapter(unet, image_embed_dim=1024, seed=seed)
+
 
 def build_full_size_sam(seed: int = 0, dtype: torch.dtype = torch.float32):
     """`facebook/sam-vit-huge`'s architecture (ViT-H/16 at 1024², 32 layers) with random weights: its FLOPs without
