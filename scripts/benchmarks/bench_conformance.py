@@ -18,7 +18,8 @@ from pathlib import Path
 from bench_common import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = ["tests/nerf_edit/test_full_size.py", "tests/nerf_edit/test_full_size_training.py"]
+TESTS = ["tests/nerf_edit/test_full_size.py", "tests/nerf_edit/test_full_size_training.py",
+         "tests/nerf_edit/test_full_size_vimaedit.py"]
 # Runs one test id in this interpreter and prints the process's peak resident set (Linux: KiB).
 RUN_ONE = ("import resource, sys, pytest; code = pytest.main(['-q', '-p', 'no:cacheprovider', sys.argv[1]]); "
            "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
