@@ -48,13 +48,17 @@ def weights_available(model: str) -> bool:
 SHARED_SESSION_FIXTURES = {"demo_base": "demo", "demo_runs": "demo"}
 
 
+def test_file(item) -> str:
+    return item.nodeid.split("::")[0]
+
+
 def worker_groups(items) -> dict:
     """The xdist group of each test file: the group of a shared session fixture any of its tests uses;
     `conformance` for the full-size models (several GB each: one at a time, on one worker, so two never add up on a
     24 GB machine); else the file itself (its module fixtures are built once). -> {file: group}"""
     groups = {}
     for item in items:
-        file = item.nodeid.split("::")[0]
+        file = test_file(item)
         shared = [group for fixture, group in SHARED_SESSION_FIXTURES.items() if fixture in item.fixturenames]
         if shared:
             groups[file] = shared[0]
@@ -76,13 +80,13 @@ def pytest_collection_modifyitems(config, items):
         if missing:
             item.add_marker(pytest.mark.skip(reason=f"needs the weights of {', '.join(missing)}: "
                                                     f"`huggingface-cli download {missing[0]}` on a networked machine"))
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
+        item.add_marker(pytest.mark.xdist_group(groups[test_file(item)]))
     # The groups holding multi-minute tests (slow or conformance) start first (`--dist loadgroup
     # --no-loadscope-reorder` hands groups out in this order, the next to whichever worker is free), so the short
     # ones fill in around them at the end.
-    heavy = {groups[item.nodeid.split("::")[0]] for item in items
+    heavy = {groups[test_file(item)] for item in items
              if item.get_closest_marker("slow") is not None or item.get_closest_marker("conformance") is not None}
-    items.sort(key=lambda item: groups[item.nodeid.split("::")[0]] not in heavy)  # stable: order within a group kept
+    items.sort(key=lambda item: groups[test_file(item)] not in heavy)  # stable: order within a group kept
 
 
 def pytest_configure(config):

@@ -101,22 +101,24 @@ def rasterize_with_channels(means, quats, scales, opacities, sh, channels, viewm
     """The colour from spherical harmonics and further per-Gaussian channels (WYS's relevance) in one rasterisation:
     the colour is evaluated per camera first, then both go through as N-D features (gsplat renders any number).
     sh [N, K, 3], channels [N, E] -> [C, H, W, 3 + E], alphas [C, H, W, 1], meta"""
-    colours = view_colors(means, sh, viewmats, sh_degree, torch.ones(1, dtype=torch.bool, device=means.device))
+    colours = view_colors(means, sh, viewmats, sh_degree)
     features = torch.cat([colours, channels[None].expand(viewmats.shape[0], *channels.shape)], dim=-1)
     return rasterize(means, quats, scales, opacities, features, viewmats, Ks, width, height, sh_degree=None, **options)
 
 
 def view_colors(means: torch.Tensor, colors: torch.Tensor, viewmats: torch.Tensor, sh_degree: Optional[int],
-                visible: torch.Tensor) -> torch.Tensor:
+                visible: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Each camera's colour of each Gaussian: SH evaluated towards the camera, +0.5 and clamped at 0 as gsplat's
-    `rasterization` does; features without `sh_degree` are the same for every camera. -> [C, N, D]"""
+    `rasterization` does (0 where `visible` [C, N] is False); features without `sh_degree` are the same for every
+    camera. -> [C, N, D]"""
     cameras = viewmats.shape[0]
     if sh_degree is None:  # [N, D] for every camera, or already [C, N, D]
         return colors if colors.dim() == 3 else colors[None].expand(cameras, *colors.shape)
     centres = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3] camera positions in the world
     directions = means[None] - centres[:, None]  # [C, N, 3]
     rgb = _spherical_harmonics(sh_degree, directions, colors[None].expand(cameras, *colors.shape))  # [C, N, 3]
-    return torch.clamp_min(rgb + 0.5, 0.0) * visible[..., None]
+    rgb = torch.clamp_min(rgb + 0.5, 0.0)
+    return rgb if visible is None else rgb * visible[..., None]
 
 
 def composite(means2d, conics, opacities, features, depths, radii, width: int, height: int, tile_size: int,
