@@ -1,7 +1,8 @@
 # The two commands of the README: `make demo` (edit the bundled scene, render a video) and `make test` (the lint and
-# architecture checks, then every test that can run offline, the multi-minute ones included). `make test-fast`
-# leaves out the tests marked slow; `make lint` is the checks alone; `make test-conformance` runs the real
-# architectures at full size (random weights) on the CPU, a tier `make test` includes.
+# architecture checks, then every test that can run offline but those marked `heavy`: the two conformance runs of
+# several CPU minutes and 6-12 GB each). `make test-all` is `make test` with the heavy ones; `make test-fast`
+# leaves out the tests marked slow and the conformance tier; `make lint` is the checks alone; `make
+# test-conformance` runs the real architectures at full size (random weights) on the CPU, heavy ones included.
 VENV := .venv
 BIN := $(VENV)/bin
 # The demo runs offline on CPU: IP2P when its weights are cached, else the colorkey demonstration editor.
@@ -15,7 +16,7 @@ PROMPT ?= turn the red ball blue
 WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: setup demo lint test test-fast test-conformance
+.PHONY: setup demo lint test test-all test-fast test-conformance
 
 setup:
 	@bash scripts/setup.sh
@@ -29,12 +30,15 @@ lint: setup
 	$(BIN)/lint-imports --no-cache
 
 test: lint
+	$(PYTEST) -m "not heavy" --durations=25
+
+test-all: lint
 	$(PYTEST) --durations=25
 
 test-fast: lint
 	$(PYTEST) -m "not slow and not conformance"
 
-# The conformance tier alone (also in `make test`): the real architectures at full size with random weights, once
-# each on the CPU at a small input (about 80 s, 5 GB of memory).
+# The conformance tier alone (in `make test` but its `heavy` tests): the real architectures at full size with random
+# weights, once each on the CPU at a small input (about 15 minutes, up to 12 GB of memory: docs/benchmarks.md).
 test-conformance: setup
 	$(BIN)/python -m pytest -q -s --durations=0 -m conformance

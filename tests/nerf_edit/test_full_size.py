@@ -117,20 +117,59 @@ def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene, setup):
 
 
 
+def test_editaction_freezes_sd15s_cross_attention_and_its_loss_trains_the_rest(ip2p, setup):
+    """EditAction's training step on the real UNet, fp32 (the bf16 step with 8-bit Adam through the trainer is
+    test_full_size_training.py, minutes on the CPU: `make test-all`): freezing finds SD-1.5's 16 cross-attention
+    layers (to_q, to_k, to_v, to_out: 80 tensors), and the loss L (Eq. 7) sends gradients to every other
+    parameter and to none of them."""
+    from nerf_edit.action.losses import draw_noise, editaction_losses, freeze_cross_attention, training_noise_scheduler
+
+    device, size = setup
+    unet = ip2p.unet
+    trainable = {name: parameter.requires_grad for name, parameter in unet.named_parameters()}
+    try:
+        frozen = freeze_cross_attention(unet)
+        assert len(frozen) == 16 * 5 and {name.split(".attn2.")[1] for name in frozen} == {
+            "to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight", "to_out.0.bias"}
+        generator = torch.Generator().manual_seed(0)
+        latent = (1, 4, size // 8, size // 8)
+        latents, image_latents = torch.randn(latent, generator=generator), torch.randn(latent, generator=generator)
+        text, negative, null = (torch.randn(1, 77, 768, generator=generator) for _ in range(3))
+        draw = draw_noise(latent, 1000, generator)
+        tensors = [t.to(device) for t in (latents, image_latents, text, negative, null)]
+        # the frozen reference is the same weights here (a second 3.4 GB copy proves nothing more): L_reg is 0
+        losses = editaction_losses(unet, unet, training_noise_scheduler(ip2p.scheduler.config), *tensors, draw)
+        losses["total"].backward()
+        assert all(torch.isfinite(value) for value in losses.values())
+        for name, parameter in unet.named_parameters():
+            if ".attn2." in name:
+                assert parameter.grad is None, name
+            else:
+                assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        moved = [bool(p.grad.abs().sum() > 0) for n, p in unet.named_parameters() if ".attn2." not in n]
+        assert all(moved), f"{moved.count(False)} of {len(moved)} trainable tensors got a zero gradient"
+    finally:  # the module's other tests use the same UNet for inference
+        unet.zero_grad(set_to_none=True)
+        for name, parameter in unet.named_parameters():
+            parameter.requires_grad_(trainable[name])
+
+
 # SD-1.5's cross-attention layers at 1/32 of the image (16² of 512²): the coarsest the UNet has, what ZONE's code
 # averages for its rough mask (its AttentionStore at res 16): 2 in down_blocks.2, 3 in up_blocks.1.
 COARSEST_CROSS_ATTENTION = [f"{block}.attentions.{i}.transformer_blocks.0.attn2"
                             for block, count in (("down_blocks.2", 2), ("up_blocks.1", 3)) for i in range(count)]
 
 
-def test_zone_localises_with_the_real_layers_and_sam_vit_h_and_edits_only_inside(ip2p, scene, setup, monkeypatch):
-    """ZONE end to end on the real shapes: IP2P fused with a full-size MagicBrush (20-step DPM-Solver++ as the
-    official preset, here 2 steps), its cross-attention recorded on SD-1.5's real 1/32 layers, the official action
-    classifier on the 768-wide text encoder, SAM ViT-H's automatic masks (4 points: its 1024² encoder once) and the
-    Region-IoU refinement; nothing outside the final mask changes."""
+def test_zone_localises_with_the_real_layers_and_edits_only_inside(ip2p, scene, setup, monkeypatch):
+    """ZONE end to end on the real diffusion shapes: IP2P fused with a full-size MagicBrush (20-step DPM-Solver++ as
+    the official preset, here 2 steps), its cross-attention recorded on SD-1.5's real 1/32 layers, the official
+    action classifier on the 768-wide text encoder, SAM's automatic masks (the tiny SAM here: SAM ViT-H's 1024²
+    encoder alone is a multi-minute CPU run, `test_sam_vit_h_automatic_masks_feed_zones_refinement`, `make test-all`)
+    and the Region-IoU refinement; nothing outside the final mask changes."""
     from nerf_edit.config.zone import ZoneConfig
     from nerf_edit.models import attention
     from nerf_edit.models.segment import SamSegmenter
+    from nerf_edit.models.tiny import build_tiny_sam
     from nerf_edit.zone import localizer as zone_localizer
     from nerf_edit.zone import ops as zone
     from nerf_edit.zone.editor import ZoneEditor
@@ -144,11 +183,8 @@ def test_zone_localises_with_the_real_layers_and_sam_vit_h_and_edits_only_inside
 
     monkeypatch.setattr(zone_localizer, "CrossAttentionRecorder", KeptRecorder)
     device, size = setup
-    sam_model, processor = full_size.build_full_size_sam()
-    print(f"SAM ViT-H image encoder {parameters(sam_model.vision_encoder):,} parameters")
-    assert 630e6 < parameters(sam_model.vision_encoder) < 640e6  # segment-anything's ViT-H: 632M (its README)
     # random weights score every mask low: keep all SAM returns, so the Region-IoU choice has segments to choose from
-    sam = SamSegmenter((sam_model, processor), device=device, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    sam = SamSegmenter(build_tiny_sam(), device=device, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
     segments = []
 
     def segmenter(image):
@@ -171,7 +207,7 @@ def test_zone_localises_with_the_real_layers_and_sam_vit_h_and_edits_only_inside
     assert layers == COARSEST_CROSS_ATTENTION and coarsest == (size // 32) ** 2
     assert recorder.num_steps == 2 and found.attention.shape == (1, size // 32, size // 32, 77)
     assert found.actions[0] in zone.ACTIONS and "ZONE" in found.action_classifier
-    (image_segments,) = segments  # SAM ran once, at its 1024² input, and answers at the image's size
+    (image_segments,) = segments  # SAM ran once, and answers at the image's size
     assert image_segments.dtype == torch.bool and image_segments.shape[1:] == (size, size) and len(image_segments) > 0
     assert found.rough_mask.shape == found.refined_mask.shape == (1, size, size)
     best = zone.refine_mask(image_segments, found.rough_mask[0])[0]
@@ -179,6 +215,28 @@ def test_zone_localises_with_the_real_layers_and_sam_vit_h_and_edits_only_inside
     outside = ~result.mask[:, None].expand_as(images)
     assert torch.equal(result.images[outside], images[outside]) and torch.isfinite(result.images).all()
     assert (result.images[~outside] != images[~outside]).any()  # and the edit happened inside
+
+@pytest.mark.heavy
+def test_sam_vit_h_automatic_masks_feed_zones_refinement(scene, setup):
+    """SAM ViT-H (632M image encoder, its 1024² input whatever the image's size: minutes on one CPU thread) gives
+    ZONE's segmenter boolean segments at the image's size, few points per side, and the Region-IoU refinement picks
+    one of them for a rough mask. The rest of ZONE on the real shapes: test_zone_localises_with_the_real_layers_...
+    """
+    from nerf_edit.models.segment import SamSegmenter
+    from nerf_edit.zone import ops as zone
+
+    device, size = setup
+    sam_model, processor = full_size.build_full_size_sam()
+    print(f"SAM ViT-H image encoder {parameters(sam_model.vision_encoder):,} parameters")
+    assert 630e6 < parameters(sam_model.vision_encoder) < 640e6  # segment-anything's ViT-H: 632M (its README)
+    sam = SamSegmenter((sam_model, processor), device=device, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    images, mask = scene
+    segments = sam(images[0])
+    assert segments.dtype == torch.bool and segments.shape[1:] == (size, size) and len(segments) > 0
+    refined, index = zone.refine_mask(segments, mask[0])
+    scores = zone.region_iou(segments, mask[0])
+    assert refined.shape == (size, size) and index == int(scores.argmax()) and torch.equal(refined, segments[index])
+
 
 def test_pie_bench_metrics_on_clip_l14_and_dino_vitb8():
     from nerf_edit.eval.pie_bench import PieMetrics

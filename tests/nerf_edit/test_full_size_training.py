@@ -2,6 +2,11 @@
 CPU, as a user's `nerf-edit-train-action --mixed-precision bf16 --use-8bit-adam` run would on the real model: the
 cross-attention stays frozen bit for bit, everything else is updated, and the UNet computes in bf16.
 
+Marked `heavy` (about 4-5 minutes and 12 GB here: bf16 is emulated on this CPU): `make test-all` and
+`make test-conformance` run it, `make test` runs the same freezing and training on the real UNet in fp32
+(test_full_size.py::test_editaction_freezes_sd15s_cross_attention_and_its_loss_trains_the_rest) and the bf16 path
+of the trainer on the tiny model (tests/scripts/test_train_action.py).
+
 Its own file, so the 4 GB pipeline of test_full_size.py's module is freed before this one builds its own (the
 conformance tests also share one pytest worker: tests/conftest.py).
 """
@@ -16,7 +21,7 @@ from nerf_edit.action.config import ActionTrainConfig
 from nerf_edit.models import full_size
 from nerf_edit_scripts.make_action_pairs import make_action_pairs
 
-pytestmark = pytest.mark.conformance
+pytestmark = [pytest.mark.conformance, pytest.mark.heavy]
 # On the CPU at 64² here; on a CUDA GPU at the paper's 512² (marker `gpu`: skipped without one).
 SETUPS = [pytest.param(("cpu", 64), id="cpu-64"), pytest.param(("cuda", 512), id="cuda-512", marks=pytest.mark.gpu)]
 
