@@ -26,6 +26,10 @@ CUBE = 2  # label of the cube in masks.json
 
 
 class CubeOracleEditor:
+    # Its relevance reads the original views alone (the nearest photo's mask), and it says so: the 3D method then
+    # renders no view for its relevance targets (18 renders of a 64² view, about a minute on one CPU thread).
+    relevance_reads_conditioning = False
+
     def __init__(self, config):
         self.config = config
         scene = Path(os.environ.get("CUBE_ORACLE_SCENE", BUNDLED_SCENE))
