@@ -1,0 +1,158 @@
+"""splatfacto with WYS's relevance per Gaussian, a background that can be frozen, and a renderer for any device.
+
+- **Relevance per Gaussian**: `gauss_params["relevance"]` [N, 1] (a logit; 0.5 before training) with its own
+  optimiser entry, so gsplat's densification carries it to split and duplicated Gaussians like every other
+  parameter; rendered with the colour in one rasterisation as an extra channel (`relevance` output, [H, W, 1]).
+- **Frozen background**: `freeze_irrelevant(tau)` freezes the Gaussians whose relevance is below τ
+  (FrozenBackgroundStrategy, ops.py); the renderer sees them detached.
+- **Any device**: splatfacto 1.1.5 renders with gsplat's CUDA kernels and calls `.cuda()` (splatfacto.py lines 261,
+  579); `get_outputs` here is splatfacto's with `rasterize` (CUDA: gsplat's `rasterization`; CPU: the pure-torch
+  renderer, for tests and small scenes) and the intrinsics on the model's device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, List, Type, Union
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.models.splatfacto import SplatfactoModel, SplatfactoModelConfig, get_viewmat
+from torch.nn import Parameter
+
+from nerf_edit_methods.compat import offline_lpips
+from nerf_edit_methods.splat.ops import detach_frozen, freeze_rows
+from nerf_edit_methods.splat.rasterize import rasterize_with_channels
+from nerf_edit_methods.splat.strategy import FrozenBackgroundStrategy, frozen_mask
+
+GAUSSIAN_PARAMS = ["means", "scales", "quats", "features_dc", "features_rest", "opacities", "relevance"]
+
+
+@dataclass
+class WysSplatModelConfig(SplatfactoModelConfig):
+    """splatfacto plus a relevance value per Gaussian and a background that can be frozen."""
+
+    _target: Type = field(default_factory=lambda: WysSplatModel)
+    relevance_loss_mult: float = 1.0
+    """Weight of the relevance MSE on the pixels that have a relevance target."""
+
+
+class WysSplatModel(SplatfactoModel):
+    config: WysSplatModelConfig
+
+    def populate_modules(self):
+        if self.seed_points is not None and not torch.cuda.is_available():
+            self.seed_points = tuple(points.cpu() for points in self.seed_points)  # splatfacto's `.cuda()` at 261
+        with _cuda_calls_stay_put(), offline_lpips():  # LPIPS's AlexNet weights: a download
+            super().populate_modules()
+        self.gauss_params["relevance"] = Parameter(torch.zeros(self.num_points, 1))  # logit 0: relevance 0.5
+        settings = {f.name: getattr(self.strategy, f.name) for f in dataclasses.fields(self.strategy)}
+        # absolute 2D gradients come from gsplat's CUDA kernels only; the CPU renderer gives plain ones
+        settings["absgrad"] = settings["absgrad"] and torch.cuda.is_available()
+        self.strategy = FrozenBackgroundStrategy(**settings)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+
+    @property
+    def relevance(self) -> torch.Tensor:
+        """[N] relevance of each Gaussian in [0, 1]."""
+        return torch.sigmoid(self.gauss_params["relevance"]).squeeze(-1)
+
+    @property
+    def frozen(self) -> torch.Tensor:
+        """[N] bool: the Gaussians that no longer change."""
+        mask = frozen_mask(self.strategy_state)
+        return torch.zeros(self.num_points, dtype=torch.bool, device=self.device) if mask is None else mask
+
+    def freeze_irrelevant(self, tau: float) -> int:
+        """Freeze every Gaussian whose relevance is below `tau`; returns how many are frozen now."""
+        freeze_rows(self.gauss_params, self.optimizers, self.strategy_state, self.relevance.detach() < tau)
+        return int(self.frozen.sum())
+
+    def get_gaussian_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {name: [self.gauss_params[name]] for name in GAUSSIAN_PARAMS}
+
+    def load_state_dict(self, dict, **kwargs):  # type: ignore  # nerfstudio's signature
+        if "gauss_params.means" in dict and "gauss_params.relevance" not in dict:  # a splatfacto run: no relevance yet
+            dict["gauss_params.relevance"] = torch.zeros(dict["gauss_params.means"].shape[0], 1)
+        super().load_state_dict(dict, **kwargs)
+
+    def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
+        """splatfacto's outputs (rgb, depth, accumulation, background) and `relevance` [H, W, 1], on any device."""
+        if not isinstance(camera, Cameras):
+            return {}
+        if self.training:
+            assert camera.shape[0] == 1, "Only one camera at a time"
+            camera_to_world = self.camera_optimizer.apply_to_camera(camera)
+        else:
+            camera_to_world = camera.camera_to_worlds
+        seen = {name: detach_frozen(value, self.strategy_state) for name, value in self.gauss_params.items()}
+        if self.crop_box is not None and not self.training:
+            inside = self.crop_box.within(seen["means"]).squeeze()
+            if inside.sum() == 0:
+                empty = self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()),
+                                               self.background_color)
+                return {**empty, "relevance": torch.zeros_like(empty["accumulation"])}
+            seen = {name: value[inside] for name, value in seen.items()}
+
+        scale = self._get_downscale_factor()
+        camera.rescale_output_resolution(1 / scale)
+        viewmat = get_viewmat(camera_to_world)  # [1, 4, 4]
+        Ks = camera.get_intrinsics_matrices().to(self.device)  # [1, 3, 3]
+        width, height = int(camera.width.item()), int(camera.height.item())
+        self.last_size = (height, width)
+        camera.rescale_output_resolution(scale)
+
+        with_depth = self.config.output_depth_during_training or not self.training
+        sh = torch.cat([seen["features_dc"][:, None, :], seen["features_rest"]], dim=1)  # [N, K, 3]
+        if self.config.sh_degree > 0:
+            sh_degree = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
+        else:  # splatfacto's colour-only mode: the DC term is a logit
+            sh, sh_degree = torch.sigmoid(sh).squeeze(1), None
+        render, alpha, self.info = rasterize_with_channels(
+            seen["means"], seen["quats"], torch.exp(seen["scales"]), torch.sigmoid(seen["opacities"]).squeeze(-1),
+            sh, torch.sigmoid(seen["relevance"]), viewmat, Ks, width, height, sh_degree,
+            near_plane=0.01, far_plane=1e10, render_mode="RGB+ED" if with_depth else "RGB",
+            rasterize_mode=self.config.rasterize_mode, absgrad=self.strategy.absgrad,
+        )  # [1, H, W, 3 + 1 (+ 1)], [1, H, W, 1]
+        if self.training:
+            self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step,
+                                            self.info)
+        background = self._get_background_color()
+        rgb = torch.clamp(render[..., :3] + (1 - alpha) * background, 0.0, 1.0)
+        if self.config.use_bilateral_grid and self.training and camera.metadata and "cam_idx" in camera.metadata:
+            rgb = self._apply_bilateral_grid(rgb, camera.metadata["cam_idx"], height, width)
+        depth = None
+        if with_depth:
+            depth = render[..., 4:5]
+            depth = torch.where(alpha > 0, depth, depth.detach().max()).squeeze(0)
+        if background.shape[0] == 3 and not self.training:
+            background = background.expand(height, width, 3)
+        return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background,
+                "relevance": render[..., 3:4].squeeze(0)}  # relevance composited as a colour: 0 where nothing is
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
+        """splatfacto's losses, and the relevance MSE where the batch has a relevance target ([H, W, 1], with
+        `relevance_valid` [H, W, 1] bool saying where)."""
+        losses = super().get_loss_dict(outputs, batch, metrics_dict)
+        if "relevance" in batch:
+            target = self._downscale_if_required(batch["relevance"].float()).to(self.device)  # [h, w, 1]
+            valid = batch.get("relevance_valid")
+            valid = (torch.ones_like(target) if valid is None
+                     else self._downscale_if_required(valid.float()).to(self.device))
+            error = (outputs["relevance"] - target).square() * valid
+            losses["relevance_loss"] = self.config.relevance_loss_mult * error.sum() / valid.sum().clamp_min(1)
+        return losses
+
+
+class _cuda_calls_stay_put:
+    """While splatfacto's populate_modules runs without CUDA, `Tensor.cuda()` returns the tensor where it is (its
+    seed-point colours are made with `.cuda()`, splatfacto.py line 261)."""
+
+    def __enter__(self):
+        self.real = torch.Tensor.cuda
+        if not torch.cuda.is_available():
+            torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor  # type: ignore[method-assign]
+
+    def __exit__(self, *exc):
+        torch.Tensor.cuda = self.real  # type: ignore[method-assign]
