@@ -26,8 +26,6 @@ from nerf_edit_methods.splat.ops import detach_frozen, freeze_rows
 from nerf_edit_methods.splat.rasterize import rasterize_with_channels
 from nerf_edit_methods.splat.strategy import FrozenBackgroundStrategy, frozen_mask
 
-GAUSSIAN_PARAMS = ["means", "scales", "quats", "features_dc", "features_rest", "opacities", "relevance"]
-
 
 @dataclass
 class WysSplatModelConfig(SplatfactoModelConfig):
@@ -70,7 +68,7 @@ class WysSplatModel(SplatfactoModel):
         return int(self.frozen.sum())
 
     def get_gaussian_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {name: [self.gauss_params[name]] for name in GAUSSIAN_PARAMS}
+        return {**super().get_gaussian_param_groups(), "relevance": [self.gauss_params["relevance"]]}
 
     def load_state_dict(self, dict, **kwargs):  # type: ignore  # nerfstudio's signature
         if "gauss_params.means" in dict and "gauss_params.relevance" not in dict:  # a splatfacto run: no relevance yet
