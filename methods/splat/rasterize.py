@@ -6,8 +6,8 @@ Gaussians sorted by depth with gsplat's rules (EWA projection with a 0.3 px² lo
 α < 1/255 skipped, a Gaussian considered only in the 16² tiles its 3-σ box touches, stop before the transmittance
 falls to 1e-4; gsplat 1.4.0's kernels: cuda/csrc/rasterize_to_pixels_fwd.cu lines 60-61 (pixel centres), 143-152
 (σ, α, the skip and the stop), isect_tiles.cu lines 60-70 (the tiles), fully_fused_projection_fwd.cu line 167 (the
-3-σ radius)). It is dense (every Gaussian against every pixel of a chunk): for tests and small scenes on a CPU,
-not for real scenes (use a GPU). Autograd differentiates it; gsplat's `means2d` is returned for densification.
+3-σ radius)). It works tile by tile (a tile's pixels against every Gaussian touching it, dense within the tile,
+a Python loop over tiles): for tests and small scenes on a CPU, not for real scenes (use a GPU). Autograd differentiates it; gsplat's `means2d` is returned for densification.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width
                     sh_degree: Optional[int] = None, backgrounds: Optional[torch.Tensor] = None,
                     near_plane: float = 0.01, far_plane: float = 1e10, eps2d: float = 0.3,
                     tile_size: int = TILE_SIZE, render_mode: RenderMode = "RGB",
-                    rasterize_mode: Literal["classic", "antialiased"] = "classic", pixels_per_chunk: int = 1024):
+                    rasterize_mode: Literal["classic", "antialiased"] = "classic"):
     """The pure-torch renderer (shapes and modes as `rasterize`). `render_mode`: "RGB" colours, "D" accumulated
     depth, "ED" expected depth (accumulated / alpha), "RGB+D" / "RGB+ED" both, depth last; "antialiased" scales
     each opacity by gsplat's compensation sqrt(|Σ'| / |Σ' + eps2d·I|)."""
@@ -84,7 +84,7 @@ def rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width
     renders, alphas = [], []
     for camera in range(viewmats.shape[0]):
         render, alpha = composite(means2d[camera], conics[camera], opacities[camera], features[camera],
-                                  depths[camera], radii[camera], width, height, tile_size, pixels_per_chunk)
+                                  depths[camera], radii[camera], width, height, tile_size)
         if backgrounds is not None:
             render = render + backgrounds[camera] * (1 - alpha)
         if render_mode in ("ED", "RGB+ED"):  # gsplat's expected depth
@@ -121,33 +121,45 @@ def view_colors(means: torch.Tensor, colors: torch.Tensor, viewmats: torch.Tenso
     return rgb if visible is None else rgb * visible[..., None]
 
 
-def composite(means2d, conics, opacities, features, depths, radii, width: int, height: int, tile_size: int,
-              pixels_per_chunk: int):
-    """Front-to-back alpha compositing of one camera's visible Gaussians at every pixel centre.
+def composite(means2d, conics, opacities, features, depths, radii, width: int, height: int, tile_size: int):
+    """Front-to-back alpha compositing of one camera's visible Gaussians at every pixel centre, tile by tile: a
+    tile's pixels against the Gaussians whose box touches it (gsplat's isect_tiles), near to far.
     means2d [N, 2], conics [N, 3], opacities [N], features [N, D], depths [N], radii [N] -> [H, W, D], [H, W, 1]"""
     visible = torch.nonzero(radii > 0).squeeze(1)
     order = visible[torch.argsort(depths[visible], stable=True)]  # near to far; ties keep gsplat's index order
     mean, conic, opacity, feature = means2d[order], conics[order], opacities[order], features[order]
     radius = radii[order].to(mean.dtype)
-    # the tiles each Gaussian is tested in: those its box [mean ± radius] touches (gsplat's isect_tiles)
+    # the tiles each Gaussian is tested in: those its box [mean ± radius] touches
     tile_min = torch.floor((mean - radius[:, None]) / tile_size)  # [M, 2] (x, y)
     tile_max = torch.ceil((mean + radius[:, None]) / tile_size)
-    y, x = torch.meshgrid(torch.arange(height, device=mean.device), torch.arange(width, device=mean.device),
-                          indexing="ij")
-    pixels = torch.stack([x.flatten(), y.flatten()], dim=-1).to(mean.dtype)  # [P, 2]
-    colour_chunks, alpha_chunks = [], []
-    for start in range(0, pixels.shape[0], pixels_per_chunk):
-        pixel = pixels[start : start + pixels_per_chunk]  # [p, 2]
-        tile = torch.floor(pixel / tile_size)  # [p, 2]
-        tested = ((tile[None] >= tile_min[:, None]) & (tile[None] < tile_max[:, None])).all(-1)  # [M, p]
-        delta = pixel[None] + 0.5 - mean[:, None]  # [M, p, 2] from the Gaussian to the pixel's centre
-        sigma = (0.5 * (conic[:, None, 0] * delta[..., 0] ** 2 + conic[:, None, 2] * delta[..., 1] ** 2)
-                 + conic[:, None, 1] * delta[..., 0] * delta[..., 1])  # [M, p]
-        alpha = torch.clamp_max(opacity[:, None] * torch.exp(-sigma), ALPHA_MAX)
-        alpha = torch.where(tested & (sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
-        after = torch.cumprod(1 - alpha, dim=0)  # [M, p] transmittance after each Gaussian
-        before = torch.cat([torch.ones_like(after[:1]), after[:-1]])
-        weight = alpha * before * (after > TRANSMITTANCE_MIN)  # a pixel stops before T would reach the floor
-        colour_chunks.append(weight.T @ feature)  # [p, D]
-        alpha_chunks.append(weight.sum(0)[:, None])  # [p, 1]
-    return (torch.cat(colour_chunks).view(height, width, -1), torch.cat(alpha_chunks).view(height, width, 1))
+    colour_rows, alpha_rows = [], []
+    for top in range(0, height, tile_size):
+        colour_row, alpha_row = [], []
+        for left in range(0, width, tile_size):
+            tile = torch.tensor([left // tile_size, top // tile_size], dtype=mean.dtype, device=mean.device)
+            ids = torch.nonzero(((tile >= tile_min) & (tile < tile_max)).all(-1)).squeeze(1)  # [m], still near to far
+            rows, cols = min(tile_size, height - top), min(tile_size, width - left)
+            colour, alpha = _composite_tile(mean[ids], conic[ids], opacity[ids], feature[ids], left, top, cols, rows)
+            colour_row.append(colour)
+            alpha_row.append(alpha)
+        colour_rows.append(torch.cat(colour_row, dim=1))
+        alpha_rows.append(torch.cat(alpha_row, dim=1))
+    return torch.cat(colour_rows, dim=0), torch.cat(alpha_rows, dim=0)
+
+
+def _composite_tile(mean, conic, opacity, feature, left: int, top: int, width: int, height: int):
+    """One tile's pixels against its Gaussians, sorted near to far (gsplat's rasterize_to_pixels for one tile).
+    mean [m, 2], conic [m, 3], opacity [m], feature [m, D] -> [h, w, D], [h, w, 1]"""
+    y, x = torch.meshgrid(torch.arange(top, top + height, device=mean.device),
+                          torch.arange(left, left + width, device=mean.device), indexing="ij")
+    pixel = torch.stack([x.flatten(), y.flatten()], dim=-1).to(mean.dtype)  # [p, 2]
+    delta = pixel[None] + 0.5 - mean[:, None]  # [m, p, 2] from the Gaussian to the pixel's centre
+    sigma = (0.5 * (conic[:, None, 0] * delta[..., 0] ** 2 + conic[:, None, 2] * delta[..., 1] ** 2)
+             + conic[:, None, 1] * delta[..., 0] * delta[..., 1])  # [m, p]
+    alpha = torch.clamp_max(opacity[:, None] * torch.exp(-sigma), ALPHA_MAX)
+    alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
+    after = torch.cumprod(1 - alpha, dim=0)  # [m, p] transmittance after each Gaussian
+    before = torch.cat([torch.ones_like(after[:1]), after[:-1]])
+    weight = alpha * before * (after > TRANSMITTANCE_MIN)  # a pixel stops before T would reach the floor
+    colour = weight.T @ feature  # [p, D]
+    return colour.view(height, width, -1), weight.sum(0).view(height, width, 1)

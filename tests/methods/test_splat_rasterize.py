@@ -200,7 +200,7 @@ def test_a_gaussian_is_only_tested_in_the_tiles_its_3_sigma_box_touches():
     conics = torch.tensor([[1 / 16.0, 0.0, 1 / 16.0]])  # σ² = 16 px²; radius 2: box 11..15, tile 0 only; 6: tiles 0, 1
     for radius, touches_next_tile in ((2, False), (6, True)):
         image, _ = composite(means2d, conics, torch.tensor([0.99]), torch.ones(1, 1), torch.ones(1),
-                             torch.tensor([radius]), 32, 16, 16, 1024)
+                             torch.tensor([radius]), 32, 16, 16)
         assert image[8, 15, 0] > 0.3  # in its own tile
         assert (image[8, 16, 0] > 0.3) == touches_next_tile  # 16.5 - 13 = 3.5 px away: bright if tested
 
@@ -212,7 +212,7 @@ def test_a_pixel_stops_before_its_transmittance_falls_to_1e_4():
     conics = torch.tensor([[1e-8, 0.0, 1e-8]] * 3)  # flat: α = the opacity near the centre
     features = torch.tensor([[1.0], [2.0], [100.0]])
     image, alphas = composite(means2d, conics, torch.full((3,), 0.98), features, torch.tensor([1.0, 2.0, 3.0]),
-                              torch.tensor([20, 20, 20]), 16, 16, 16, 1024)
+                              torch.tensor([20, 20, 20]), 16, 16, 16)
     torch.testing.assert_close(image[8, 8, 0], torch.tensor(0.98 * 1 + 0.98 * 0.02 * 2), atol=1e-5, rtol=0)
     torch.testing.assert_close(alphas[8, 8, 0], torch.tensor(1 - 0.02**2), atol=1e-6, rtol=0)
 
