@@ -14,9 +14,9 @@ from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
-from nerf_edit.config.editor import EditorConfig
 from nerf_edit_methods.compat import allow_nerfstudio_checkpoints
 from nerf_edit_methods.datamanager import WYSDataManagerConfig
+from nerf_edit_methods.editor_settings import wys_editing
 from nerf_edit_methods.model import WYSModelConfig
 from nerf_edit_methods.pipeline import WYSPipelineConfig
 from nerf_edit_methods.trainer import WYSTrainerConfig
@@ -50,7 +50,12 @@ def method_config(method: str, args: Sequence[str] = ()) -> TrainerConfig:
     """The config `ns-train METHOD ARGS...` would build, for in-process runs (tests, benchmarks)."""
     import tyro
 
-    specs = {spec.config.method_name: spec for spec in (wys_method, wys_small_method, wys_tiny_method, wys_global_method)}
+    from nerf_edit_methods.splat import configs as splat
+
+    methods = (wys_method, wys_small_method, wys_tiny_method, wys_global_method, wys_reconstruct_method,
+               splat.wys_splat_method, splat.wys_splat_small_method, splat.wys_splat_global_method,
+               splat.wys_splat_reconstruct_method)
+    specs = {spec.config.method_name: spec for spec in methods}
     if method not in specs:
         raise ValueError(f"unknown method {method!r}: one of {sorted(specs)}")
     default = copy.deepcopy(specs[method].config)
@@ -72,18 +77,6 @@ def _adam(lr: float, lr_final: Optional[float] = None, max_steps: int = 200000) 
 
 # LPIPS compares patches of this side (instruct-nerf2nerf / WYS: 32).
 LPIPS_PATCH = 32
-
-
-def wys_editing(dtype: str = "fp32") -> EditorConfig:
-    """The editor settings of the 3D method where they differ from the 2D editor's (official WYS 3D code,
-    SamsungLabs/WatchYourSteps in2n/in2n_config.py and in2n_pipeline.py)."""
-    return EditorConfig(
-        dtype=dtype,
-        steps=20,  # in2n_config.py: diffusion_steps 20 (2D: 100)
-        image_guidance_scale=1.5,  # in2n_config.py: image_guidance_scale 1.5 (2D: 1.0)
-        iqr_k=2.0,  # in2n_pipeline.py: relevance outliers clipped at Q3 + 2·IQR (2D: 1.5)
-        latent_mask="nearest",  # in2n_pipeline.py ~175: the mask reaches the latents by nearest downsampling
-    )
 
 
 def wys_trainer_config(

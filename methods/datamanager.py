@@ -19,29 +19,21 @@ class WYSDataManagerConfig(VanillaDataManagerConfig):
     _target: Type = field(default_factory=lambda: WYSDataManager)
 
 
-class WYSDataManager(VanillaDataManager):
-    """`image_batch` holds every training view in dataset order:
-    image [N, H, W, 3] (current, possibly edited), relevance [N, H, W, 1] and relevance_valid [N, H, W, 1].
-    `original_images` keeps the unedited views. Pixel sampling draws from `image_batch`, so an edit written
-    there is trained on from the next step on, and relevance targets reach the model as batch["relevance"].
-    """
+class EditableViews:
+    """The training views an edit schedule writes, for any datamanager (rays: WYSDataManager; whole images: the
+    splat one). `image_batch` holds every view in dataset order: image [N, H, W, 3] (current, possibly edited),
+    relevance [N, H, W, 1] and relevance_valid [N, H, W, 1]; `original_images` keeps the unedited views."""
 
-    config: WYSDataManagerConfig
+    image_batch: Dict[str, torch.Tensor]
+    original_images: torch.Tensor
 
-    def setup_train(self):
-        super().setup_train()
-        batch = next(self.iter_train_image_dataloader)
-        if not isinstance(batch.get("image"), torch.Tensor):
-            raise usage_exit(UsageError("the wys datamanager needs all training images at one resolution: resize the "
-                                  "dataset (e.g. ns-process-data) so every image has the same size"))
-        order = torch.argsort(batch["image_idx"])  # the cache collates in random order; index by dataset order
-        self.image_batch: Dict[str, torch.Tensor] = {
-            key: value[order.to(value.device)] for key, value in batch.items() if isinstance(value, torch.Tensor)
-        }
-        self.original_images = self.image_batch["image"].clone()  # [N, H, W, 3]
+    def hold_views(self, image_batch: Dict[str, torch.Tensor]) -> None:
+        """Keep `image_batch` (image [N, H, W, 3] in [0, 1], dataset order) editable, with no relevance target yet."""
+        self.image_batch = image_batch
+        self.original_images = image_batch["image"].clone()  # [N, H, W, 3]
         num_images, height, width = self.original_images.shape[:3]
-        self.image_batch["relevance"] = torch.zeros(num_images, height, width, 1)
-        self.image_batch["relevance_valid"] = torch.zeros(num_images, height, width, 1, dtype=torch.bool)
+        image_batch["relevance"] = torch.zeros(num_images, height, width, 1)
+        image_batch["relevance_valid"] = torch.zeros(num_images, height, width, 1, dtype=torch.bool)
 
     # ------------------------------------------------------------------ what the pipeline writes (the only way in)
     def set_view(self, index: int, image: torch.Tensor) -> None:
@@ -65,6 +57,25 @@ class WYSDataManager(VanillaDataManager):
 
     def has_all_relevance_targets(self) -> bool:
         return bool(self.image_batch["relevance_valid"].flatten(1).any(1).all())
+
+
+
+class WYSDataManager(EditableViews, VanillaDataManager):
+    """Rays from editable views (EditableViews): pixel sampling draws from `image_batch`, so an edit written there
+    is trained on from the next step on, and relevance targets reach the model as batch["relevance"]."""
+
+    config: WYSDataManagerConfig
+
+    def setup_train(self):
+        super().setup_train()
+        batch = next(self.iter_train_image_dataloader)
+        if not isinstance(batch.get("image"), torch.Tensor):
+            raise usage_exit(UsageError("the wys datamanager needs all training images at one resolution: resize the "
+                                  "dataset (e.g. ns-process-data) so every image has the same size"))
+        order = torch.argsort(batch["image_idx"])  # the cache collates in random order; index by dataset order
+        self.hold_views({key: value[order.to(value.device)] for key, value in batch.items()
+                         if isinstance(value, torch.Tensor)})
+        self.hold_views(self.image_batch)
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1

@@ -42,6 +42,7 @@ class WYSTrainer(Trainer):
         this run is removed again if nothing but its config is in it."""
         try:
             super()._load_checkpoint()
+            rebind_optimizers(self.optimizers, self.pipeline.get_param_groups())
         except (RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as error:
             # Only what a checkpoint that doesn't fit raises: torch's state_dict mismatch, an optimizer group this
             # model lacks (KeyError), a truncated or foreign file. Anything else is a bug and keeps its traceback.
@@ -75,3 +76,23 @@ class WYSTrainer(Trainer):
             for path in self.checkpoint_dir.glob("*.ckpt"):
                 if path != checkpoint_path:
                     path.unlink()
+
+
+def rebind_optimizers(optimizers, param_groups) -> None:
+    """Point each optimiser at the model's parameters, keeping the moments it loaded.
+
+    splatfacto's load_state_dict replaces its Gaussian parameters with new tensors of the checkpoint's size after
+    nerfstudio 1.1.5's trainer built the optimisers on the old ones (trainer.py: setup_optimizers, then
+    _load_checkpoint): they would step orphans, and gsplat's densification (strategy/ops.py) would grow the stale
+    tensors. nerfacto's parameters are never replaced: nothing changes for it.
+    `optimizers`: nerfstudio's Optimizers; `param_groups`: the pipeline's {name: [Parameter, ...]}."""
+    for name, optimizer in optimizers.optimizers.items():
+        params = list(param_groups.get(name, []))
+        group = optimizer.param_groups[0]
+        if len(params) != len(group["params"]) or all(a is b for a, b in zip(group["params"], params)):
+            continue
+        for old, new in zip(group["params"], params):
+            if old in optimizer.state:
+                optimizer.state[new] = optimizer.state.pop(old)
+        group["params"] = params
+        optimizers.parameters[name] = params

@@ -93,7 +93,8 @@ def check_image_sizes(paths: List[Path]) -> None:
 SHAPE_SETTINGS = ("implementation", "hidden_dim", "hidden_dim_color", "hidden_dim_transient", "num_levels",
                   "base_res", "max_res", "log2_hashmap_size", "features_per_level", "num_proposal_iterations",
                   "use_same_proposal_network", "proposal_net_args_list", "predict_normals",
-                  "use_appearance_embedding", "appearance_embed_dim")
+                  "use_appearance_embedding", "appearance_embed_dim",
+                  "sh_degree", "use_bilateral_grid")  # splatfacto's: the size of features_rest, a bilateral grid
 
 
 def checkpoint_steps(folder: Path) -> List[int]:
@@ -135,6 +136,7 @@ def check_loadable_run(folder: Path, model_config, name: str = "--load-dir") -> 
     same parameter-shaping settings (read from the run's config.yml, next to its checkpoints; no weights read)."""
     import yaml
     from nerfstudio.models.nerfacto import NerfactoModelConfig
+    from nerfstudio.models.splatfacto import SplatfactoModelConfig
 
     config_path = Path(folder).parent / "config.yml"
     if not config_path.is_file():
@@ -146,9 +148,13 @@ def check_loadable_run(folder: Path, model_config, name: str = "--load-dir") -> 
         raise UsageError(f"{name}: cannot read the run's {str(config_path)!r} ({type(error).__name__}): "
                          f"pass the checkpoints of a nerfacto or wys run made with this nerfstudio") from error
     method = getattr(previous, "method_name", "?")
-    if not isinstance(previous_model, NerfactoModelConfig):
-        raise UsageError(f"{name} {str(folder)!r} is a {method!r} run ({type(previous_model).__name__}): wys "
-                         f"continues nerfacto or wys runs only; train one with `ns-train nerfacto --data ...`")
+    if isinstance(model_config, SplatfactoModelConfig):
+        family, runs, train = SplatfactoModelConfig, "splatfacto or wys-splat", "wys-splat-reconstruct"
+    else:
+        family, runs, train = NerfactoModelConfig, "nerfacto or wys", "wys-reconstruct"
+    if not isinstance(previous_model, family):
+        raise UsageError(f"{name} {str(folder)!r} is a {method!r} run ({type(previous_model).__name__}): this "
+                         f"method continues {runs} runs only; train one with `ns-train {train} --data ...`")
     for setting in SHAPE_SETTINGS:
         ours, theirs = getattr(model_config, setting, None), getattr(previous_model, setting, None)
         if _comparable(ours) != _comparable(theirs):
@@ -191,6 +197,8 @@ def check_pipeline_config(config, nerf_device: str) -> None:
     validate.check_at_least(f"{p}relevance-warmup-steps", config.relevance_warmup_steps, 0)
     validate.check_at_least(f"{p}edit-start-step", config.edit_start_step, 0)
     validate.check_seed(config.seed, f"{p}seed")
+    if hasattr(config, "freeze_threshold"):  # wys-splat
+        validate.check_range(f"{p}freeze-threshold", config.freeze_threshold, 0, 1)
     check_patch_settings(config)
     editor = check_editor_spec(config.editor, f"{p}editor")
     try:

@@ -127,6 +127,32 @@ def render_view(spec: SceneSpec, c2w: np.ndarray, width: int, height: int, focal
     return rgb, labels.astype(np.uint8)
 
 
+# Where the seed cloud puts the sky: COLMAP finds no points there, and splatfacto would need thousands of steps to
+# grow Gaussians into it from the scene's; a sphere of points this far from the scene's centre (every camera inside
+# it) stands in for it.
+SKY_RADIUS = 10.0
+
+
+def surface_points(spec: SceneSpec, c2w: np.ndarray, width: int, height: int, focal: float):
+    """The points a view's pixel-centre rays hit (the sky on a sphere of SKY_RADIUS), with their colours: [P, 3],
+    [P, 3]"""
+    origins, directions = camera_rays(c2w, width, height, focal, 1)
+    color, _, depth = _shade(spec, origins, directions)
+    along = np.sum(origins * directions, axis=-1)  # o·d; |o + t d| = R at t = -o·d + sqrt((o·d)² - |o|² + R²)
+    sky = -along + np.sqrt(along**2 - np.sum(origins**2, axis=-1) + SKY_RADIUS**2)
+    depth = np.where(np.isfinite(depth), depth, sky)
+    return (origins + directions * depth[..., None]).reshape(-1, 3), color.reshape(-1, 3)
+
+
+def write_point_cloud(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
+    """An ASCII .ply of points [M, 3] and colours [M, 3] in [0, 1] (what ns-process-data writes from COLMAP)."""
+    header = ["ply", "format ascii 1.0", f"element vertex {len(points)}", "property float x", "property float y",
+              "property float z", "property uchar red", "property uchar green", "property uchar blue", "end_header"]
+    rows = [f"{x:.6f} {y:.6f} {z:.6f} {r} {g} {b}"
+            for (x, y, z), (r, g, b) in zip(points, np.round(np.clip(colors, 0, 1) * 255).astype(int))]
+    atomic_write(path, lambda tmp: tmp.write_text("\n".join(header + rows) + "\n"))
+
+
 def _shade(spec: SceneSpec, origins, directions):
     light = np.array(spec.light_direction) / np.linalg.norm(spec.light_direction)
     # Sky: a vertical gradient.
@@ -152,7 +178,7 @@ def _shade(spec: SceneSpec, origins, directions):
         color = np.where(nearer[..., None], obj_color, color)
         labels = np.where(nearer, label, labels)
         depth = np.where(nearer, t, depth)
-    return np.clip(color, 0, 1), labels
+    return np.clip(color, 0, 1), labels, depth
 
 
 def _save_json(data: dict, path: Path) -> None:
@@ -160,17 +186,22 @@ def _save_json(data: dict, path: Path) -> None:
 
 
 def make_scene(
-    output: Path, num_views: int = 40, size: int = 96, seed: int = 0, spec: SceneSpec = SceneSpec(), fov_degrees: float = 50.0
+    output: Path, num_views: int = 40, size: int = 96, seed: int = 0, spec: SceneSpec = SceneSpec(),
+    fov_degrees: float = 50.0, points: int = 0,
 ) -> Path:
-    """Render the scene into `output` (transforms.json, images/, masks/, masks.json); returns `output`."""
+    """Render the scene into `output` (transforms.json, images/, masks/, masks.json); returns `output`. With
+    `points`, also a seed point cloud of that many surface points the cameras see (sparse_pc.ply, as
+    ns-process-data writes from COLMAP's points; splatfacto starts from it)."""
     output = Path(output)
     # Poses and intrinsics are rounded before use: their last bits differ between CPUs (libm), the rounded values
     # don't, so transforms.json is the same file on every machine and the images are rendered from what it says.
     focal = round(size / 2 / math.tan(math.radians(fov_degrees) / 2), JSON_DECIMALS)
-    frames, mask_frames = [], []
+    frames, mask_frames, cloud = [], [], []
     for i, c2w in enumerate(camera_ring(num_views, seed)):
         c2w = np.round(c2w, JSON_DECIMALS) + 0.0  # + 0.0: no "-0.0" in the file
         rgb, labels = render_view(spec, c2w, size, size, focal)
+        if points:
+            cloud.append(surface_points(spec, c2w, size, size, focal))
         image_path, mask_path = f"images/frame_{i:05d}.png", f"masks/frame_{i:05d}.png"
         atomic_save_image(output / image_path, rgb)
         atomic_save_image(output / mask_path, labels)
@@ -182,6 +213,11 @@ def make_scene(
         "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
         "frames": frames,
     }
+    if points:
+        xyz, rgb = (np.concatenate(parts) for parts in zip(*cloud))
+        chosen = np.random.default_rng(seed).choice(len(xyz), size=min(points, len(xyz)), replace=False)
+        write_point_cloud(output / "sparse_pc.ply", xyz[chosen], rgb[chosen])
+        transforms["ply_file_path"] = "sparse_pc.ply"
     objects = {str(k): {"name": obj.name, "color": list(obj.color)} for k, obj in enumerate(spec.objects, start=1)}
     _save_json(transforms, output / "transforms.json")
     _save_json({"seed": seed, "objects": objects, "frames": mask_frames}, output / MASKS_FILE)
@@ -207,6 +243,8 @@ class MakeScene:
     """Image width and height in pixels."""
     seed: int = 0
     """Seed of the camera jitter."""
+    points: int = 0
+    """Also write a seed point cloud of this many surface points (sparse_pc.ply, for splatfacto); 0: none."""
 
     def validate(self) -> None:
         """Every setting, before anything is rendered or written (one UsageError line each)."""
@@ -215,6 +253,7 @@ class MakeScene:
         validate.check_at_least("--num-views", self.num_views, 2)
         validate.check_at_least("--size", self.size, 16)
         validate.check_at_least("--seed", self.seed, 0)  # numpy's generator takes no negative seed
+        validate.check_at_least("--points", self.points, 0)
         validate.check_output_dir(self.output, "--output")
         if self.output.is_dir() and any(self.output.iterdir()) and not (self.output / MASKS_FILE).is_file():
             # Only a folder this generator wrote (it has masks.json) is rewritten: never someone's real scene.
@@ -223,7 +262,7 @@ class MakeScene:
 
     def main(self) -> None:
         self.validate()
-        make_scene(self.output, self.num_views, self.size, self.seed)
+        make_scene(self.output, self.num_views, self.size, self.seed, points=self.points)
         print(f"wrote {self.num_views} views of {self.size}x{self.size} to {self.output}")
 
 

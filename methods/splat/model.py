@@ -4,7 +4,10 @@
   optimiser entry, so gsplat's densification carries it to split and duplicated Gaussians like every other
   parameter; rendered with the colour in one rasterisation as an extra channel (`relevance` output, [H, W, 1]).
 - **Frozen background**: `freeze_irrelevant(tau)` freezes the Gaussians whose relevance is below τ
-  (FrozenBackgroundStrategy, ops.py); the renderer sees them detached.
+  (FrozenBackgroundStrategy, ops.py); the renderer sees them detached. The mask is saved with the model (key
+  `frozen`), so a resumed run keeps it. While `relevance_only` is on (the relevance field's warm-up before the first
+  edit) only the relevance values train and nothing is densified: the Gaussians frozen next are the
+  reconstruction's, unchanged.
 - **Any device**: splatfacto 1.1.5 renders with gsplat's CUDA kernels and calls `.cuda()` (splatfacto.py lines 261,
   579); `get_outputs` here is splatfacto's with `rasterize` (CUDA: gsplat's `rasterization`; CPU: the pure-torch
   renderer, for tests and small scenes) and the intrinsics on the model's device.
@@ -50,6 +53,17 @@ class WysSplatModel(SplatfactoModel):
         settings["absgrad"] = settings["absgrad"] and torch.cuda.is_available()
         self.strategy = FrozenBackgroundStrategy(**settings)
         self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)
+        self.relevance_only = False
+
+    def start_editing(self) -> None:
+        """The edit schedule's switch to editing: splatfacto's own losses (L1 + SSIM) train on edited views as on
+        photos, so nothing changes here (the nerfacto model switches to instruct-nerf2nerf's losses)."""
+
+    def reset_relevance(self) -> None:
+        """A new instruction's relevance: every Gaussian back to 0.5 (its logit 0), and no Gaussian frozen."""
+        with torch.no_grad():
+            self.gauss_params["relevance"].zero_()
+        self.strategy_state["frozen"] = None
 
     @property
     def relevance(self) -> torch.Tensor:
@@ -70,10 +84,24 @@ class WysSplatModel(SplatfactoModel):
     def get_gaussian_param_groups(self) -> Dict[str, List[Parameter]]:
         return {**super().get_gaussian_param_groups(), "relevance": [self.gauss_params["relevance"]]}
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if frozen_mask(self.strategy_state) is not None:
+            destination[prefix + "frozen"] = self.frozen.cpu()
+
     def load_state_dict(self, dict, **kwargs):  # type: ignore  # nerfstudio's signature
         if "gauss_params.means" in dict and "gauss_params.relevance" not in dict:  # a splatfacto run: no relevance yet
             dict["gauss_params.relevance"] = torch.zeros(dict["gauss_params.means"].shape[0], 1)
+        frozen = dict.pop("frozen", None)
         super().load_state_dict(dict, **kwargs)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=1.0)  # statistics of the old Gaussians go
+        self.strategy_state["frozen"] = None if frozen is None else frozen.to(self.device, torch.bool)
+
+    def step_post_backward(self, step):
+        """Densification after each step (splatfacto's callback), but not while only the relevance trains: the
+        Gaussians get no screen-space gradients then, and must stay the reconstruction's."""
+        if not self.relevance_only:
+            super().step_post_backward(step)
 
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
         """splatfacto's outputs (rgb, depth, accumulation, background) and `relevance` [H, W, 1], on any device."""
@@ -85,6 +113,8 @@ class WysSplatModel(SplatfactoModel):
         else:
             camera_to_world = camera.camera_to_worlds
         seen = {name: detach_frozen(value, self.strategy_state) for name, value in self.gauss_params.items()}
+        if self.relevance_only:
+            seen = {name: value if name == "relevance" else value.detach() for name, value in seen.items()}
         if self.crop_box is not None and not self.training:
             inside = self.crop_box.within(seen["means"]).squeeze()
             if inside.sum() == 0:
@@ -113,7 +143,7 @@ class WysSplatModel(SplatfactoModel):
             near_plane=0.01, far_plane=1e10, render_mode="RGB+ED" if with_depth else "RGB",
             rasterize_mode=self.config.rasterize_mode, absgrad=self.strategy.absgrad,
         )  # [1, H, W, 3 + 1 (+ 1)], [1, H, W, 1]
-        if self.training:
+        if self.training and not self.relevance_only:
             self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step,
                                             self.info)
         background = self._get_background_color()

@@ -7,7 +7,8 @@ import pytest
 from nerfstudio.plugins.types import MethodSpecification
 from waiting import HANG_GUARD
 
-METHODS = {"wys", "wys-small", "wys-tiny", "wys-global", "wys-reconstruct"}
+METHODS = {"wys", "wys-small", "wys-tiny", "wys-global", "wys-reconstruct",
+           "wys-splat", "wys-splat-small", "wys-splat-global", "wys-splat-reconstruct"}
 
 
 def test_entry_points_register_our_methods_under_their_names():
@@ -47,7 +48,7 @@ def test_reconstruct_preset_is_wys_without_an_editor():
 
     reconstruct, wys = wys_reconstruct_method.config, wys_method.config
     for setting in SHAPE_SETTINGS:
-        assert getattr(reconstruct.pipeline.model, setting) == getattr(wys.pipeline.model, setting), setting
+        assert getattr(reconstruct.pipeline.model, setting, None) == getattr(wys.pipeline.model, setting, None), setting
     assert reconstruct.pipeline.model.camera_optimizer.mode == wys.pipeline.model.camera_optimizer.mode
     assert not reconstruct.pipeline.model.use_lpips and reconstruct.pipeline.datamanager.patch_size == 1
     assert reconstruct.optimizers.keys() == wys.optimizers.keys()
@@ -100,3 +101,49 @@ def test_ns_train_help_lists_our_methods_without_errors():
         assert name in result.stdout
     assert "Could not" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_splat_reconstruct_preset_is_wys_splat_without_an_editor():
+    """wys-splat-reconstruct's checkpoint must load into wys-splat (the same Gaussian-shaping settings, every
+    optimiser entry, relevance included), and splatfacto's schedule is its own."""
+    from nerfstudio.configs.method_configs import method_configs as nerfstudio_methods
+
+    from nerf_edit_methods.splat.configs import wys_splat_method, wys_splat_reconstruct_method
+    from nerf_edit_methods.validate import SHAPE_SETTINGS
+
+    reconstruct, wys_splat = wys_splat_reconstruct_method.config, wys_splat_method.config
+    for setting in SHAPE_SETTINGS:
+        assert getattr(reconstruct.pipeline.model, setting, None) == getattr(wys_splat.pipeline.model, setting, None)
+    assert reconstruct.optimizers.keys() == wys_splat.optimizers.keys() == {*nerfstudio_methods["splatfacto"].optimizers,
+                                                                           "relevance"}
+    for name, entry in nerfstudio_methods["splatfacto"].optimizers.items():  # splatfacto's own rates
+        assert wys_splat.optimizers[name]["optimizer"].lr == entry["optimizer"].lr, name
+    assert reconstruct.max_num_iterations == nerfstudio_methods["splatfacto"].max_num_iterations
+    assert not reconstruct.pipeline.makes_edits and wys_splat.pipeline.makes_edits
+
+
+def test_wys_and_wys_splat_continue_only_their_own_kind_of_run(tmp_path):
+    """--load-dir reads the run's config.yml: wys takes nerfacto/wys runs, wys-splat splatfacto/wys-splat runs with
+    the same SH degree; anything else is one line naming the method to train first."""
+    import yaml
+
+    from nerf_edit.errors import UsageError
+    from nerf_edit_methods.configs import wys_reconstruct_method
+    from nerf_edit_methods.splat.configs import wys_splat_method, wys_splat_reconstruct_method
+    from nerf_edit_methods.validate import check_loadable_run
+
+    runs = {}
+    for name, spec in (("nerf", wys_reconstruct_method), ("splat", wys_splat_reconstruct_method)):
+        (tmp_path / name / "nerfstudio_models").mkdir(parents=True)
+        (tmp_path / name / "config.yml").write_text(yaml.dump(spec.config))
+        runs[name] = tmp_path / name / "nerfstudio_models"
+    splat_model, nerf_model = wys_splat_method.config.pipeline.model, wys_reconstruct_method.config.pipeline.model
+    check_loadable_run(runs["splat"], splat_model)
+    check_loadable_run(runs["nerf"], nerf_model)
+    with pytest.raises(UsageError, match="continues splatfacto or wys-splat runs only.*wys-splat-reconstruct"):
+        check_loadable_run(runs["nerf"], splat_model)
+    with pytest.raises(UsageError, match="continues nerfacto or wys runs only"):
+        check_loadable_run(runs["splat"], nerf_model)
+    other_degree = type(splat_model)(sh_degree=1)
+    with pytest.raises(UsageError, match="--pipeline.model.sh-degree 3, this run has 1"):
+        check_loadable_run(runs["splat"], other_degree)

@@ -22,7 +22,7 @@ def camera() -> Cameras:
 
 def model(seed: int = 0, **settings):
     torch.manual_seed(seed)
-    config = WysSplatModelConfig(num_random=40, random_scale=1.5, sh_degree=1, **settings)
+    config = WysSplatModelConfig(**{"num_random": 40, "random_scale": 1.5, "sh_degree": 1, **settings})
     return config.setup(scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1,
                         metadata={})
 
@@ -99,3 +99,65 @@ def test_frozen_gaussians_get_no_gradient_and_the_others_do():
             continue
         assert torch.all(parameter.grad[:20] == 0), name
         assert parameter.grad[20:].abs().sum() > 0, name
+
+
+def test_the_frozen_mask_is_saved_with_the_model_and_comes_back_on_load():
+    splats = model(seed=4)
+    splats.optimizers = {name: torch.optim.Adam([p], lr=0.01) for name, p in splats.gauss_params.items()}
+    with torch.no_grad():
+        splats.gauss_params["relevance"][:] = -4.0
+        splats.gauss_params["relevance"][::3] = 4.0
+    splats.freeze_irrelevant(0.5)
+    state = splats.state_dict()
+    assert torch.equal(state["frozen"], splats.frozen)
+    restored = model(seed=5)
+    assert not restored.frozen.any()
+    restored.load_state_dict(state)
+    assert torch.equal(restored.frozen, splats.frozen) and restored.frozen.sum() == 40 - 14
+    assert "frozen" not in model(seed=6).state_dict()  # nothing frozen: nothing saved (a plain splat state)
+
+
+def test_after_loading_a_checkpoint_the_optimisers_step_the_models_parameters():
+    """nerfstudio builds the optimisers, then loads the checkpoint; splatfacto's load replaces its parameters (the
+    checkpoint's count). Rebound, each optimiser holds the model's tensor with the loaded moments, and gsplat's
+    densification grows the model's Gaussians, not the stale ones."""
+    from gsplat.strategy.ops import duplicate
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from nerf_edit_methods.splat.configs import splatfacto_optimizers
+    from nerf_edit_methods.trainer import rebind_optimizers
+
+    trained = model(seed=7)  # 40 Gaussians, one Adam step taken
+    trained.optimizers = {}
+    optimizers = Optimizers(splatfacto_optimizers(), trained.get_param_groups())
+    trained.get_outputs(camera())["rgb"].sum().backward()
+    optimizers.optimizer_step_all()
+    checkpoint = {"model": trained.state_dict(), "optimizers": {k: v.state_dict() for k, v in optimizers.optimizers.items()}}
+
+    splats = model(seed=8, num_random=25)  # nerfstudio's order: the model, its optimisers, then the load
+    fresh = Optimizers(splatfacto_optimizers(), splats.get_param_groups())
+    splats.load_state_dict(checkpoint["model"])
+    fresh.load_optimizers(checkpoint["optimizers"])
+    assert fresh.optimizers["means"].param_groups[0]["params"][0] is not splats.gauss_params["means"]  # the bug
+    rebind_optimizers(fresh, splats.get_param_groups())
+    for name, parameter in splats.gauss_params.items():
+        held = fresh.optimizers[name].param_groups[0]["params"][0]
+        assert held is parameter and fresh.parameters[name][0] is parameter, name
+        moments = fresh.optimizers[name].state[held]
+        assert moments["exp_avg"].shape == parameter.shape, name
+    torch.testing.assert_close(fresh.optimizers["means"].state[splats.gauss_params["means"]]["exp_avg"],
+                               optimizers.optimizers["means"].state[trained.gauss_params["means"]]["exp_avg"])
+    duplicate(splats.gauss_params, fresh.optimizers, splats.strategy_state, torch.arange(40) < 5)
+    assert splats.num_points == 45 and torch.equal(splats.gauss_params["means"][40:], trained.gauss_params["means"][:5])
+
+
+def test_while_only_the_relevance_trains_no_other_parameter_gets_a_gradient():
+    splats = model(seed=9).train()
+    splats.optimizers = {}
+    splats.relevance_only = True
+    target = torch.ones(HEIGHT, WIDTH, 1)
+    losses = splats.get_loss_dict(splats.get_outputs(camera()), {"image": torch.rand(HEIGHT, WIDTH, 3), "relevance": target})
+    sum(losses.values()).backward()
+    assert splats.gauss_params["relevance"].grad.abs().sum() > 0
+    assert all(p.grad is None for name, p in splats.gauss_params.items() if name != "relevance")
+    splats.step_post_backward(splats.step)  # densification is skipped (it would need screen-space gradients)
