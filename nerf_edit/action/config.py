@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from nerf_edit.action.training import CheckpointedRun
 from nerf_edit.errors import UsageError
 from nerf_edit.models.loading import IP2P_MODEL_ID
 from nerf_edit.validate import check_at_least, check_finite_above, check_range
 
 
 @dataclass
-class ActionTrainConfig:
+class ActionTrainConfig(CheckpointedRun):
     """EditAction fine-tuning of an IP2P-architecture model on before/after action pairs."""
 
     data: Path = Path("data/action_pairs")
@@ -64,27 +65,11 @@ class ActionTrainConfig:
     """Recompute UNet activations in the backward pass (less memory, ~30% slower)."""
     use_8bit_adam: bool = False
     """bitsandbytes' 8-bit AdamW: optimizer moments in 8 bits (bitsandbytes, CPU or CUDA; set-up installs it)."""
-    checkpoint_every: int = 500
-    """Save the full training state (accelerate save_state) every this many steps, and at the end."""
-    checkpoints_total_limit: Optional[int] = 3
-    """Keep only this many newest checkpoints (None keeps all)."""
-    resume: Optional[str] = None
-    """`latest` (newest checkpoint in OUTPUT/checkpoints, a fresh start when there is none) or a checkpoint folder."""
-    stop_after: Optional[int] = None
-    """Stop (with a checkpoint) after this many steps in this invocation, e.g. to fit a cluster's time limit."""
-    log_with: Literal["tensorboard", "none"] = "tensorboard"
-    """Loss logging (OUTPUT/logs; `tensorboard --logdir OUTPUT/logs`); skipped with a note where not installed."""
-    log_every: int = 10
-    """Steps between plain progress lines when stdout is not a terminal."""
     seed: int = 0
     """Seed of every random draw (pairs, t, ε, dropout, negatives)."""
-    cpu: bool = False
-    """Train on the CPU even where a GPU exists."""
-
     def check(self) -> None:
         """UsageError (one line) on settings that cannot train."""
-        for name in ("resolution", "steps", "batch_size", "gradient_accumulation_steps", "checkpoint_every",
-                     "log_every"):
+        for name in ("resolution", "steps", "batch_size", "gradient_accumulation_steps"):
             check_at_least("--" + name.replace("_", "-"), getattr(self, name), 1)
         if self.resolution % 8:
             raise UsageError(f"--resolution must be a multiple of 8 (the VAE downsamples 8x), got {self.resolution}")
@@ -95,5 +80,4 @@ class ActionTrainConfig:
         check_range("--action-timestep-fraction", self.action_timestep_fraction, 0, 1, low_open=True)
         if self.vae_scaling_factor is not None:
             check_finite_above("--vae-scaling-factor", self.vae_scaling_factor, 0, low_open=True)
-        if self.stop_after is not None:
-            check_at_least("--stop-after", self.stop_after, 1)
+        self.check_run()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,42 +24,22 @@ from nerf_edit.action.accuracy import encode_prompts
 from nerf_edit.action.config import ActionTrainConfig  # noqa: F401  (the trainer's settings)
 from nerf_edit.action.data import contrastive_candidates, load_pair_image, read_pairs
 from nerf_edit.action.losses import draw_noise, editaction_losses, freeze_cross_attention, training_noise_scheduler
+from nerf_edit.action.training import (
+    find_checkpoint,
+    global_indices,
+    make_accelerator,
+    move_into,
+    reset_accelerate_state,
+    resume,
+    save_checkpoint,
+    step_generator,
+    tracker,
+)
 from nerf_edit.core.progress import Progress
 from nerf_edit.errors import ActionDataError, UsageError
 from nerf_edit.models.loading import load_ip2p_pipeline
 
-CHECKPOINTS_DIR = "checkpoints"
 TRAINING_FILE = "editaction_training.json"
-
-
-def _step_generator(seed: int, micro_step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + micro_step)
-
-
-def _global_indices(seed: int, micro_step: int, global_batch: int, count: int) -> list[int]:
-    """The pair indices of a global micro-batch: consecutive slices of per-epoch permutations (seeded by epoch)."""
-    permutations: dict[int, torch.Tensor] = {}
-    indices = []
-    for position in range(micro_step * global_batch, (micro_step + 1) * global_batch):
-        epoch, offset = divmod(position, count)
-        if epoch not in permutations:
-            permutations[epoch] = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        indices.append(int(permutations[epoch][offset]))
-    return indices
-
-
-def find_checkpoint(output: Path, resume: str) -> Optional[Path]:
-    """The checkpoint folder to resume from (None: fresh start); ValueError when an explicit one is missing."""
-    if resume == "latest":
-        found = sorted((output / CHECKPOINTS_DIR).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
-                       if p.name.split("-")[1].isdigit() else -1)
-        found = [p for p in found if p.name.split("-")[1].isdigit()]
-        return found[-1] if found else None
-    path = Path(resume)
-    if not path.is_dir() or not path.name.startswith("checkpoint-") or not path.name.split("-")[1].isdigit():
-        raise UsageError(f"--resume {resume!r} is not a checkpoint folder (OUTPUT/{CHECKPOINTS_DIR}/checkpoint-<step>): "
-                         f"pass one, or `latest`")
-    return path
 
 
 def _make_optimizer(config: ActionTrainConfig, parameters):
@@ -101,34 +80,6 @@ def _read_training_pairs(config: ActionTrainConfig):
     return pairs, candidates
 
 
-def _tracker(config: ActionTrainConfig) -> Optional[str]:
-    if config.log_with != "tensorboard":
-        return None
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        print("note: tensorboard is not installed; losses are not logged (pip install tensorboard)")
-        return None
-    return "tensorboard"
-
-
-def _make_accelerator(config: ActionTrainConfig, log_with: Optional[str]):
-    """A fresh accelerate state for this run: accelerate keeps one per process, so a second run in the same
-    process (a sweep, a test) would otherwise inherit the first one's settings."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import ProjectConfiguration
-
-    AcceleratorState._reset_state(True)
-    return Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=log_with,
-        project_config=ProjectConfiguration(project_dir=str(config.output), logging_dir=str(config.output / "logs")),
-        cpu=config.cpu,
-    )
-
-
 def _load_networks(config: ActionTrainConfig, accelerator) -> _Networks:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     base = load_ip2p_pipeline(config.model, device="cpu", dtype=torch.float32)
@@ -164,8 +115,8 @@ class _MicroBatches:
 
     def losses(self, unet, micro_step: int) -> dict:
         config, networks = self.config, self.networks
-        generator = _step_generator(config.seed, micro_step)
-        indices = _global_indices(config.seed, micro_step, self.global_batch, len(self.pairs))
+        generator = step_generator(config.seed, micro_step)
+        indices = global_indices(config.seed, micro_step, self.global_batch, len(self.pairs))
         shape = (self.global_batch, 4, config.resolution // 8, config.resolution // 8)
         draw = draw_noise(shape, networks.noise_scheduler.config.num_train_timesteps, generator,
                           config.action_timestep_fraction)
@@ -195,40 +146,6 @@ class _MicroBatches:
         embeddings = encode_prompts(networks.base.tokenizer, networks.text_encoder, prompts, self.device)
         text, negative_text = embeddings.split(self.local_batch)
         return latents, image_latents, text, negative_text
-
-
-def _save_checkpoint(accelerator, config: ActionTrainConfig, step: int) -> None:
-    """accelerate's full training state at `step`, complete or absent (written aside, then renamed); the oldest
-    beyond `checkpoints_total_limit` are removed."""
-    folder = config.output / CHECKPOINTS_DIR / f"checkpoint-{step}"
-    temporary = folder.with_name(f".{folder.name}.tmp")
-    if accelerator.is_main_process and temporary.exists():
-        shutil.rmtree(temporary)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(temporary, folder)
-        if config.checkpoints_total_limit is not None:
-            older = sorted((p for p in folder.parent.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
-                           key=lambda p: int(p.name.split("-")[1]))
-            for stale in older[: max(0, len(older) - config.checkpoints_total_limit)]:
-                shutil.rmtree(stale)
-    accelerator.wait_for_everyone()
-
-
-def _resume(accelerator, config: ActionTrainConfig, resume_from: Optional[Path]) -> int:
-    """The step training continues from (0 for a fresh start)."""
-    if resume_from is not None:
-        accelerator.load_state(str(resume_from))
-        step = int(resume_from.name.split("-")[1])
-        accelerator.print(f"resumed from {resume_from} at step {step}")
-        return step
-    if config.resume:
-        accelerator.print(f"no checkpoint in {config.output / CHECKPOINTS_DIR}: starting from step 0")
-    return 0
 
 
 def _optimizer_step(accelerator, config: ActionTrainConfig, unet, trainable, optimizer, lr_scheduler,
@@ -263,8 +180,9 @@ def train_editaction(config: ActionTrainConfig) -> Path:
     resume_from = find_checkpoint(config.output, config.resume) if config.resume else None
     if config.mixed_precision == "fp16" and (config.cpu or not torch.cuda.is_available()):
         raise UsageError("--mixed-precision fp16 needs a GPU: use bf16 or no on the CPU")
-    log_with = _tracker(config)
-    accelerator = _make_accelerator(config, log_with)
+    log_with = tracker(config.log_with)
+    accelerator = make_accelerator(config.output, config.gradient_accumulation_steps, config.mixed_precision,
+                                   config.cpu, log_with)
     try:
         networks = _load_networks(config, accelerator)
         trainable = [p for p in networks.unet.parameters() if p.requires_grad]
@@ -273,7 +191,7 @@ def train_editaction(config: ActionTrainConfig) -> Path:
                                      num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
                                      num_training_steps=config.steps * accelerator.num_processes)
         unet, optimizer, lr_scheduler = accelerator.prepare(networks.unet, optimizer, lr_scheduler)
-        global_step = _resume(accelerator, config, resume_from)
+        global_step = resume(accelerator, config.output, config.resume, resume_from)
         if log_with:
             hyperparameters = {k: (str(v) if not isinstance(v, (int, float, bool)) else v)
                                for k, v in asdict(config).items() if v is not None}
@@ -295,16 +213,14 @@ def train_editaction(config: ActionTrainConfig) -> Path:
             if global_step % config.checkpoint_every == 0 or global_step == config.steps or (
                 config.stop_after is not None and steps_this_run == config.stop_after
             ):
-                _save_checkpoint(accelerator, config, global_step)
+                save_checkpoint(accelerator, config.output, global_step, config.checkpoints_total_limit)
         progress.close()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             _write_result(config, networks.base, accelerator.unwrap_model(unet), global_step)
         accelerator.end_training()
     finally:
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(True)
+        reset_accelerate_state()
     return config.output
 
 
@@ -328,10 +244,4 @@ def save_pipeline(base, unet, output: Path) -> None:
     if temporary.exists():
         shutil.rmtree(temporary)
     pipe.save_pretrained(str(temporary))
-    (output / "model_index.json").unlink(missing_ok=True)
-    for entry in sorted(temporary.iterdir(), key=lambda p: p.name == "model_index.json"):
-        target = output / entry.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    temporary.rmdir()
+    move_into(temporary, output, "model_index.json")
