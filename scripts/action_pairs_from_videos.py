@@ -2,9 +2,14 @@
 
     nerf-edit-action-pairs-from-videos --annotations EPIC_100_train.csv --videos EPIC-KITCHENS --output data/epic_pairs
     nerf-edit-action-pairs-from-videos --annotations my_actions.csv --videos my_videos --output data/my_pairs
+    nerf-edit-action-pairs-from-videos --annotations detectionGroundtruth-1-0.csv --videos mpii-cooking/videos \
+        --output data/mpii_pairs
 
-EPIC-Kitchens-100 CSVs (video_id, start_timestamp, stop_timestamp, narration) or a plain CSV (video, start, end,
-instruction). Missing or corrupt videos and malformed rows are skipped and counted.
+EPIC-Kitchens-100 CSVs (video_id, start_timestamp, stop_timestamp, narration), a plain CSV (video, start, end,
+instruction) or MPII-Cooking's detectionGroundtruth-1-0.csv (subject, file_name, start_frame, end_frame,
+category id, category name; with or without its header; frames counted from 1; <file_name>.avi; the category name is
+the instruction; "Background activity" rows skipped). Missing or corrupt videos, malformed rows and MPII's background
+rows are skipped and counted.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ class ActionPairsFromVideos:
     """Decode the first and last frame of each annotated segment into a pair folder (pairs.jsonl, images/)."""
 
     annotations: Path
-    """Annotation CSV: EPIC-Kitchens-100 format or video,start,end,instruction."""
+    """Annotation CSV: EPIC-Kitchens-100 format, video,start,end,instruction, or MPII-Cooking's
+    detectionGroundtruth-1-0.csv (frame numbers)."""
     videos: Path
-    """Folder of the videos (EPIC: the dataset root or its P01/videos/... layout)."""
+    """Folder of the videos (EPIC: the dataset root or its P01/videos/... layout; MPII: the folder of the .avi
+    files)."""
     output: Path = Path("data/video_pairs")
     """Folder to write."""
     size: int = 256
