@@ -1,18 +1,27 @@
 """nerf-edit-eval-action: held-out action accuracy of IP2P-architecture models (before/after EditAction fine-tuning).
 
     nerf-edit-eval-action --data data/action_pairs --models tiny outputs/editaction
+    nerf-edit-eval-action --preset editaction-paper --data data/mpii_pairs --models outputs/editaction
 
 For each held-out pair the true instruction and K negatives are scored by the model's mean denoising error over M
 (t, ε) draws shared by all candidates (Diffusion Classifier); the lowest wins. Every model answers the same
 questions (same negatives, same draws).
 
 With --edit-metrics each model also edits every held-out "before" image with the pair's instruction (our global
-editor: plain IP2P, s_T 7.5, s_I 1 as the paper; the same seed per pair for every model), writes the edits to
---edits-dir, and reports our edit metrics on them, averaged over the pairs: PSNR / L1 / SSIM against the true
+editor: plain IP2P, by default s_T 7.5, s_I 1 as the paper; the same seed per pair for every model), writes the
+edits to --edits-dir, and reports our edit metrics on them, averaged over the pairs: PSNR / L1 / SSIM against the true
 "after" image, and with a CLIP model (--clip-model; `none` skips them) CLIP text-image similarity to the
 instruction, CLIP similarity to the before image, and the CLIP direction (edited − before) against the true one
-(after − before). With --fid: FID between the edits and the true "after" images (torchmetrics), only where the
-Inception weights are already on disk.
+(after − before). With --fid: the paper's two FIDs (torchmetrics), between the edits and the true "after" images
+(fid_to_after: how close to the ground truth) and between the edits and the "before" images (fid_to_before: how
+close to the input), only where the Inception weights are already on disk.
+
+With --recognizer (a TimeSformer from nerf-edit-train-recognizer): the paper's action accuracy, the recogniser's
+reading of 8 frames (the before image ×4, the edit ×4) against the pair's action, for every model's edits and for
+the true after images (the `ground truth (after images)` row: what the recogniser can read at all).
+
+`--preset editaction-paper` is the paper's evaluation (its implementation details and quantitative evaluation):
+edits at 512², 100 denoising steps, s_T 7.5, s_I 1, edit metrics and both FIDs; any other flag overrides it.
 """
 
 from __future__ import annotations
@@ -21,13 +30,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import torch
+import tyro
 
 from nerf_edit import validate
 from nerf_edit.action.accuracy import action_accuracy
 from nerf_edit.action.data import ActionPair, load_pair_image, read_pairs
+from nerf_edit.action.recognizer import ActionRecognizer, recognizer_accuracy
 from nerf_edit.core.io import atomic_save_image, atomic_write, load_image
 from nerf_edit.errors import UsageError
 from nerf_edit.eval.metrics import (
@@ -42,8 +53,10 @@ from nerf_edit.eval.metrics import (
 from nerf_edit.models.loading import check_model, load_ip2p_pipeline
 from nerf_edit_scripts.cli import run
 
+GROUND_TRUTH = "ground truth (after images)"
 # Columns of the side-by-side table (JSON holds them all).
 EDIT_COLUMNS = ("psnr_to_after", "ssim_to_after", "clip_text_image", "clip_direction_to_after")
+FID_COLUMNS = ("fid_to_after", "fid_to_before")  # the paper's two FIDs: to the ground truth and to the input
 
 # torchmetrics' FID uses torch-fidelity's FeatureExtractorInceptionV3, which downloads this file on first use.
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
@@ -67,14 +80,16 @@ def check_fid_available() -> None:
 
 
 def edit_heldout(model: str, pairs: List[ActionPair], resolution: int, steps: int, seed: int, device: str,
-                 folder: Path) -> torch.Tensor:
-    """Edit each pair's before image with its instruction (global editor, s_T 7.5, s_I 1; pair i uses seed + i for
-    every model), write the edits as folder/<i>.png, and return them as written (8-bit) [N, 3, H, W] in [0, 1]."""
+                 folder: Path, guidance_scale: float = 7.5, image_guidance_scale: float = 1.0) -> torch.Tensor:
+    """Edit each pair's before image with its instruction (global editor, s_T `guidance_scale`, s_I
+    `image_guidance_scale`; pair i uses seed + i for every model), write the edits as folder/<i>.png, and return
+    them as written (8-bit) [N, 3, H, W] in [0, 1]."""
     from nerf_edit.config.editor import EditorConfig
     from nerf_edit.editing.editor import make_editor
 
-    editor = make_editor("global", EditorConfig(model=model, device=device, steps=steps, guidance_scale=7.5,
-                                                image_guidance_scale=1.0))
+    editor = make_editor("global", EditorConfig(model=model, device=device, steps=steps,
+                                                guidance_scale=guidance_scale,
+                                                image_guidance_scale=image_guidance_scale))
     edited = []
     for index, pair in enumerate(pairs):
         before = (load_pair_image(pair.before, resolution)[None] + 1) / 2  # [1, 3, H, W] in [0, 1]
@@ -129,12 +144,15 @@ def ssim(image: torch.Tensor, reference: torch.Tensor) -> float:
     return float(full[..., border:-border, border:-border].mean())
 
 
-def edit_fid(edited: torch.Tensor, after: torch.Tensor) -> float:
-    """FID between the model's edits and the true after images ([N, 3, H, W] in [0, 1] each)."""
+def edit_fid(edited: torch.Tensor, reference: torch.Tensor, feature: Union[int, torch.nn.Module] = 2048) -> float:
+    """FID between the model's edits and reference images ([N, 3, H, W] in [0, 1] each): the true after images
+    (the paper's FID to the ground truth) or the before images (its FID to the input). `feature`: the Inception
+    layer's width (64, 192, 768 or 2048, torchmetrics' choices), or a module mapping such images to [N, d] features
+    in its place (what a test can run offline)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    fid = FrechetInceptionDistance(feature=2048, normalize=True)
-    fid.update(after.float(), real=True)
+    fid = FrechetInceptionDistance(feature=feature, normalize=True)
+    fid.update(reference.float(), real=True)
     fid.update(edited.float(), real=False)
     return float(fid.compute())
 
@@ -157,7 +175,8 @@ class EvaluateAction:
     draws: int = 16
     """M (t, ε) draws per pair, shared by all candidates."""
     resolution: int = 256
-    """Images are resized to this square size (use the training resolution)."""
+    """Images are resized to this square size, for the accuracy and the edits (the training resolution; the paper
+    edits at 512 a model trained at 256)."""
     timestep_fraction: float = 1.0
     """Draw t from the first fraction of the schedule (1: all of it; low noise carries most of the signal)."""
     seed: int = 0
@@ -169,9 +188,18 @@ class EvaluateAction:
     edits_dir: Optional[Path] = None
     """Where the edits are written, one folder per model (default: beside --output, `action_edits/`)."""
     fid: bool = False
-    """Also FID of edits vs. true after images (needs the Inception weights on disk; inference at s_I 1, s_T 7.5)."""
+    """Also the paper's two FIDs of the edits: to the true after images (fid_to_after) and to the before images
+    (fid_to_before); needs the Inception weights on disk."""
     edit_steps: int = 100
     """Denoising steps of each edit (the paper: 100)."""
+    edit_guidance_scale: float = 7.5
+    """Text guidance s_T of each edit (the paper: 7.5, IP2P's)."""
+    edit_image_guidance_scale: float = 1.0
+    """Image guidance s_I of each edit (the paper: 1)."""
+    recognizer: Optional[str] = None
+    """The paper's action accuracy: a TimeSformer from nerf-edit-train-recognizer (folder or hub id) classifies
+    each edit from the before image ×4 and the edit ×4 (`recognizer_accuracy`), and the true after images the same
+    way (the `ground truth` row)."""
     device: str = "cpu"
     """Device of the models."""
     output: Path = Path("eval/action_accuracy.json")
@@ -182,9 +210,11 @@ class EvaluateAction:
             raise UsageError(f"--negatives and --draws must be >= 1, got {self.negatives} and {self.draws}")
         if self.resolution < 16 or self.resolution % 8:
             raise UsageError(f"--resolution must be >= 16 and a multiple of 8, got {self.resolution}")
-        editing = self.edit_metrics or self.fid
+        editing = self.edit_metrics or self.fid or self.recognizer is not None
         if editing:
             validate.check_at_least("--edit-steps", self.edit_steps, 1)
+            validate.check_range("--edit-guidance-scale", self.edit_guidance_scale, 0)
+            validate.check_range("--edit-image-guidance-scale", self.edit_image_guidance_scale, 0)
             validate.check_output_dir(self.edits_folder, "--edits-dir")
         if self.edit_metrics and self.clip_model not in ("none", TINY_CLIP):
             try:
@@ -197,10 +227,16 @@ class EvaluateAction:
             raise UsageError(f"{str(self.data)!r} has no held-out pairs (split `heldout`)")
         if self.fid:
             check_fid_available()
+        recognizer = ActionRecognizer.load(self.recognizer, self.device) if self.recognizer is not None else None
         vocabulary = [pair.instruction for pair in everything]
         embedder = ClipEmbedder(self.clip_model, self.device) if self.edit_metrics and self.clip_model != "none" else None
         before, after = heldout_images(heldout, self.resolution) if editing else (None, None)
         results = {}
+        if recognizer is not None:  # the recogniser's own ceiling on these pairs: the true after images
+            truth = recognizer_accuracy(recognizer, before, after, [pair.label for pair in heldout])
+            results[GROUND_TRUTH] = truth.summary()
+            print(f"{GROUND_TRUTH}: recognizer accuracy {truth.accuracy:.3f} ({truth.correct}/{truth.total}"
+                  f"{f', {truth.unseen} action(s) it was not trained on' if truth.unseen else ''})", flush=True)
         print(f"{len(heldout)} held-out pairs, K={self.negatives} negatives (chance {1 / (self.negatives + 1):.3f}), "
               f"M={self.draws} draws", flush=True)
         for position, model in enumerate(self.models):
@@ -214,13 +250,17 @@ class EvaluateAction:
                 folder = self.edits_folder / model_folder_name(position, model)
                 print(f"{model}: editing {len(heldout)} held-out before images ({self.edit_steps} steps) into {folder}",
                       flush=True)
-                edited = edit_heldout(model, heldout, self.resolution, self.edit_steps, self.seed, self.device, folder)
+                edited = edit_heldout(model, heldout, self.resolution, self.edit_steps, self.seed, self.device, folder,
+                                      self.edit_guidance_scale, self.edit_image_guidance_scale)
                 results[model]["edits"] = str(folder)
                 if self.edit_metrics:
                     results[model].update(action_edit_metrics(edited, before, after,
                                                               [pair.instruction for pair in heldout], embedder))
                 if self.fid:
-                    results[model]["fid"] = edit_fid(edited, after)
+                    results[model].update(fid_to_after=edit_fid(edited, after), fid_to_before=edit_fid(edited, before))
+                if recognizer is not None:
+                    results[model].update(recognizer_accuracy(recognizer, before, edited,
+                                                              [pair.label for pair in heldout]).summary())
         print_table(results)
         atomic_write(self.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
         return results
@@ -232,15 +272,28 @@ class EvaluateAction:
 
 def print_table(results: dict) -> None:
     """The models side by side: action accuracy, then whichever edit metrics were computed."""
-    columns = ["action_accuracy"] + [c for c in (*EDIT_COLUMNS, "fid") if any(c in row for row in results.values())]
+    columns = [c for c in ("action_accuracy", "recognizer_accuracy", *EDIT_COLUMNS, *FID_COLUMNS)
+               if any(c in row for row in results.values())]
     width = max(16, *(len(model) for model in results))
     print(f"{'model':{width}s} " + " ".join(f"{c:>23s}" for c in columns))
-    for model, row in results.items():
-        print(f"{model:{width}s} " + " ".join(f"{row[c]:23.4f}" for c in columns), flush=True)
+    for model, row in results.items():  # the ground-truth row has the recogniser's column only
+        print(f"{model:{width}s} " + " ".join(f"{row[c]:23.4f}" if c in row else f"{'-':>23s}" for c in columns),
+              flush=True)
+
+
+PRESETS = {
+    # The paper's implementation details: inference at 512² (training at 256²), 100 denoising steps, s_I 1 and
+    # s_T 7.5 as IP2P suggests; its quantitative evaluation: FID to the input and to the ground truth.
+    "editaction-paper": ("the paper's evaluation: edits at 512², 100 steps, s_T 7.5, s_I 1, edit metrics and both "
+                         "FIDs",
+                         lambda: EvaluateAction(data=tyro.MISSING, resolution=512, edit_metrics=True, fid=True,
+                                                edit_steps=100, edit_guidance_scale=7.5,
+                                                edit_image_guidance_scale=1.0)),
+}
 
 
 def entrypoint() -> None:
-    run(EvaluateAction)
+    run(EvaluateAction, PRESETS)
 
 
 if __name__ == "__main__":

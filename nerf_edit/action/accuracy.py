@@ -1,7 +1,8 @@
 """Action accuracy read off the model itself (the Diffusion-Classifier reading, Li et al. 2023, the paper's ref [27]).
 
-The paper scores edits with a TimeSformer action classifier that has no offline weights. The same question --
-does the model tie the *action* in the instruction to the change between the images? -- is answered by the model:
+The paper scores edits with a fine-tuned TimeSformer action recogniser (`nerf_edit/action/recognizer.py`; it needs
+the source videos and pretrained weights). The same question -- does the model tie the *action* in the
+instruction to the change between the images? -- is also answered offline by the model itself:
 for each held-out (before, after, instruction) pair, the true instruction and K negatives are scored by their mean
 denoising error ‖ε − ε_θ(z_t, t, E(before), c)‖² over M (t, ε) draws shared by all candidates, and the pair counts
 as correct when the true instruction has the strictly lowest error (chance: 1 / (K + 1)).

@@ -1,7 +1,9 @@
 """Before/after action pairs on disk: a folder with a JSONL index and PNG images.
 
 `pairs.jsonl`, one object per line: {"before": "images/00000_before.png", "after": "images/00000_after.png",
-"instruction": "lift the red ball", "split": "train" | "heldout"} (image paths relative to the folder). Both
+"instruction": "lift the red ball", "split": "train" | "heldout"} (image paths relative to the folder); pairs cut
+from videos also keep their segment, "video" (as the annotation names it), "start" and "end" (seconds), which the
+action recogniser trains on, and may name their "action" class (default: the instruction). Both
 builders (the synthetic generator in scripts/make_action_pairs.py and the video builder in
 nerf_edit/action/videos.py) write it; the trainer and the action-accuracy evaluation read it.
 """
@@ -12,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -33,6 +36,14 @@ class ActionPair:
     after: Path
     instruction: str
     split: str = "train"
+    action: str = ""  # the action class (the recogniser's label); "" means the instruction
+    video: Optional[str] = None  # the source segment, for pairs cut from videos
+    start: Optional[float] = None  # seconds
+    end: Optional[float] = None  # seconds
+
+    @property
+    def label(self) -> str:
+        return self.action or self.instruction
 
 
 def write_index(root: Path, pairs: list[dict]) -> Path:
@@ -62,8 +73,9 @@ def read_pairs(root: Path, split: str | None = None) -> list[ActionPair]:
         try:
             record = json.loads(line)
             pair = ActionPair(root / record["before"], root / record["after"], str(record["instruction"]).strip(),
-                              record.get("split", "train"))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+                              record.get("split", "train"), str(record.get("action", "")).strip(),
+                              record.get("video"), _seconds(record.get("start")), _seconds(record.get("end")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ActionDataError(f"{index}:{number} is not a pair record ({type(error).__name__}: {error}); "
                                   f"need before, after, instruction") from None
         if not pair.instruction:
@@ -75,6 +87,10 @@ def read_pairs(root: Path, split: str | None = None) -> list[ActionPair]:
             if not image.is_file():
                 raise ActionDataError(f"image {str(image)!r} listed in {index} is missing")
     return pairs
+
+
+def _seconds(value) -> Optional[float]:
+    return None if value is None else float(value)
 
 
 def load_pair_image(path: Path, resolution: int) -> torch.Tensor:

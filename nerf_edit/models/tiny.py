@@ -11,7 +11,8 @@ No weights can be downloaded in CI, so every test of the diffusion code runs on 
   and text projections. `write_tiny_vimaedit_models(folder)` saves the three in the layouts diffusers and
   transformers load (`save_pretrained` folders; `models/ip-adapter_sd15.bin` as in `h94/IP-Adapter`), for tests of
   the real loading path; nothing is ever written into a cache;
-- SAM (ViT image encoder, prompt encoder, two-way mask decoder) at 64².
+- SAM (ViT image encoder, prompt encoder, two-way mask decoder) at 64²;
+- TimeSformer (divided space-time attention) at 8 frames of 32², EditAction's action recogniser.
 The full-size architectures with random weights are in `nerf_edit.models.full_size`.
 """
 
@@ -288,3 +289,24 @@ def write_tiny_vimaedit_models(folder: str | Path, seed: int = 0) -> dict:
     tokenizer.save_pretrained(folder / "clip")
     processor.save_pretrained(folder / "clip")
     return {"model": str(folder / "sd"), "ip_adapter": str(folder / "ip_adapter"), "clip_model": str(folder / "clip")}
+
+
+# ------------------------------------------------------------------------ TimeSformer for EditAction's evaluation
+def build_tiny_timesformer(labels: list[str], seed: int = 0, image_size: int = 32, frames: int = 8):
+    """A random-weight TimeSformer (the real class and divided space-time attention, tiny sizes) classifying
+    `labels`, with a video processor resizing to `image_size`², for offline tests of the action recogniser."""
+    from transformers import TimesformerConfig, TimesformerForVideoClassification, VideoMAEImageProcessor
+
+    config = TimesformerConfig(image_size=image_size, patch_size=8, num_frames=frames, hidden_size=32,
+                               num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                               attention_type="divided_space_time", num_labels=len(labels),
+                               id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TimesformerForVideoClassification(config)
+    # The hub TimeSformers' processor (VideoMAEImageProcessor) with every setting given: resize the short side,
+    # centre crop, rescale to [0, 1], ImageNet normalisation.
+    processor = VideoMAEImageProcessor(size={"shortest_edge": image_size},
+                                       crop_size={"height": image_size, "width": image_size}, do_normalize=True,
+                                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    return model, processor

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 from waiting import HANG_GUARD
 
-from nerf_edit_scripts import action_pairs_from_videos, evaluate_action, make_action_pairs, train_action
+from nerf_edit_scripts import (
+    action_pairs_from_videos,
+    evaluate_action,
+    make_action_pairs,
+    train_action,
+    train_recognizer,
+)
 from nerf_edit_scripts.make_action_pairs import make_action_pairs as build_pairs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +57,14 @@ CASES = [
     (action_pairs_from_videos, ["--annotations", "{missing}", "--videos", "{empty}"], "does not exist"),
     (action_pairs_from_videos, ["--annotations", "{pairs}/pairs.jsonl", "--videos", "{missing}"], "videos folder"),
     (make_action_pairs, ["--size", "20"], "multiple of 8"),
+    (train_recognizer, ["--data", "{pairs}", "--model", "tiny"], "--clips segments needs --videos"),
+    (train_recognizer, ["--data", "{pairs}", "--model", "tiny", "--videos", "{missing}"], "is not a folder"),
+    (train_recognizer, ["--data", "{pairs}", "--model", "tiny", "--videos", "{empty}", "--cpu"],
+     "has no source segment"),
+    (train_recognizer, ["--data", "{pairs}", "--model", "{missing}", "--clips", "pairs"], "is not a directory"),
+    (train_recognizer, ["--data", "{pairs}", "--model", "tiny", "--clips", "pairs", "--learning-rate", "0"],
+     "--learning-rate must be > 0"),
+    (evaluate_action, ["--data", "{pairs}", "--models", "tiny", "--recognizer", "{missing}"], "is not a directory"),
 ]
 
 
