@@ -73,7 +73,7 @@ def read_pairs(root: Path, split: str | None = None) -> list[ActionPair]:
         try:
             record = json.loads(line)
             pair = ActionPair(root / record["before"], root / record["after"], str(record["instruction"]).strip(),
-                              record.get("split", "train"), str(record.get("action", "")).strip(),
+                              record.get("split", "train"), str(record.get("action") or "").strip(),
                               record.get("video"), _seconds(record.get("start")), _seconds(record.get("end")))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ActionDataError(f"{index}:{number} is not a pair record ({type(error).__name__}: {error}); "

@@ -44,6 +44,7 @@ from nerf_edit.validate import check_at_least, check_range
 KINETICS_600 = "facebook/timesformer-base-finetuned-k600"  # for EPIC-Kitchens (HC)
 SOMETHING_SOMETHING_V2 = "facebook/timesformer-base-finetuned-ssv2"  # for MPII-Cooking (LC)
 TRAINING_FILE = "recognizer_training.json"
+LABELS_FILE = "recognizer_labels.json"  # the classes a run's checkpoints were trained on, in head order
 
 
 @dataclass
@@ -155,15 +156,25 @@ def training_clip(pair: ActionPair, clips: str, videos: Optional[Path], size: in
     return np.stack([square_resize(frame, size) for frame in segment_clip(path, pair.start, pair.end, frames)])
 
 
+def clip_sources(pair: ActionPair, clips: str, videos: Optional[Path]) -> list[Path]:
+    """The files a training clip is made of (the segment's video, or the pair's two images)."""
+    if clips == "pairs":
+        return [pair.before, pair.after]
+    path = find_video(Path(videos), pair.video) if pair.video is not None else None
+    return [path] if path is not None else []
+
+
 def cached_clip(folder: Path, pair: ActionPair, clips: str, videos: Optional[Path], size: int,
                 frames: int) -> np.ndarray:
-    """`training_clip`, decoded once into `folder` (named by what it is made of, written atomically)."""
-    source = (f"{pair.video}|{pair.start}|{pair.end}" if clips == "segments" else f"{pair.before}|{pair.after}")
-    name = hashlib.sha1(f"{clips}|{source}|{size}|{frames}".encode()).hexdigest()[:20]
-    path = folder / f"{name}.npy"
+    """`training_clip`, decoded once into `folder` (written atomically), named by what it is made of: the source
+    files with their sizes and modification times (a rebuilt pair folder reuses names), the segment, the size."""
+    stats = [f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in clip_sources(pair, clips, videos)]
+    source = "|".join([clips, f"{pair.video}|{pair.start}|{pair.end}", *stats, str(size), str(frames)])
+    path = folder / f"{hashlib.sha1(source.encode()).hexdigest()[:24]}.npy"
     if path.is_file():
         return np.load(path)
     clip = training_clip(pair, clips, videos, size, frames)
+
     def write(temporary: Path) -> None:
         with open(temporary, "wb") as file:  # a handle: np.save would append .npy to a path
             np.save(file, clip, allow_pickle=False)
@@ -188,6 +199,9 @@ class ActionRecognizer:
         from nerf_edit.models.loading import check_model
 
         check_model(source, "--recognizer", "config.json", tiny_ok=False)
+        if Path(source).is_dir() and not (Path(source) / "preprocessor_config.json").is_file():
+            raise UsageError(f"--recognizer {source!r} has no preprocessor_config.json: pass a folder written by "
+                             f"nerf-edit-train-recognizer (model and video processor)")
         return cls(TimesformerForVideoClassification.from_pretrained(source),
                    AutoImageProcessor.from_pretrained(source), device)
 
@@ -275,6 +289,20 @@ def _training_pairs(config: RecognizerTrainConfig) -> tuple[list[ActionPair], li
     return pairs, labels
 
 
+def check_same_labels(output: Path, labels: list[str], resume_from: Optional[Path]) -> None:
+    """Resuming: the checkpoint's classes must be this data's (a changed training split would shift every class
+    index silently). A fresh start records them."""
+    path = Path(output) / LABELS_FILE
+    if resume_from is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != labels:
+            raise ActionDataError(f"the training pairs' actions ({len(labels)}) are not those of the checkpoints in "
+                                  f"{str(output)!r} ({len(saved)}): resume with the same --data, or train into a new "
+                                  f"--output")
+    else:
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(labels, indent=1)))
+
+
 def _step_line(done: int, total: Optional[int], rate: float, elapsed: float, status: str) -> str:
     return f"step {done}/{total} {status} ({elapsed:.1f} s)"
 
@@ -284,6 +312,7 @@ def train_recognizer(config: RecognizerTrainConfig) -> Path:
     config.check()
     pairs, labels = _training_pairs(config)
     resume_from = find_checkpoint(config.output, config.resume) if config.resume else None
+    check_same_labels(config.output, labels, resume_from)
     log_with = tracker(config.log_with)
     accelerator = make_accelerator(config.output, 1, config.mixed_precision, config.cpu, log_with)
     try:

@@ -48,6 +48,8 @@ class CheckpointedRun:
         check_at_least("--log-every", self.log_every, 1)
         if self.stop_after is not None:
             check_at_least("--stop-after", self.stop_after, 1)
+        if self.checkpoints_total_limit is not None:  # 0 would delete the checkpoint just written
+            check_at_least("--checkpoints-total-limit", self.checkpoints_total_limit, 1)
 
 
 def step_generator(seed: int, micro_step: int) -> torch.Generator:

@@ -4,6 +4,9 @@ of a square moving left/right/up/down, then reading held-out pairs from the befo
 The clips are decoded from real (PyAV-written) videos through nerf-edit-action-pairs-from-videos' pair folder, so
 the segment times, the frame choice and the recogniser's processor are the ones a user's data goes through."""
 
+import json
+import shutil
+
 import av
 import numpy as np
 import pytest
@@ -126,3 +129,21 @@ def test_resumed_training_ends_where_an_uninterrupted_run_does(action_videos, tm
     for name in straight:
         torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
     assert not torch.allclose(straight["classifier.weight"], initial["classifier.weight"])  # it did train
+
+
+def test_resuming_on_changed_actions_is_refused(action_videos, tmp_path):
+    """A checkpoint's class indices belong to its actions: resuming on data with other actions stops with one line
+    instead of silently training a shuffled head."""
+    from nerf_edit.errors import ActionDataError
+
+    settings = dict(model="tiny", clips="pairs", steps=4, batch_size=4, cpu=True, log_with="none",
+                    output=tmp_path / "run")
+    train_recognizer(RecognizerTrainConfig(data=action_videos / "pairs", stop_after=2, **settings))
+    changed = tmp_path / "changed"
+    shutil.copytree(action_videos / "pairs", changed)
+    records = [json.loads(line) for line in (changed / "pairs.jsonl").read_text().splitlines()]
+    for record in records:
+        record["action"] = record["instruction"].replace("square", "box")
+    (changed / "pairs.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    with pytest.raises(ActionDataError, match="not those of the checkpoints"):
+        train_recognizer(RecognizerTrainConfig(data=changed, resume="latest", **settings))

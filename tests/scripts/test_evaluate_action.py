@@ -70,14 +70,16 @@ def parsed(monkeypatch, *argv) -> EvaluateAction:
 
 def test_the_paper_preset_sets_its_evaluation_and_flags_override_it(monkeypatch):
     plain = parsed(monkeypatch, "--data", "pairs")
-    assert (plain.resolution, plain.edit_metrics, plain.fid) == (256, False, False)
+    assert (plain.resolution, plain.edits_resolution, plain.edit_metrics, plain.fid) == (256, 256, False, False)
     paper = parsed(monkeypatch, "--preset", "editaction-paper", "--data", "pairs", "--models", "a", "b")
-    assert (paper.resolution, paper.edit_steps, paper.edit_metrics, paper.fid) == (512, 100, True, True)
+    # edits at 512², the model's own accuracy read at its training size
+    assert (paper.resolution, paper.edits_resolution, paper.edit_steps) == (256, 512, 100)
+    assert (paper.edit_metrics, paper.fid) == (True, True)
     assert (paper.edit_guidance_scale, paper.edit_image_guidance_scale) == (7.5, 1.0)
     assert str(paper.data) == "pairs" and paper.models == ["a", "b"]
-    mine = parsed(monkeypatch, "--data", "pairs", "--resolution", "256", "--no-fid", "--preset=editaction-paper",
+    mine = parsed(monkeypatch, "--data", "pairs", "--edit-resolution", "256", "--no-fid", "--preset=editaction-paper",
                   "--edit-image-guidance-scale", "1.5")
-    assert (mine.resolution, mine.fid, mine.edit_image_guidance_scale) == (256, False, 1.5)  # flags win
+    assert (mine.edits_resolution, mine.fid, mine.edit_image_guidance_scale) == (256, False, 1.5)  # flags win
     assert (mine.edit_steps, mine.edit_metrics, mine.edit_guidance_scale) == (100, True, 7.5)
 
 
@@ -87,4 +89,46 @@ def test_the_paper_preset_help_shows_its_defaults(monkeypatch, capsys):
         evaluate_action.entrypoint()
     out = " ".join(capsys.readouterr().out.split())
     assert info.value.code == 0 and "editaction-paper" in out
-    assert "--resolution INT" in out and "(default: 512)" in out
+    assert "--edit-resolution {None}|INT" in out and "(default: 512)" in out
+
+
+def test_eval_action_scores_edits_with_the_recognizer_by_action_label(pairs, tmp_path, monkeypatch):
+    """--recognizer: each model's row reads its own edits (input ×4, edit ×4) against the pairs' *action* labels,
+    and the ground-truth row reads the true after images. The labels differ from the instructions here, so reading
+    the instruction would find no known label; the model whose "edits" are the after images scores exactly the
+    ground-truth row, the one whose edits are the inputs scores what the recogniser reads from no change."""
+    import shutil
+
+    from nerf_edit.action.recognizer import (
+        ActionRecognizer,
+        RecognizerTrainConfig,
+        recognizer_accuracy,
+        train_recognizer,
+    )
+
+    data = tmp_path / "labelled"
+    shutil.copytree(pairs, data)
+    records = [json.loads(line) for line in (data / "pairs.jsonl").read_text().splitlines()]
+    for record in records:
+        record["action"] = "ACTION " + record["instruction"].upper()
+    (data / "pairs.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    train_recognizer(RecognizerTrainConfig(data=data, output=tmp_path / "recognizer", model="tiny", clips="pairs",
+                                           steps=3, batch_size=4, cpu=True, log_with="none"))
+    heldout = evaluate_action.read_pairs(data, "heldout")
+    before, after = heldout_images(heldout, RESOLUTION)
+    monkeypatch.setattr(evaluate_action, "edit_heldout",
+                        lambda model, *args: (before if model == "tiny" else after).clone())
+    results = EvaluateAction(data=data, models=["tiny", "tiny:1"], negatives=1, draws=1, resolution=RESOLUTION,
+                             recognizer=str(tmp_path / "recognizer"), output=tmp_path / "acc.json",
+                             edits_dir=tmp_path / "edits").main()
+    truth = results[evaluate_action.GROUND_TRUTH]
+    labels = [pair.label for pair in heldout]
+    assert all(label.startswith("ACTION ") for label in labels)
+    trained = {pair.label for pair in evaluate_action.read_pairs(data, "train")}
+    unseen = sum(label not in trained for label in labels)  # held-out actions the training split lacks
+    assert unseen < len(labels)  # reading instructions instead of actions would make every label unseen
+    assert truth["recognizer_unseen_labels"] == results["tiny"]["recognizer_unseen_labels"] == unseen
+    assert results["tiny:1"]["recognizer_accuracy"] == truth["recognizer_accuracy"]
+    recognizer = ActionRecognizer.load(str(tmp_path / "recognizer"))
+    assert results["tiny"]["recognizer_accuracy"] == recognizer_accuracy(recognizer, before, before, labels).accuracy
+    assert truth["recognizer_accuracy"] == recognizer_accuracy(recognizer, before, after, labels).accuracy
