@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from wys_runs import HOLD_OUT, PROMPT, QUIET, cli, evaluate
+from wys_runs import HOLD_OUT, PROMPT, QUIET, check_ns_render_video, cli, evaluate
 
 from nerf_edit_methods.configs import method_config
 from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
@@ -115,6 +115,12 @@ def test_frozen_gaussians_are_the_reconstructions_bit_for_bit(base_run, wys_run)
         assert torch.equal(edited[name][frozen], base[name][matched]), name
     free = ~frozen
     assert not torch.equal(edited["features_dc"][free], base["features_dc"][free])  # the rest did train
+
+
+def test_ns_render_writes_the_edited_splats_and_their_relevance(wys_run, tmp_path):
+    """`ns-render` of a wys-splat run on the CPU renderer: the video shows the edited scene and the relevance per
+    Gaussian, frame by frame what the model renders."""
+    check_ns_render_video(wys_run, tmp_path / "edited.mp4")
 
 
 def test_export_writes_the_edited_splats_with_the_frozen_ones_unchanged(base_run, wys_run, tmp_path):
