@@ -147,3 +147,29 @@ def test_export_writes_the_edited_splats_with_the_frozen_ones_unchanged(base_run
     frozen = edited["frozen"].numpy()
     matched = [rows[bytes(row.tobytes())] for row in xyz[frozen]]
     np.testing.assert_array_equal(dc[frozen], base["features_dc"].numpy()[matched])  # the reconstruction's
+
+
+def test_export_of_the_relevant_gaussians_alone(wys_run, tmp_path):
+    """nerf-edit-export-relevant: the Gaussians at or above τ (the ball's, now blue) in one .ply, the others with
+    --invert; together they are the run's Gaussians, each once, with its own parameters."""
+    from plyfile import PlyData
+
+    from nerf_edit_scripts.export_relevant import ExportRelevant
+
+    edited = gaussians(wys_run)
+    relevant = torch.sigmoid(edited["relevance"][:, 0]) >= 0.5  # [N]
+    for invert in (False, True):
+        export = ExportRelevant(load_config=wys_run / "config.yml", output_dir=tmp_path, invert=invert)
+        export.validate()  # what the command checks first: a wys-splat run with checkpoints
+        export.main()
+    inside, outside = (PlyData.read(str(tmp_path / name))["vertex"] for name in ("relevant.ply", "irrelevant.ply"))
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert 20 < len(inside) == int(relevant.sum()) and len(outside) == int((~relevant).sum())
+    for vertices, rows in ((inside, relevant), (outside, ~relevant)):
+        xyz = np.stack([vertices[axis] for axis in "xyz"], axis=-1)
+        np.testing.assert_array_equal(xyz, edited["means"][rows].numpy())  # the same Gaussians, in the run's order
+        dc = np.stack([vertices[f"f_dc_{i}"] for i in range(3)], axis=-1)
+        np.testing.assert_array_equal(dc, edited["features_dc"][rows].numpy())
+    dc = np.stack([inside[f"f_dc_{i}"] for i in range(3)], axis=-1)
+    opacity = 1 / (1 + np.exp(-np.asarray(inside["opacity"])))
+    assert ((dc[:, 2] - dc[:, 0]) * opacity).sum() / opacity.sum() > 0.3  # the exported part is the blue ball

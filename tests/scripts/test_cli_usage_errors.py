@@ -21,13 +21,14 @@ from waiting import HANG_GUARD
 
 from nerf_edit.core.io import atomic_save_image
 from nerf_edit.errors import UsageError
-from nerf_edit_scripts import cli, edit_image, evaluate, evaluate_scene, make_scene
+from nerf_edit_scripts import cli, edit_image, evaluate, evaluate_scene, export_relevant, make_scene
 
 ENTRYPOINTS = {
     "nerf-edit-image": edit_image.entrypoint,
     "nerf-edit-eval": evaluate.entrypoint,
     "nerf-edit-eval-scene": evaluate_scene.entrypoint,
     "nerf-edit-make-scene": make_scene.entrypoint,
+    "nerf-edit-export-relevant": export_relevant.entrypoint,
 }
 MISSING_GPU = f"cuda:{torch.cuda.device_count()}"  # a GPU this machine does not have, with or without GPUs
 
@@ -145,6 +146,11 @@ CASES = [
     ("nerf-edit-eval-scene", SCENE + ["--instruction", " "], "--instruction is empty"),
     ("nerf-edit-eval-scene", SCENE[:-4] + ["--clip-model", "./no/clip", *SCENE[-2:]], "is not a directory"),
     ("nerf-edit-eval-scene", SCENE[:-1] + ["{file.txt}"], "is an existing file, not a folder"),
+    # nerf-edit-export-relevant
+    ("nerf-edit-export-relevant", ["--load-config", "{missing}/config.yml"], "no run config"),
+    ("nerf-edit-export-relevant", ["--load-config", "{edited}/config.yml"], "is a wys run: only wys-splat runs"),
+    ("nerf-edit-export-relevant", ["--load-config", "{edited}/config.yml", "--threshold", "2"],
+     "--threshold must be in [0, 1]"),
     # nerf-edit-make-scene
     ("nerf-edit-make-scene", ["--output", "{out}", "--size", "8"], "--size must be an integer >= 16, got 8"),
     ("nerf-edit-make-scene", ["--output", "{out}", "--num-views", "1"], "--num-views must be an integer >= 2"),
