@@ -143,7 +143,8 @@ def overlay(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 
 PRESETS = {
-    "zone-official": ("ZONE as its authors run it: --editor zone, 20 DPM-Solver++ steps, guidance 7.5 / image 1.5",
+    "zone-official": ("ZONE as its authors run it: --editor zone, 20 DPM-Solver++ steps, guidance 7.5 / image 1.5, "
+                      "the edge smoother on grey levels",
                       lambda: EditImage(input=tyro.MISSING, instruction=tyro.MISSING, editor="zone",
                                         settings=official_zone_config())),
     "vimaedit-official": ("ViMAEdit as its authors run it: --editor vimaedit, their IP-Adapter order, no composite, "

@@ -15,6 +15,9 @@ Action = Literal["add", "remove", "change"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "change")
 # Which branches of IP2P's [text, image-only, null] guidance batch the rough mask's attention averages.
 ATTENTION_BRANCHES = {"null-text": (1, 2), "instruction": (0,)}
+# How the edge smoother compares the edited and original layers (ZoneConfig.edge_difference).
+EdgeDifference = Literal["max-channel", "grey"]
+EDGE_DIFFERENCES: tuple[EdgeDifference, ...] = ("max-channel", "grey")
 
 
 @dataclass
@@ -49,6 +52,11 @@ class ZoneConfig:
     """SAM automatic mask generation: grid points per image side."""
     sam_points_per_batch: int = 64
     """SAM prompts decoded at once (memory vs speed)."""
+    small_regions_px: float = 64.0
+    """Regions of the rough mask M_b (before Region-IoU) and of the refined mask M_f smaller than this area (pixels
+    at 512², scaled with the image's area; 4-connected) are removed; holes stay; 0 keeps every region. The official
+    code's `filter_small_regions(mask, region_thres=64)` (utils/mask_utils.py ~140-150, on M_b and M_f at ~161,
+    ~163), without its two slips (`nerf_edit.zone.ops.remove_small_regions`)."""
     edge_dilate_px: float = 4.0
     """Edge smoother: the refined mask is dilated by this much before the layers are compared."""
     edge_radius_px: float = 200.0
@@ -57,6 +65,11 @@ class ZoneConfig:
     """Edge smoother: low-passed difference (0-255) above this counts as edited."""
     edge_close_px: float = 10.0
     """Edge smoother: radius of the morphological closing."""
+    edge_difference: EdgeDifference = "max-channel"
+    """Edge smoother: how the two layers are compared. `max-channel` takes the largest per-channel difference, so a
+    hue change of equal brightness counts; `grey` compares BT.601 luma (0.299 R + 0.587 G + 0.114 B), as the
+    official code (utils/mask_utils.py ~252-255, cv2 RGB2GRAY), which misses such a change. (Its inference.py
+    ~94-95 hands it BGR-ordered arrays, so in effect it weighs 0.299 B + 0.587 G + 0.114 R; we weigh R, G, B.)"""
     edge_alpha: float = 0.6
     """Weight of the edit on the band the smoother adds around the refined mask."""
 
@@ -75,6 +88,8 @@ def check_zone_config(zone, prefix: str = "--zone.", main_model: Optional[str] =
         check_range(prefix + field_name.replace("_", "-"), getattr(zone, field_name), 0)
     check_range(f"{prefix}edge-threshold", zone.edge_threshold, 0, 255)
     check_range(f"{prefix}edge-alpha", zone.edge_alpha, 0, 1)
+    check_choice(f"{prefix}edge-difference", zone.edge_difference, EDGE_DIFFERENCES)
+    check_range(f"{prefix}small-regions-px", zone.small_regions_px, 0)
     if not check_models:
         return
     if zone.action not in ("auto", "official", "rules", *ACTIONS):

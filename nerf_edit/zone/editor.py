@@ -80,16 +80,17 @@ class ZoneEditor(IP2PEditor):
             actions = [fused.action] * images.shape[0]
             if mask is None:  # another localiser's mask is ZONE's rough mask; the segments refine it
                 rough = localize(self.localizer, images, instruction, conditioning, generator, encoded).mask
-                refined = self.zone.refine(images, fused.canvas, rough, fused.action)
+                rough, refined = self.zone.refine(images, fused.canvas, rough, fused.action)
                 found = ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
                                          actions=actions, action_classifier=self.zone.parts.classifier_name)
-            else:
+            else:  # the caller's mask is M_f as given: no small regions removed, no segments
                 refined = check_mask(mask, images)
                 found = ZoneLocalization(mask=refined, canvas=fused.canvas, refined_mask=refined, actions=actions,
                                          action_classifier=self.zone.parts.classifier_name)
         settings = self.config.zone
         with self.stages.stage("edge smoother + blend"):
             final = zone.fft_edge_mask(found.canvas, background.float(), found.refined_mask, settings.edge_dilate_px,
-                                       settings.edge_radius_px, settings.edge_threshold, settings.edge_close_px)
+                                       settings.edge_radius_px, settings.edge_threshold, settings.edge_close_px,
+                                       settings.edge_difference)
             result = zone.blend_layers(found.canvas, background.float(), final, found.refined_mask, settings.edge_alpha)
         return EditResult(images=result, relevance=found.refined_mask.float(), mask=final, localization=found)

@@ -27,8 +27,8 @@ class ZoneLocalization(Localization):
     """ZONE's localisation of a batch; `mask` is the refined mask M_f."""
 
     canvas: Optional[torch.Tensor] = None  # [B, 3, H, W] the globally edited image I_sty (fused IP2P)
-    rough_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_b (None when the caller gave the mask)
-    refined_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_f, the segment with the best Region-IoU
+    rough_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_b less small regions (None: the caller gave M_f)
+    refined_mask: Optional[torch.Tensor] = None  # [B, H, W] bool M_f, the best Region-IoU segment less small regions
     actions: list = field(default_factory=list)  # the add/remove/change decision per image
     action_classifier: str = ""  # which classifier decided (ZONE's checkpoint, the keyword rules, ...)
     attention: Optional[torch.Tensor] = None  # [B, h, w, L] the averaged cross-attention maps
@@ -102,20 +102,25 @@ class ZoneLocalizer(IP2PLocalizer):
             return sd1_dpm_solver_scheduler(self.ip2p.model_scheduler_config)
         return self.ip2p.scheduler
 
-    def refine(self, images: torch.Tensor, canvas: torch.Tensor, rough: torch.Tensor, action: str) -> torch.Tensor:
-        """M_f: per image, the segment with the best Region-IoU against `rough` [B, H, W] (segments of the edit,
-        or of `images` for "remove"); `rough` itself without a segmenter or segments. -> [B, H, W] bool"""
+    def refine(self, images: torch.Tensor, canvas: torch.Tensor, rough: torch.Tensor,
+               action: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """M_b and M_f: `rough` [B, H, W] less its small regions, then per image the segment with the best
+        Region-IoU against it (segments of the edit, or of `images` for "remove"; M_b itself without a segmenter
+        or segments) less its small regions, the official code's order (utils/mask_utils.py ~161-163).
+        -> ([B, H, W] bool, [B, H, W] bool)"""
+        area = self.config.zone.small_regions_px
+        rough = zone.remove_small_regions(rough, area)
         refined = rough.clone()
         segmenter = self.parts.segmenter
         if segmenter is None:
-            return refined
+            return rough, refined
         source = images if action == "remove" else canvas
         for i in range(images.shape[0]):
             with self.stages.stage("segment (SAM)"):
                 segments = segmenter(source[i])
             with self.stages.stage("Region-IoU"):
                 refined[i] = zone.refine_mask(segments, rough[i])[0].to(images.device)
-        return refined
+        return rough, zone.remove_small_regions(refined, area)
 
     def localize_encoded(self, encoded: EncodedInputs, instruction: str, generator: Optional[torch.Generator] = None,
                          strength: float = 1.0, noise: Optional[torch.Tensor] = None,
@@ -133,7 +138,7 @@ class ZoneLocalizer(IP2PLocalizer):
             last = zone.last_token_index(self.ip2p.tokenizer, instruction)
             rough = zone.rough_mask(attention, last, padded_size, settings.attention_threshold,
                                     settings.attention_contrast)[:, :height, :width].to(images.device)
-        refined = self.refine(images, fused.canvas, rough, fused.action)
+        rough, refined = self.refine(images, fused.canvas, rough, fused.action)
         return ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
                                 actions=[fused.action] * images.shape[0], attention=attention,
                                 action_classifier=self.parts.classifier_name)

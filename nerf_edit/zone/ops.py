@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from nerf_edit.config.zone import ACTIONS, Action
+from nerf_edit.config.zone import ACTIONS, EDGE_DIFFERENCES, Action
 from nerf_edit.core.masks import dilate, mask_iou
 from nerf_edit.errors import UsageError
 from nerf_edit.plugins import build_plugin
@@ -20,11 +20,19 @@ from nerf_edit.plugins import build_plugin
 # MagicBrush's weight in the fused step: it removes objects better, IP2P keeps identities better (ZONE §4.2).
 FUSION_BETA: dict[str, float] = {"remove": 0.2, "add": 0.01, "change": 0.01}
 REFERENCE_SIZE = 512
+# ITU-R BT.601 luma weights of R, G, B: what OpenCV's RGB2GRAY applies and ZONE's edge smoother compares.
+EDGE_GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def scaled_px(pixels: float, image_size: Sequence[int]) -> int:
     """A pixel size given at 512² scaled to `image_size` (by its shorter side), at least 1."""
     return max(1, round(pixels * min(image_size) / REFERENCE_SIZE))
+
+
+def scaled_area(pixels: float, image_size: Sequence[int]) -> float:
+    """An area in pixels given at 512² scaled to `image_size` (by its shorter side, squared: an area grows with
+    both sides). Not rounded, so that a threshold stays exact at 512² and small at small sizes."""
+    return pixels * (min(image_size) / REFERENCE_SIZE) ** 2
 
 
 # ------------------------------------------------------------------------------------------- localisation
@@ -132,6 +140,49 @@ def refine_mask(segments: Optional[torch.Tensor], mask: torch.Tensor) -> tuple[t
     return segments[best].bool().to(mask.device), best
 
 
+def connected_components(mask: torch.Tensor) -> torch.Tensor:
+    """Label the 4-connected components of set pixels (scipy.ndimage.label's default connectivity, which ZONE's
+    code uses): each set pixel gets the flat index (row · W + column) of its component's first pixel in raster
+    order, each unset pixel -1. [B, H, W] bool -> [B, H, W] long"""
+    mask = mask.bool()
+    batch, height, width = mask.shape
+    unset = height * width  # above every index, so it never wins a minimum
+    index = torch.arange(unset, device=mask.device).view(1, height, width).expand(batch, -1, -1)
+    labels = torch.where(mask, index, unset)  # [B, H, W]
+    while True:
+        # each pixel takes the smallest label among itself and its 4 neighbours; unset pixels stay unset
+        smallest = labels.clone()
+        smallest[:, 1:] = torch.minimum(smallest[:, 1:], labels[:, :-1])
+        smallest[:, :-1] = torch.minimum(smallest[:, :-1], labels[:, 1:])
+        smallest[:, :, 1:] = torch.minimum(smallest[:, :, 1:], labels[:, :, :-1])
+        smallest[:, :, :-1] = torch.minimum(smallest[:, :, :-1], labels[:, :, 1:])
+        smallest = torch.where(mask, smallest, unset).flatten(1)  # [B, H·W]
+        # then the label of the pixel its label names: a pixel of the same component whose label is no larger,
+        # so labels travel along chains at once instead of one pixel per pass (long thin regions)
+        jumped = smallest.gather(1, smallest.clamp_max(unset - 1))
+        jumped = torch.where(mask.flatten(1), jumped, unset).view(batch, height, width)
+        if torch.equal(jumped, labels):  # every component holds its smallest index everywhere
+            return torch.where(mask, labels, -1)
+        labels = jumped
+
+
+def remove_small_regions(mask: torch.Tensor, area_px: float = 64.0) -> torch.Tensor:
+    """Unset every 4-connected region of set pixels smaller than `area_px` pixels (at 512², scaled with the
+    image's area); holes (unset regions) stay. ZONE's code does this to M_b and M_f (lsl001006/ZONE
+    utils/mask_utils.py ~140-150, `filter_small_regions(mask, region_thres=64)`, called at ~161 and ~163).
+    It differs from that code in two slips we don't copy: its "area" is the sum of the label image over the
+    region, i.e. pixels × label number, so only the first region in raster order is held to 64 px (the k-th to
+    64/k); and it clears the region's whole bounding box, with any pixels of other regions inside it.
+    `area_px` 0 keeps every region. [B, H, W] bool -> [B, H, W] bool"""
+    mask = mask.bool()
+    if area_px <= 0:
+        return mask
+    labels = connected_components(mask).flatten(1).clamp_min(0)  # [B, H·W]; unset pixels point at 0, add 0, masked
+    pixels = torch.zeros_like(labels).scatter_add_(1, labels, mask.flatten(1).long())  # region sizes at first pixels
+    area = pixels.gather(1, labels).view_as(mask)  # [B, H, W] each pixel's region size
+    return mask & (area >= scaled_area(area_px, mask.shape[-2:]))
+
+
 # ------------------------------------------------------------------------------------------- morphology
 # dilate (square, by a radius) is nerf_edit.core.masks.dilate, imported above.
 def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -183,20 +234,28 @@ def fft_edge_mask(
     radius_px: float = 200.0,
     threshold: float = 30.0,
     close_px: float = 10.0,
+    difference: str = "max-channel",
 ) -> torch.Tensor:
     """ZONE's edge smoother: the mask M_f* of pixels the edit really changed near the refined mask M_f.
 
     Both layers are cut to M_f dilated (M_d), low-passed with an ideal filter (D0 = `radius_px` at 512²), and the
     inverse FFT of the spectra's difference is binarised (> `threshold` on 0–255), closed and hole-filled; the
-    result is kept inside M_d. The difference is taken per colour channel and the largest kept, so a hue change
-    of equal brightness still counts (ZONE's code compares grey levels).
+    result is kept inside M_d. `difference` "max-channel" takes the difference per colour channel and keeps the
+    largest, so a hue change of equal brightness still counts; "grey" compares the layers' BT.601 luma
+    0.299 R + 0.587 G + 0.114 B, as ZONE's code (lsl001006/ZONE utils/mask_utils.py ~252-255, cv2's RGB2GRAY).
     edited, original [B, 3, H, W] in [0, 1]; mask [B, H, W] bool -> [B, H, W] bool
     """
     size = edited.shape[-2:]
     region = dilate(mask.bool(), scaled_px(dilate_px, size))[:, None]  # M_d [B, 1, H, W]
+    change = edited.float() - original.float()  # [B, 3, H, W]
+    if difference == "grey":  # luma is linear too: the luma of the difference is the difference of the lumas
+        weights = torch.tensor(EDGE_GREY_WEIGHTS, device=change.device)
+        change = (change * weights[:, None, None]).sum(1, keepdim=True)  # [B, 1, H, W]
+    elif difference != "max-channel":
+        raise UsageError(f"unknown edge difference {difference!r}: use one of {list(EDGE_DIFFERENCES)}")
     # H(f(L)) − H(f(G)) = H(f(L − G)): the FFT and the filter are linear, so one transform of the difference
-    difference = ideal_low_pass((edited.float() - original.float()) * region, radius_px * min(size) / REFERENCE_SIZE)
-    changed = torch.fft.ifft2(torch.fft.ifftshift(difference, dim=(-2, -1))).abs().amax(1) * 255  # [B, H, W]
+    spectrum = ideal_low_pass(change * region, radius_px * min(size) / REFERENCE_SIZE)
+    changed = torch.fft.ifft2(torch.fft.ifftshift(spectrum, dim=(-2, -1))).abs().amax(1) * 255  # [B, H, W]
     smoothed = fill_holes(close(changed > threshold, scaled_px(close_px, size)))
     return smoothed & region[:, 0]
 

@@ -157,6 +157,51 @@ def test_refine_keeps_the_rough_mask_without_a_matching_segment():
     assert index == -1 and torch.equal(refined, rough)
 
 
+def test_small_regions_go_as_in_the_official_code():
+    """lsl001006/ZONE @9788584 utils/mask_utils.py ~140-150, `filter_small_regions(mask, region_thres=64)`: scipy's
+    `label(mask)` (default structure: 4-connected) numbers the regions of set pixels, and one whose area is
+    `< region_thres` is set to 0; unset pixels are never labelled, so holes stay. ~161 and ~163 apply it to M_b
+    and M_f at the image's size (512² here). The 49-px island is the first region in raster order, so the official
+    "area" (pixels × label number) is its pixel count there too."""
+    size = (512, 512)
+    island = square(size, 2, 2, 7)  # 49 px < 64: removed
+    body = square(size, 100, 100, 40) & ~square(size, 110, 110, 3)  # 1591 px with a 9-px hole that stays
+    kept = square(size, 300, 300, 8)  # 64 px: kept, the official cut is `area < 64`
+    mask = (island | body | kept)[None]
+    threshold = ZoneConfig().small_regions_px
+    assert threshold == 64 and zone.scaled_area(threshold, size) == 64
+    filtered = zone.remove_small_regions(mask, threshold)
+    assert torch.equal(filtered[0], body | kept) and not torch.equal(filtered, mask)  # unfiltered, the island stays
+
+
+def test_small_regions_are_4_connected_scaled_with_the_area_and_optional():
+    size = (128, 128)  # 64 px at 512² is 4 px here
+    staircase = torch.zeros(size, dtype=torch.bool)
+    for i in range(4):
+        staircase[10 + i, 10 + i] = True  # four 1-px regions touching at corners: 8-connected they would be 4 px
+    block = square(size, 40, 40, 2)  # 4 px: kept
+    line = torch.zeros(size, dtype=torch.bool)
+    line[80, 80:83] = True  # 3 px: removed
+    mask = (staircase | block | line)[None]
+    assert zone.scaled_area(64, size) == 4
+    assert torch.equal(zone.remove_small_regions(mask, 64)[0], block)
+    assert torch.equal(zone.remove_small_regions(mask, 0), mask)  # 0: off
+
+
+def test_connected_components_name_each_region_by_its_first_pixel():
+    # a 73-px serpentine path, one region however far its ends are apart along it; then a dot and a square apart
+    snake = torch.zeros(16, 16, dtype=torch.bool)
+    snake[0::4] = True  # rows 0, 4, 8, 12
+    snake[1:4, 15] = snake[5:8, 0] = snake[9:12, 15] = True  # joined at alternate ends
+    mask = torch.stack([snake, square((16, 16), 14, 3, 1) | square((16, 16), 2, 2, 2)])
+    labels = zone.connected_components(mask)
+    assert labels.shape == (2, 16, 16) and labels.dtype == torch.long
+    assert torch.equal(labels[0], torch.where(snake, 0, -1))
+    expected = torch.full((16, 16), -1)
+    expected[2:4, 2:4], expected[14, 3] = 2 * 16 + 2, 14 * 16 + 3
+    assert torch.equal(labels[1], expected)
+
+
 # ------------------------------------------------------------------------------------------- edge smoother
 def synthetic_pair(size=(128, 128), seed=0):
     """A textured original and the same image with one blob recoloured (the edit), plus the blob."""
@@ -188,6 +233,26 @@ def test_fft_smoother_with_the_papers_settings_at_512():
     refined = zone.erode(blob[None], 3)
     final = zone.fft_edge_mask(edited, original, refined)
     assert mask_iou(final[0], blob) >= 0.95
+
+
+def test_grey_edge_difference_misses_a_hue_change_of_equal_luma():
+    """lsl001006/ZONE @9788584 utils/mask_utils.py ~252-255: `subtract_fft_images` turns both layers grey with
+    `cv2.cvtColor(..., cv2.COLOR_RGB2GRAY)` (Y = 0.299 R + 0.587 G + 0.114 B) before the FFTs, so a recolouring that
+    keeps Y changes nothing it sees; the largest channel difference (our default) sees it."""
+    size = (64, 64)
+    blob = disk(size, (32, 32), 12)
+    original = torch.full((1, 3, *size), 0.5)
+    hue = torch.tensor([0.8, 0.5 - 0.3 * (0.299 + 0.114) / 0.587, 0.8])  # R, B +0.3 and G down to keep Y = 0.5
+    assert float((hue * torch.tensor([0.299, 0.587, 0.114])).sum()) == pytest.approx(0.5, abs=1e-6)
+    recoloured, brighter = original.clone(), original.clone()
+    recoloured[:, :, blob] = hue[:, None]
+    brighter[:, :, blob] = 0.8
+    assert ZoneConfig().edge_difference == "max-channel"
+    assert not zone.fft_edge_mask(recoloured, original, blob[None], difference="grey").any()
+    assert mask_iou(zone.fft_edge_mask(recoloured, original, blob[None], difference="max-channel")[0], blob) >= 0.9
+    assert mask_iou(zone.fft_edge_mask(brighter, original, blob[None], difference="grey")[0], blob) >= 0.9
+    with pytest.raises(ValueError, match="unknown edge difference 'gray'"):
+        zone.fft_edge_mask(recoloured, original, blob[None], difference="gray")
 
 
 def test_fft_smoother_ignores_an_unchanged_region():

@@ -135,6 +135,36 @@ def test_relevance_localizer_feeds_zone_refinement(images):
     assert torch.equal(result.localization.refined_mask, result.localization.rough_mask)
 
 
+class SpeckledSegmenter:
+    """The top-left quadrant with a 2x2 speck in the opposite corner, and the whole image."""
+
+    def __call__(self, image):
+        height, width = image.shape[-2:]
+        segments = torch.zeros(2, height, width, dtype=torch.bool)
+        segments[0, : height // 2, : width // 2] = True
+        segments[0, -2:, -2:] = True
+        segments[1] = True
+        return segments
+
+
+def test_refinement_removes_small_regions_from_the_rough_and_the_refined_mask(images):
+    """The official order (lsl001006/ZONE utils/mask_utils.py ~161-163): small regions out of M_b, Region-IoU, small
+    regions out of M_f. 2048 px at 512² is 12.5 px at 40x56: the 4-px specks go, the 100-px block stays."""
+    block = torch.zeros(2, 40, 56, dtype=torch.bool)
+    block[:, 4:14, 4:14] = True
+    rough = block.clone()
+    rough[:, 2:4, 40:42] = True  # a speck of M_b far from the block
+    speckled = SpeckledSegmenter()(images[0])[0]  # the best Region-IoU segment either way
+    quadrant = speckled.clone()
+    quadrant[-2:, -2:] = False
+    ip2p = InstructPix2Pix(build_tiny_ip2p_pipeline())
+    parts = ZoneParts(fusion=None, segmenter=SpeckledSegmenter(), classify=lambda instruction: "add")
+    for area, rough_kept, refined_kept in ((2048.0, block, quadrant), (0.0, rough, speckled)):
+        settings = EditorConfig(model="tiny", device="cpu", zone=ZoneConfig(small_regions_px=area))
+        m_b, m_f = ZoneLocalizer(settings, ip2p, parts).refine(images, images, rough, "add")
+        assert torch.equal(m_b, rough_kept) and torch.equal(m_f, refined_kept.expand(2, -1, -1)), area
+
+
 def test_bad_zone_settings_are_one_line_errors():
     assert editor_class("zone") is ZoneEditor
     with pytest.raises(EditorError, match="unknown --localizer 'sam'"):
@@ -143,6 +173,10 @@ def test_bad_zone_settings_are_one_line_errors():
         ZoneEditor(config(segmenter="nowhere:Segmenter"))
     with pytest.raises(EditorError, match="unknown --zone.action 'mlp'"):
         ZoneEditor(config(action="mlp"))
+    with pytest.raises(EditorError, match=r"unknown --zone.edge-difference 'gray': use one of \['max-channel', "):
+        ZoneEditor(config(edge_difference="gray"))
+    with pytest.raises(EditorError, match="--zone.small-regions-px"):
+        ZoneEditor(config(small_regions_px=-1.0))
     editor = ZoneEditor(config(action=f"{__name__}:confused"))
     with pytest.raises(EditorError, match="must return one of"):
         editor.edit(torch.rand(1, 3, 16, 16), "make it red")
