@@ -76,6 +76,11 @@ class WysSplatModel(SplatfactoModel):
         mask = frozen_mask(self.strategy_state)
         return torch.zeros(self.num_points, dtype=torch.bool, device=self.device) if mask is None else mask
 
+    @property
+    def has_frozen_set(self) -> bool:
+        """Whether this instruction's Gaussians were frozen (an empty set counts: it was decided)."""
+        return frozen_mask(self.strategy_state) is not None
+
     def freeze_irrelevant(self, tau: float) -> int:
         """Freeze every Gaussian whose relevance is below `tau`; returns how many are frozen now."""
         freeze_rows(self.gauss_params, self.optimizers, self.strategy_state, self.relevance.detach() < tau)

@@ -62,12 +62,15 @@ class WYSSplatPipeline(WYSPipeline):
 
     def update_dataset(self, step: int) -> None:
         super().update_dataset(step)
-        if self.model.relevance_only and self.first_edit_step is not None and step >= self.first_edit_step:
-            self.model.relevance_only = False
-            if self.config.freeze_irrelevant and self.config.use_relevance:
-                frozen = self.model.freeze_irrelevant(self.config.freeze_threshold)
-                CONSOLE.print(f"[green]Frozen {frozen} of {self.model.num_points} Gaussians (relevance below "
-                              f"{self.config.freeze_threshold}): they stay the reconstruction's")
+        if self.first_edit_step is None or step < self.first_edit_step:
+            return
+        self.model.relevance_only = False
+        # Freeze once per instruction, at its first edit: the set lives in the checkpoint, so a resumed run keeps
+        # it; a run resumed from a checkpoint written before its first edit has none yet and freezes now.
+        if self.config.freeze_irrelevant and self.config.use_relevance and not self.model.has_frozen_set:
+            frozen = self.model.freeze_irrelevant(self.config.freeze_threshold)
+            CONSOLE.print(f"[green]Frozen {frozen} of {self.model.num_points} Gaussians (relevance below "
+                          f"{self.config.freeze_threshold}): they stay the reconstruction's")
 
 
 @dataclass

@@ -5,25 +5,17 @@ relevance = the red ball, edit = ball turns blue + IP2P-like over-editing of the
 on held-out views: the rendered relevance must find the ball, wys must keep the background, wys-global must not.
 """
 
-import os
-import signal
-import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from waiting import HANG_GUARD, wait_for
 from wys_runs import (
-    HOLD_OUT,
-    PROMPT,
-    QUIET,
     away_from_objects,
+    check_every_finished_edit_kept,
     check_ns_render_video,
-    cli,
     evaluate,
     held_out_views,
+    killed_then_resumed,
     psnr,
     train,
 )
@@ -160,47 +152,13 @@ def test_a_second_edit_in_3d_keeps_the_first_on_held_out_views(scene, outputs, w
     assert background[1] >= background[0] - 0.5  # the background is no further from the photos than it was
 
 
-def run_dir_of(outputs: Path, method: str, timestamp: str) -> Path:
-    return outputs / "synthetic" / method / timestamp
-
-
 def test_kill_and_resume_keeps_every_finished_edit(scene, outputs, base_run):
     """kill -9 a wys run mid-way; the resumed run restores every edit that was on disk and goes on editing."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    # the kill and the restore are the subject here, not the relevance's conditioning: no renders for the targets
-    oracle = ["--pipeline.editor", "oracle_editor:OriginalsOnlyOracleEditor"]
-    common = LIGHT_CPU_ARGS + QUIET + oracle + ["--data", str(scene), "--output-dir", str(outputs), "--pipeline.prompt", PROMPT,
-                                                "--pipeline.edit-rate", "2", "--pipeline.relevance-warmup-steps", "0"]
-    killed = run_dir_of(outputs, "wys", "killed")
-    process = subprocess.Popen(
-        [cli("ns-train"), "wys", *common, "--timestamp", "killed", "--load-dir", str(base_run / "nerfstudio_models"),
-         "--max-num-iterations", "100000", "--steps-per-save", "10", *HOLD_OUT],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        wait_for(lambda: len(list((killed / "edits" / "images").glob("*.png"))) >= 6
-                 and list((killed / "nerfstudio_models").glob("*.ckpt")), "6 edits and a checkpoint", process, 0.5)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    time.sleep(0.5)
-    saved = {p.name: np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(p)) for p in (killed / "edits" / "images").glob("*.png")}
-    assert len(saved) >= 6  # every file on disk is a whole, readable PNG (written then renamed)
+    killed, _, saved, after, stdout = killed_then_resumed("wys", LIGHT_CPU_ARGS, scene, outputs,
+                                                          base_run / "nerfstudio_models",
+                                                          ["--pipeline.relevance-warmup-steps", "0"])
     assert len(list((killed / "edits" / "relevance").glob("*.npy"))) == 18
-
-    resumed = run_dir_of(outputs, "wys", "resumed")
-    result = subprocess.run(
-        [cli("ns-train"), "wys", *common, "--timestamp", "resumed", "--load-dir", str(killed / "nerfstudio_models"),
-         "--max-num-iterations", "6", *HOLD_OUT],
-        env=env, capture_output=True, text=True, timeout=HANG_GUARD,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Restored {len(saved)} edited views and 18 relevance targets" in " ".join(result.stdout.split())
-    after = {p.name: np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(p)) for p in (resumed / "edits" / "images").glob("*.png")}
-    assert set(saved) <= set(after)  # nothing lost
-    assert len(after) > len(saved)  # and editing went on: 6 steps at one edit per 2 steps edit new views too
-    kept = [name for name in saved if np.array_equal(saved[name], after[name])]
-    assert len(kept) >= len(saved) - 3  # only views re-edited in the 6 resumed steps differ
+    check_every_finished_edit_kept(saved, after, stdout)
 
 
 def test_ns_render_writes_the_edited_scene_and_its_relevance(wys_run, tmp_path):

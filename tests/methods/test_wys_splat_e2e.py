@@ -13,7 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from wys_runs import HOLD_OUT, PROMPT, QUIET, check_ns_render_video, cli, evaluate
+from wys_runs import (
+    HOLD_OUT,
+    PROMPT,
+    QUIET,
+    check_every_finished_edit_kept,
+    check_ns_render_video,
+    cli,
+    evaluate,
+    killed_then_resumed,
+)
 
 from nerf_edit_methods.configs import method_config
 from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
@@ -40,8 +49,15 @@ def train(method: str, scene: Path, output_dir: Path, timestamp: str, args) -> P
 
 def gaussians(run: Path) -> dict:
     """The model's state in a run's (only) checkpoint: gauss_params.* [N, ...] and, once frozen, `frozen` [N]."""
-    (checkpoint,) = (run / "nerfstudio_models").glob("step-*.ckpt")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+    return gaussians_at(run, "only")
+
+
+def gaussians_at(run: Path, which: str) -> dict:
+    """gauss_params.* [N, ...] and `frozen` [N] of a run's `only` checkpoint or its `latest` one."""
+    checkpoints = sorted((run / "nerfstudio_models").glob("step-*.ckpt"))
+    if which == "only":
+        assert len(checkpoints) == 1, checkpoints
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)["pipeline"]
     return {key[len("_model."):].replace("gauss_params.", ""): value for key, value in state.items()
             if key.startswith("_model.")}
 
@@ -121,6 +137,22 @@ def test_ns_render_writes_the_edited_splats_and_their_relevance(wys_run, tmp_pat
     """`ns-render` of a wys-splat run on the CPU renderer: the video shows the edited scene and the relevance per
     Gaussian, frame by frame what the model renders."""
     check_ns_render_video(wys_run, tmp_path / "edited.mp4")
+
+
+def test_kill_and_resume_keeps_every_edit_and_the_frozen_gaussians(scene, outputs, base_run):
+    """kill -9 a wys-splat run after its Gaussians were frozen; the resumed run restores every edit on disk and the
+    frozen set from the checkpoint (no second freeze: the same Gaussians, still the reconstruction's bit for bit)."""
+    killed, resumed, saved, after, stdout = killed_then_resumed(
+        "wys-splat", LIGHT_CPU_SPLAT_ARGS + SHORT_RUN, scene, outputs, base_run / "nerfstudio_models",
+        ["--pipeline.relevance-warmup-steps", "10"])
+    check_every_finished_edit_kept(saved, after, stdout)
+    assert "Frozen" not in stdout  # the resumed run took the frozen set from its checkpoint
+    before_kill, final, base = gaussians_at(killed, "latest"), gaussians(resumed), gaussians(base_run)
+    assert final["frozen"].any() and torch.equal(final["frozen"], before_kill["frozen"])
+    rows = {bytes(row.numpy().tobytes()): index for index, row in enumerate(base["means"])}
+    matched = [rows[bytes(row.numpy().tobytes())] for row in final["means"][final["frozen"]]]  # KeyError: moved
+    for name in ("scales", "quats", "features_dc", "opacities"):
+        assert torch.equal(final[name][final["frozen"]], base[name][matched]), name
 
 
 def test_export_writes_the_edited_splats_with_the_frozen_ones_unchanged(base_run, wys_run, tmp_path):

@@ -127,3 +127,57 @@ def check_ns_render_video(run_dir: Path, video: Path) -> None:
               f"rgb half vs relevance {errors[2]:.4f}")
         assert errors[0] <= VIDEO_TOLERANCE and errors[1] <= VIDEO_TOLERANCE
         assert errors[2] > 4 * VIDEO_TOLERANCE  # the check tells the two outputs apart
+
+
+def killed_then_resumed(method: str, cpu_args: Sequence[str], scene: Path, outputs: Path, load_dir: Path,
+                        extra: Sequence[str] = ()) -> Tuple[Path, Path, dict, dict, str]:
+    """`ns-train METHOD` (the originals-only oracle, an edit every 2nd step) from `load_dir`, killed with SIGKILL
+    once 6 edits and a checkpoint are on disk, then resumed from its checkpoints for 6 steps. -> (killed run, resumed
+    run, the killed run's edited views {name: uint8 array}, the resumed run's, the resumed run's stdout)"""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from PIL import Image
+    from waiting import HANG_GUARD, wait_for
+
+    def edited_views(run: Path) -> dict:
+        return {p.name: np.asarray(Image.open(p)) for p in (run / "edits" / "images").glob("*.png")}
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    # the kill and the restore are the subject here, not the relevance's conditioning: no renders for the targets
+    common = [*cpu_args, *QUIET, "--pipeline.editor", "oracle_editor:OriginalsOnlyOracleEditor", "--data", str(scene),
+              "--output-dir", str(outputs), "--pipeline.prompt", PROMPT, "--pipeline.edit-rate", "2", *extra]
+    killed = outputs / scene.name / method / "killed"
+    process = subprocess.Popen(
+        [cli("ns-train"), method, *common, "--timestamp", "killed", "--load-dir", str(load_dir),
+         "--max-num-iterations", "100000", "--steps-per-save", "10", *HOLD_OUT],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: len(list((killed / "edits" / "images").glob("*.png"))) >= 6
+                 and list((killed / "nerfstudio_models").glob("*.ckpt")), "6 edits and a checkpoint", process, 0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    time.sleep(0.5)
+    saved = edited_views(killed)  # every file on disk must be a whole, readable PNG (written then renamed)
+    resumed = outputs / scene.name / method / "resumed"
+    result = subprocess.run(
+        [cli("ns-train"), method, *common, "--timestamp", "resumed", "--load-dir", str(killed / "nerfstudio_models"),
+         "--max-num-iterations", "6", *HOLD_OUT],
+        env=env, capture_output=True, text=True, timeout=HANG_GUARD,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return killed, resumed, saved, edited_views(resumed), " ".join(result.stdout.split())
+
+
+def check_every_finished_edit_kept(saved: dict, after: dict, stdout: str, views: int = 18) -> None:
+    """The resumed run restored every edit the killed one had on disk, and went on editing."""
+    assert len(saved) >= 6
+    assert f"Restored {len(saved)} edited views and {views} relevance targets" in stdout
+    assert set(saved) <= set(after)  # nothing lost
+    assert len(after) > len(saved)  # and editing went on: 6 steps at one edit per 2 steps edit new views too
+    kept = [name for name in saved if np.array_equal(saved[name], after[name])]
+    assert len(kept) >= len(saved) - 3  # only views re-edited in the 6 resumed steps differ
