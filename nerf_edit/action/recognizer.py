@@ -110,9 +110,21 @@ def segment_clip(path: Path, start: float, end: float, frames: int) -> np.ndarra
     `end` (each the decoded frame nearest its target time). -> [frames, H, W, 3] uint8"""
     import av
 
-    targets = np.linspace(start, end, frames)
-    chosen = []
+    try:
+        return _decode_segment(path, np.linspace(start, end, frames), start, end)
+    except (av.error.FFmpegError, OSError) as error:  # PyAV's errors for an unreadable or corrupt file
+        raise ActionDataError(f"video {str(path)!r} cannot be decoded ({error}): re-encode or replace it, or leave "
+                              f"its pairs out of pairs.jsonl") from None
+
+
+def _decode_segment(path: Path, targets: np.ndarray, start: float, end: float) -> np.ndarray:
+    """The decoded frame nearest each of `targets` (seconds, ascending) in [start, end]. -> [T, H, W, 3] uint8"""
+    import av
+
+    frames, chosen = len(targets), []
     with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ActionDataError(f"{str(path)!r} has no video stream: its pairs need a video file")
         stream = container.streams.video[0]
         container.seek(max(0, int(start / stream.time_base)), stream=stream, backward=True, any_frame=False)
         previous = None

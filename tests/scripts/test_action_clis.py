@@ -85,6 +85,25 @@ def test_bad_input_is_one_line_and_exit_2(module, argv, message, pairs, tmp_path
     assert not (tmp_path / "out" / "model_index.json").exists()
 
 
+def test_a_corrupt_segment_video_is_one_error_line(tmp_path, monkeypatch, capsys):
+    """A pair whose source video is not a decodable video: one line naming the file, exit 2, no checkpoint."""
+    import json
+
+    pairs_folder = build_pairs(tmp_path / "pairs", count=4, heldout=2, size=16, seed=0)
+    records = [json.loads(line) for line in (pairs_folder / "pairs.jsonl").read_text().splitlines()]
+    for record in records:
+        record.update(video="broken.mp4", start=0.0, end=0.5)
+    (pairs_folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    code, err = run_cli(train_recognizer, ["--data", str(pairs_folder), "--videos", str(tmp_path / "videos"),
+                                           "--model", "tiny", "--cpu", "--output", str(tmp_path / "out")],
+                        monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "broken.mp4" in lines[0] and "cannot be decoded" in lines[0], err
+    assert not list((tmp_path / "out").glob("checkpoint*"))
+
+
 def test_fid_without_inception_weights_is_one_error_line(pairs, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evaluate_action, "fid_weights_path", lambda: tmp_path / "absent.pth")
     code, err = run_cli(evaluate_action, ["--data", str(pairs), "--models", "tiny", "--fid", "--resolution", "16",
