@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import L1Loss, Parameter
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
+from nerf_edit.wys.ops import masked_relevance_loss
 from nerf_edit_methods.compat import UnavailableLPIPS, offline_lpips
 
 
@@ -193,12 +194,9 @@ class WYSModel(NerfactoModel):
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
         if self.training and self.editing and self.config.use_lpips:
             loss_dict["lpips_loss"] = self.config.lpips_loss_mult * self.patch_lpips(outputs["rgb"], batch["image"])
-        if "relevance" in batch and "relevance_valid" in batch:
-            valid = batch["relevance_valid"].to(self.device).float()  # [R, 1]
-            if valid.sum() > 0:
-                target = batch["relevance"].to(self.device)  # [R, 1]
-                squared = (outputs["relevance"] - target) ** 2 * valid
-                loss_dict["relevance_loss"] = self.config.relevance_loss_mult * squared.sum() / valid.sum()
+        if "relevance" in batch and "relevance_valid" in batch:  # [R, 1] each
+            loss = masked_relevance_loss(outputs["relevance"], batch["relevance"], batch["relevance_valid"])
+            loss_dict["relevance_loss"] = self.config.relevance_loss_mult * loss
         return loss_dict
 
     def patch_lpips(self, rgb: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""nerfstudio's Trainer with checkpoints written atomically, so a kill at any moment leaves a loadable run."""
+"""nerfstudio's Trainer with checkpoints written atomically (a kill at any moment leaves a loadable run), and
+`ns-train wys*` ending through the library's one exit path (`exits_on_user_error`): every user error, wherever
+it is found (settings, data, checkpoint, editor), is one `error:` line with exit status 2, and Ctrl-C one
+`interrupted:` line with exit status 130."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from nerf_edit.core.io import atomic_write
-from nerf_edit.errors import UsageError, usage_exit
-from nerf_edit_methods.validate import check_trainer_config, exit_on_usage_error, remove_unused_run_folder
+from nerf_edit.errors import UsageError, exits_on_user_error
+from nerf_edit_methods.validate import check_trainer_config, remove_unused_run_folder
 
 
 @dataclass
@@ -24,18 +27,36 @@ class WYSTrainerConfig(TrainerConfig):
     def __post_init__(self) -> None:
         """ns-train reads --load-config before it calls anything of ours: a missing file is caught here, when tyro
         builds the config from the command line (the registered defaults have no load_config)."""
-        if self.load_config is not None and not Path(self.load_config).is_file():
-            raise usage_exit(UsageError(f"--load-config {str(self.load_config)!r} is not a file: pass the config.yml of "
-                                  f"an earlier run"))
+        with exits_on_user_error():
+            if self.load_config is not None and not Path(self.load_config).is_file():
+                raise UsageError(f"--load-config {str(self.load_config)!r} is not a file: pass the config.yml of an "
+                                 f"earlier run")
 
     def set_timestamp(self) -> None:
         """ns-train calls this first, before it prints the config, writes the run folder and builds anything: every
         setting is checked here, and a bad one stops with one `error:` line, exit status 2 (validate.py)."""
-        exit_on_usage_error(check_trainer_config, self)
+        with exits_on_user_error():
+            check_trainer_config(self)
         super().set_timestamp()
 
 
 class WYSTrainer(Trainer):
+    def setup(self, test_mode="val") -> None:
+        """nerfstudio's set-up (datamanager, model, editor, checkpoint), inside the one exit path."""
+        with exits_on_user_error(self.interrupted):
+            super().setup(test_mode=test_mode)
+
+    def train(self) -> None:
+        """nerfstudio's training loop, inside the one exit path."""
+        with exits_on_user_error(self.interrupted):
+            super().train()
+
+    @property
+    def interrupted(self) -> str:
+        """What a Ctrl-C leaves."""
+        return (f"the run keeps its last checkpoint in {str(self.checkpoint_dir)!r}: continue it with "
+                f"--load-dir {str(self.checkpoint_dir)!r}")
+
     def _load_checkpoint(self) -> None:
         """As nerfstudio's, but a checkpoint that does not fit this model (other scene, other settings, copied
         without its config.yml so validate.py could not compare) stops with one line, and the run folder made for
@@ -52,9 +73,9 @@ class WYSTrainer(Trainer):
             source = self.config.load_dir or self.config.load_checkpoint
             first = " ".join(str(error).split())[:300]
             remove_unused_run_folder(self.base_dir, self.config.output_dir)
-            raise usage_exit(UsageError(f"the checkpoint in {str(source)!r} does not fit this model ({type(error).__name__}: "
-                                  f"{first}): continue from a nerfacto or wys run of the same scene with the same "
-                                  f"--pipeline.model settings")) from None
+            raise UsageError(f"the checkpoint in {str(source)!r} does not fit this model ({type(error).__name__}: "
+                             f"{first}): continue from a nerfacto or wys run of the same scene with the same "
+                             f"--pipeline.model settings") from None
 
     def save_checkpoint(self, step: int) -> None:
         """As nerfstudio's, but the file is written beside the checkpoint folder and renamed into it: killed

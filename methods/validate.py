@@ -1,9 +1,10 @@
 """`ns-train wys` settings checked before any model, datamanager or data-loader worker is built.
 
 ns-train calls `set_timestamp()` on the config before it prints it, writes the run folder and builds the trainer:
-`WYSTrainerConfig.set_timestamp` runs `check_trainer_config` there, so a bad setting stops with one `error:` line,
-exit status 2, and no run folder. `WYSPipelineConfig.setup` runs `check_pipeline_config` again for in-process
-users (tests, benchmarks) that build the pipeline without ns-train. Every check raises `UsageError`.
+`WYSTrainerConfig.set_timestamp` runs `check_trainer_config` there, inside the one exit path (`nerf_edit.errors.
+exits_on_user_error`), so a bad setting stops with one `error:` line, exit status 2, and no run folder.
+`WYSPipelineConfig.setup` runs `check_pipeline_config` again for in-process users (tests, benchmarks) that build
+the pipeline without ns-train. Every check raises `UsageError`.
 """
 
 from __future__ import annotations
@@ -12,19 +13,11 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from nerf_edit import validate
-from nerf_edit.config.checks import check_editor_config, check_editor_spec, editor_uses_zone
-from nerf_edit.errors import EditorError, RunNotFoundError, UsageError, usage_exit
-
-
-def exit_on_usage_error(check: Callable, *args) -> None:
-    """Run `check(*args)`; a UsageError becomes one line and exit status 2 (a bug keeps its traceback)."""
-    try:
-        check(*args)
-    except UsageError as error:
-        raise usage_exit(error) from None
+from nerf_edit.editing.editor import check_edit_settings, check_prompt
+from nerf_edit.errors import EditorError, RunNotFoundError, UsageError
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -179,8 +172,6 @@ def _comparable(value):
 # ------------------------------------------------------------------------------------------------- pipeline
 def check_pipeline_config(config, nerf_device: str) -> None:
     """Every WYSPipelineConfig setting and the data folder; `nerf_device` is the NeRF's (for editing.device auto)."""
-    from nerf_edit.editing.editor import IP2PEditor, check_prompt
-
     p = "--pipeline."
     if not getattr(config, "makes_edits", True):  # wys-reconstruct: no prompt, no editor
         check_patch_settings(config)
@@ -200,19 +191,12 @@ def check_pipeline_config(config, nerf_device: str) -> None:
     if hasattr(config, "freeze_threshold"):  # wys-splat
         validate.check_range(f"{p}freeze-threshold", config.freeze_threshold, 0, 1)
     check_patch_settings(config)
-    editor = check_editor_spec(config.editor, f"{p}editor")
+    editor = check_edit_settings(config.editor, config.editing, f"{p}editing.", f"{p}editor")
     try:
         check_prompt(editor, config.prompt)
     except EditorError as error:
         raise EditorError(f"{p}prompt: {error}") from None
-    editing, e = config.editing, f"{p}editing."
-    # Built-in editors load IP2P (and ZONE's models); a plug-in editor may use none of them.
-    ip2p_editor = isinstance(editor, type) and issubclass(editor, IP2PEditor)
-    if editing.localizer != "auto" and not ip2p_editor:
-        raise UsageError(f"editor {config.editor!r} does not take {e}localizer {editing.localizer}: use "
-                         f"{p}editor relevance or zone, or leave the localizer on auto")
-    uses_zone = ip2p_editor and editor_uses_zone(editor, editing)
-    check_editor_config(editing, check_models=ip2p_editor, uses_zone=uses_zone, prefix=e)
+    editing = config.editing
     if editing.device == "auto":  # the NeRF's device
         validate.check_device(nerf_device, "--machine.device-type")
     check_data(config.datamanager)
@@ -258,6 +242,20 @@ def check_trainer_config(config) -> None:
         check_loadable_run(Path(config.load_checkpoint).parent, config.pipeline.model, "--load-checkpoint")
     device = "cuda:0" if machine.device_type == "cuda" else machine.device_type
     check_pipeline_config(config.pipeline, device)
+
+
+def read_run_config(run: Path):
+    """The pipeline settings of a run's config.yml (nerfstudio's YAML), or None where there is none or it can't be
+    read (a foreign run: treated as one without edits)."""
+    import yaml
+
+    path = Path(run) / "config.yml"
+    if not path.is_file():
+        return None
+    try:
+        return yaml.load(path.read_text(), Loader=yaml.Loader).pipeline
+    except Exception:  # noqa: BLE001 - a foreign run's config: treat it as a run without edits
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ clean-up

@@ -6,8 +6,8 @@ Layers, top to bottom (checked by import-linter, `pyproject.toml`):
   editing   the editor and localiser interfaces, the IP2P editor base, system-free editors
   config    settings dataclasses and their checks
   models    IP2P wrapper, loading, attention processors, segmenter, CLIP, tiny and full-size builders
-  core      denoising loop and hooks, masks, relevance maths, checks, image I/O, progress
-  leaves    `registry` (names -> import paths), `plugins`, `validate`, `errors`
+  core      denoising loop and hooks, masks, checks, image I/O, progress
+  leaves    `registry` (the systems; names -> import paths), `model_ids`, `plugins`, `validate`, `errors`
 The names below are importable from the package itself; they load on first use, so `import nerf_edit.core.masks`
 stays light.
 """
@@ -25,8 +25,9 @@ _PUBLIC = {
     "ZoneConfig": "nerf_edit.config.zone",
     "ViMAEditConfig": "nerf_edit.config.vimaedit",
     "Editor": "nerf_edit.editing.editor",
+    "EditRequest": "nerf_edit.editing.editor",
     "EditResult": "nerf_edit.editing.editor",
-    "IP2PEditor": "nerf_edit.editing.editor",
+    "IP2PEditor": "nerf_edit.editing.ip2p_editor",
     "make_editor": "nerf_edit.editing.editor",
     "GlobalEditor": "nerf_edit.editing.global_editor",
     "Localization": "nerf_edit.editing.localizer",
@@ -39,19 +40,20 @@ _PUBLIC = {
     "ViMAEditLocalizer": "nerf_edit.vimaedit.localizer",
     "EDITORS": "nerf_edit.registry",
     "LOCALIZERS": "nerf_edit.registry",
-    "editor_class": "nerf_edit.registry",
-    "localizer_class": "nerf_edit.registry",
+    "SYSTEMS": "nerf_edit.registry",
+    "editor_class": "nerf_edit.editing.editor",
+    "localizer_class": "nerf_edit.editing.localizer",
     "EditorError": "nerf_edit.errors",
     "ModelUnavailableError": "nerf_edit.errors",
     "UsageError": "nerf_edit.errors",
     "InstructPix2Pix": "nerf_edit.models.ip2p",
-    "IP2P_MODEL_ID": "nerf_edit.models.loading",
-    "MAGICBRUSH_MODEL_ID": "nerf_edit.models.loading",
-    "TINY_MODEL": "nerf_edit.models.loading",
+    "IP2P_MODEL_ID": "nerf_edit.model_ids",
+    "MAGICBRUSH_MODEL_ID": "nerf_edit.model_ids",
+    "TINY_MODEL": "nerf_edit.model_ids",
     "load_ip2p_pipeline": "nerf_edit.models.loading",
-    "clip_and_normalize": "nerf_edit.core.relevance",
-    "relevance_map": "nerf_edit.core.relevance",
-    "relevance_mask": "nerf_edit.core.relevance",
+    "clip_and_normalize": "nerf_edit.wys.ops",
+    "relevance_map": "nerf_edit.wys.ops",
+    "relevance_mask": "nerf_edit.wys.ops",
 }
 __all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"

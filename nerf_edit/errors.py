@@ -1,9 +1,10 @@
 """Every kind of user error, and the one way a command reports one.
 
 A user error is an exception whose message is one line: what is wrong and how to fix it. Every check in the
-library raises one of these; every command (the 2D CLIs in `nerf_edit_scripts`, `ns-train wys` in
-`nerf_edit_methods`) ends through `usage_exit`: the line on stderr as `error: <message>`, exit status 2, no
-traceback. Any other exception, a bare ValueError included, is a bug and keeps its traceback.
+library raises one of these (one kind per subject, below); every command (the 2D CLIs in `nerf_edit_scripts`,
+`ns-train wys*` in `nerf_edit_methods`) runs inside `exits_on_user_error`, the one exit path: a user error is
+printed on stderr as `error: <message>`, exit status 2, no traceback; Ctrl-C as `interrupted: ...`, exit status
+130 (the shell's). Any other exception, a bare ValueError included, is a bug and keeps its traceback.
 
 This module imports nothing of the package, so any layer may raise these.
 """
@@ -15,6 +16,7 @@ import sys
 from typing import Iterator
 
 USAGE_EXIT_CODE = 2  # as argparse/tyro for bad flags
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
 
 class UsageError(ValueError):
@@ -74,3 +76,17 @@ def usage_exit(error: BaseException) -> UsageExit:
     exit_ = UsageExit(" ".join(str(error).split()))
     print(str(exit_), file=sys.stderr, flush=True)
     return exit_
+
+
+@contextlib.contextmanager
+def exits_on_user_error(interrupted: str = "stopped") -> Iterator[None]:
+    """The one exit path of every command: inside the block a user error ends the command with its one `error:`
+    line and exit status 2, and Ctrl-C with `interrupted: <interrupted>` and exit status 130 (no traceback
+    either way). `interrupted` says what the user keeps (e.g. the last checkpoint)."""
+    try:
+        yield
+    except UsageError as error:
+        raise usage_exit(error) from None
+    except KeyboardInterrupt:
+        print(f"interrupted: {interrupted}", file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED_EXIT_CODE) from None

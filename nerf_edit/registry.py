@@ -1,15 +1,22 @@
-"""The editors and localisers known by name, as import paths `package.module:Class`, and the lookups that turn a
-name or a user's import path into a class.
+"""The one place that lists the editing systems and what they register by name: editors, localisers and step hooks,
+as import paths `package.module:Class`, and the lookup that turns a name or a user's import path into the object.
 
-Paths, not imports: this module imports no editing system, so any layer may look a name up and a new editor or
-localiser is one class plus one line here. Users need no line at all: `--editor pkg.mod:Class`,
-`--localizer pkg.mod:Class`.
+Paths, not imports: this module imports no editing system, so any layer may look a name up, and a system is loaded
+only when a user names it (the editing layer's own defaults name none). A new system is a folder under
+`nerf_edit/` plus its line in `SYSTEMS` and its names below; tests check the rest against this list (the layers
+contract in pyproject.toml, the wheel's packages, the registered paths). Users need no line at all: `--editor
+pkg.mod:Class`, `--localizer pkg.mod:Class`, `--step-hooks pkg.mod:Name`.
 """
 
 from __future__ import annotations
 
-from nerf_edit.errors import EditorError, UsageError, as_editor_error
+from typing import Dict
+
+from nerf_edit.errors import EditorError, as_editor_error
 from nerf_edit.plugins import import_object
+
+SYSTEMS = ("wys", "zone", "vimaedit", "action", "eval")
+"""The editing systems and evaluation, each a package `nerf_edit.<name>`, independent of each other."""
 
 EDITORS = {
     "relevance": "nerf_edit.wys.editor:RelevanceGuidedEditor",
@@ -26,26 +33,16 @@ LOCALIZERS = {
     "vimaedit": "nerf_edit.vimaedit.localizer:ViMAEditLocalizer",
 }
 
+STEP_HOOKS = {
+    "adaptive-variance": "nerf_edit.vimaedit.hooks:AdaptiveVariance",  # `--adaptive-variance` of IP2P editors
+}
 
-def editor_class(spec: str) -> type:
-    """An editor class from a registered name or an import path `package.module:Class`."""
-    if ":" not in spec and spec not in EDITORS:
-        raise EditorError(f"unknown editor {spec!r}: use one of {sorted(EDITORS)} or an import path 'package.module:Class'")
+
+def resolve(table: Dict[str, str], spec: str, kind: str, flag: str = ""):
+    """The object a registered name of `table` or an import path `package.module:Name` gives; an EditorError line
+    (naming `flag`, default the kind) when it is neither or can't be imported."""
+    if spec not in table and ":" not in spec:
+        raise EditorError(f"unknown {flag or kind} {spec!r}: use one of {sorted(table)} or an import path "
+                          f"'package.module:Class'")
     with as_editor_error():
-        cls = import_object(EDITORS.get(spec, spec), "editor")
-    if not all(callable(getattr(cls, name, None)) for name in ("relevance", "edit")):
-        raise EditorError(f"editor {spec!r} lacks relevance()/edit(): see nerf_edit.editing.Editor")
-    return cls
-
-
-def localizer_class(spec: str, name: str = "--localizer") -> type:
-    """A localiser class from a registered name or an import path `package.module:Class`."""
-    if spec in LOCALIZERS:
-        return import_object(LOCALIZERS[spec], "localizer")
-    if ":" not in spec:
-        raise UsageError(f"unknown {name} {spec!r}: use one of {sorted(LOCALIZERS)}, auto, or an import path "
-                         f"'package.module:Class'")
-    cls = import_object(spec, "localizer")
-    if not callable(getattr(cls, "localize", None)):
-        raise UsageError(f"localizer {spec!r} has no localize(): see nerf_edit.editing.Localizer")
-    return cls
+        return import_object(table.get(spec, spec), kind)

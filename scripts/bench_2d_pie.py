@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nerf_edit.config.checks import check_editor_spec
 from nerf_edit.config.vimaedit import ViMAEditConfig, departures_from_official, official_vimaedit_config
 from nerf_edit.core.io import atomic_save_image, atomic_write
 from nerf_edit.core.progress import Progress
+from nerf_edit.editing.editor import editor_class
 from nerf_edit.errors import ImageReadError, UsageError
 from nerf_edit.eval import pie_bench
 from nerf_edit_scripts.cli import run
@@ -76,7 +76,7 @@ class BenchPie:
         validate.check_at_least("--steps", self.steps, 1)
         validate.check_seed(self.seed)
         validate.check_device(self.device)
-        check_editor_spec(self.editor)
+        editor_class(self.editor, "--editor")
 
     def main(self) -> None:
         from accelerate import PartialState
@@ -139,8 +139,6 @@ def finished_keys(output: Path) -> set:
 
 def build_editor(command: BenchPie, device: str):
     from nerf_edit.config.editor import EditorConfig
-    from nerf_edit.registry import editor_class
-
     config = EditorConfig(model=command.model, device=device, steps=command.steps)
     config.vimaedit = command.vimaedit
     return editor_class(command.editor)(config)

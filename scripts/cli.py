@@ -1,41 +1,37 @@
-"""Shared command-line plumbing: bad input becomes one `error:` line and exit status 2, never a traceback.
-
-Only known user errors (`nerf_edit.errors.UsageError` and its kinds) become one line, through the one exit path
-every command shares (`nerf_edit.errors.usage_exit`); any other exception, a bare ValueError included, is a bug and
-keeps its traceback."""
+"""Shared command-line plumbing: every command parses its flags with tyro, checks every setting before any model
+or data loads, and ends through the library's one exit path (`nerf_edit.errors.exits_on_user_error`): a user error
+is one `error:` line with exit status 2, Ctrl-C one `interrupted:` line with exit status 130, never a traceback.
+Any other exception, a bare ValueError included, is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
 import sys
 from typing import Callable, Dict, List, Optional, Tuple, Type
 
-from nerf_edit.errors import UsageError, usage_exit
+from nerf_edit.errors import UsageError, exits_on_user_error
 
 Presets = Dict[str, Tuple[str, Callable[[], object]]]  # name -> (what it is, the command with its settings)
 
 
 def run(command: Type, presets: Optional[Presets] = None) -> None:
-    """Parse `command` (a dataclass with validate() and main()) from the command line with tyro, check every
-    setting before any model or data is loaded, then run it. With `presets`, `--preset NAME` starts from that
-    preset's settings and every other flag overrides them (nerfstudio's method presets, for one command)."""
+    """Parse `command` (a dataclass with main(), optionally validate() and an `interrupted` text saying what a
+    Ctrl-C leaves) from the command line with tyro, check every setting, then run it. With `presets`, `--preset
+    NAME` starts from that preset's settings and every other flag overrides them (nerfstudio's method presets, for
+    one command)."""
     import tyro
 
     argv, default, description = sys.argv[1:], None, None
     if presets:
-        try:
+        with exits_on_user_error():
             name, argv = take_preset(argv, presets)
-        except UsageError as error:
-            raise usage_exit(error) from None
         default = presets[name][1]() if name else None
         described = "; ".join(f"{key}: {about}" for key, (about, _) in presets.items())
         description = f"{command.__doc__}\n\n--preset NAME starts from a preset's settings, the other flags override them ({described})."
     args = tyro.cli(command, args=argv, default=default, description=description)
-    try:
+    with exits_on_user_error(getattr(args, "interrupted", "stopped")):
         if hasattr(args, "validate"):
             args.validate()
         args.main()
-    except UsageError as error:
-        raise usage_exit(error) from None
 
 
 def take_preset(argv: List[str], presets: Presets) -> Tuple[Optional[str], List[str]]:

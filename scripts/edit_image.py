@@ -11,14 +11,12 @@ import torch
 import tyro
 
 from nerf_edit import validate
-from nerf_edit.config.checks import check_editor_config, check_editor_spec, editor_uses_zone
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.config.presets import official_vimaedit_editor_config, official_zone_config
 from nerf_edit.core.checks import check_instruction
 from nerf_edit.core.io import IMAGE_SUFFIXES, atomic_save_image, load_image, to_uint8
-from nerf_edit.editing.editor import IP2PEditor
+from nerf_edit.editing.editor import check_edit_settings, editor_class
 from nerf_edit.errors import ImageReadError
-from nerf_edit.registry import editor_class
 from nerf_edit_scripts.cli import run
 
 
@@ -45,6 +43,10 @@ class EditImage:
     blend_words: str = ""
     """ViMAEdit: the source prompt's word and the target prompt's naming what changes, e.g. "cat dog" (the vimaedit
     localizer: words of the instruction); sets --vimaedit.blend-words."""
+    zone_size_rule: bool = False
+    """ZONE's size rule before editing (lsl001006/ZONE ptp_utils.py `check_image_size`, the zone-official preset's):
+    a longest side above 512 resized to 512, both sides padded black to multiples of 32; the padded edit is written,
+    as the official code does."""
     settings: Annotated[EditorConfig, tyro.conf.arg(name="")] = field(default_factory=EditorConfig)
     """Model, device, steps, guidance, tau, ... (flags without a prefix)."""
 
@@ -57,16 +59,18 @@ class EditImage:
         for path in self.find_inputs():
             check_image_header(path)
         validate.check_output_dir(self.output, "--output")
-        editor = check_editor_spec(self.editor, "--editor")
-        # IP2P's weights are checked for IP2P editors; other editors (vimaedit, colorkey) load their own or none.
-        check_editor_config(self.settings, check_models=issubclass(editor, IP2PEditor),
-                                     uses_zone=editor_uses_zone(editor, self.settings))
+        # Each editor checks what it reads: IP2P's weights for IP2P editors, ZONE's for zone (or its localiser), ...
+        check_edit_settings(self.editor, self.settings, "--", "--editor")
         validate.check_seed(self.seed)
 
     def main(self) -> None:
         self.validate()
         inputs = self.find_inputs()
         images = [load_image(path) for path in inputs]  # fail on a bad file before loading any model
+        if self.zone_size_rule:
+            from nerf_edit.zone.ops import check_image_size
+
+            images = [check_image_size(image) for image in images]
         editor = editor_class(self.editor)(self.settings)
         from rich.progress import track
 
@@ -143,10 +147,11 @@ def overlay(image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 
 PRESETS = {
-    "zone-official": ("ZONE as its authors run it: --editor zone, 20 DPM-Solver++ steps, guidance 7.5 / image 1.5, "
-                      "the edge smoother on grey levels",
+    "zone-official": ("ZONE as its authors run it: --editor zone, 20 DPM-Solver++ steps ending at sigma_min, "
+                      "guidance 7.5 / image 1.5, the edge smoother on grey levels, its size rule (longest side "
+                      "<= 512, sides padded to multiples of 32)",
                       lambda: EditImage(input=tyro.MISSING, instruction=tyro.MISSING, editor="zone",
-                                        settings=official_zone_config())),
+                                        zone_size_rule=True, settings=official_zone_config())),
     "vimaedit-official": ("ViMAEdit as its authors run it: --editor vimaedit, their IP-Adapter order, no composite, "
                           "offset-1 timesteps",
                           lambda: EditImage(input=tyro.MISSING, instruction=tyro.MISSING, editor="vimaedit",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -11,11 +10,11 @@ import numpy as np
 import torch
 
 from nerf_edit import validate
-from nerf_edit.core.io import IMAGE_SUFFIXES, atomic_write, load_image
+from nerf_edit.core.io import IMAGE_SUFFIXES, load_image
 from nerf_edit.errors import ImageReadError, UsageError
-from nerf_edit.eval.metrics import CLIP_MODEL_ID, TINY_CLIP, ClipEmbedder, edit_metrics
-from nerf_edit.models.loading import check_model
+from nerf_edit.eval.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
 from nerf_edit_scripts.cli import run
+from nerf_edit_scripts.shared import check_clip_model, write_results
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi")
 
@@ -62,11 +61,6 @@ def check_frames_source(source: Path, name: str) -> None:
 
 def frame_count(folder: Path) -> int:
     return sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def check_clip_model(model: str) -> None:
-    if model != TINY_CLIP:
-        check_model(model, "--clip-model", "config.json")
 
 
 @dataclass
@@ -118,32 +112,6 @@ class Evaluate:
                                self.source_caption, self.target_caption, masks)
         write_results(results, self.output)
         return results
-
-
-def write_results(results: dict, path: Path) -> None:
-    """results as JSON at `path`, a plot of the per-frame scores beside it (.png), and the means on stdout."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
-    plot_per_frame(results["per_frame"], path.with_suffix(".png"))
-    for name, value in results.items():
-        if isinstance(value, float):
-            print(f"{name:28s} {value:.4f}")
-
-
-def plot_per_frame(per_frame: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 3.2))
-    for name, values in per_frame.items():
-        axis.plot(range(len(values)), values, marker="o", label=name)
-    axis.set_xlabel("frame")
-    axis.set_ylabel("cosine similarity")
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
-    plt.close(figure)
 
 
 def entrypoint() -> None:

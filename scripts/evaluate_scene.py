@@ -20,21 +20,7 @@ from nerf_edit.core.masks import mask_iou
 from nerf_edit.errors import RunNotFoundError, UsageError
 from nerf_edit.eval.metrics import CLIP_MODEL_ID, ClipEmbedder, edit_metrics
 from nerf_edit_scripts.cli import run
-from nerf_edit_scripts.evaluate import check_clip_model, write_results
-
-
-def load_run(config_path: Path):
-    """A trained run's pipeline, its checkpoint loaded (offline-safe, torch >= 2.6 safe)."""
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    from nerf_edit_methods.compat import allow_nerfstudio_checkpoints, offline_lpips
-
-    if not config_path.is_file():
-        raise RunNotFoundError(f"no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
-    allow_nerfstudio_checkpoints()
-    with offline_lpips():  # a stock nerfacto run builds LPIPS too
-        config, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
-    return config, pipeline
+from nerf_edit_scripts.shared import check_clip_model, load_run, read_run_config, write_results
 
 
 @torch.no_grad()
@@ -51,7 +37,7 @@ def render_cameras(pipeline, cameras) -> Tuple[torch.Tensor, Optional[torch.Tens
 
 def ground_truth_masks(data: Path, image_filenames, label: int) -> Optional[torch.Tensor]:
     """[N, H, W] bool masks of object `label` for the given images, if the scene ships masks.json."""
-    from nerf_edit_scripts.make_scene import MASKS_FILE, load_object_masks
+    from nerf_edit.eval.synthetic import MASKS_FILE, load_object_masks
 
     if not (data / MASKS_FILE).is_file():
         return None
@@ -59,23 +45,9 @@ def ground_truth_masks(data: Path, image_filenames, label: int) -> Optional[torc
     return torch.stack([torch.from_numpy(masks[str(Path(f).relative_to(data))] == label) for f in image_filenames])
 
 
-def read_run_config(run: Path, name: str):
-    """The TrainerConfig an ns-train run saved (run/config.yml), read without building anything."""
-    import yaml
-
-    config_path = Path(run) / "config.yml"
-    if not config_path.is_file():
-        raise RunNotFoundError(f"{name}: no run config at {str(config_path)!r}: pass the folder of a finished ns-train run")
-    try:
-        return yaml.load(config_path.read_text(), Loader=yaml.Loader)
-    except Exception as error:  # noqa: BLE001 - a foreign or broken config file: say which, not why in 40 lines
-        raise UsageError(f"{name}: cannot read {str(config_path)!r} ({type(error).__name__}): pass a run "
-                                  f"made with this nerfstudio and its plug-ins installed") from error
-
-
 def reconstruction_checkpoints(run: Path) -> Path:
     """The checkpoints the run's edit chain started from (edit_history.json's first step's --load-dir)."""
-    from nerf_edit_methods.history import read_history
+    from nerf_edit.scene.history import read_history
 
     chain = read_history(run)
     first = chain[0].continued_from if chain else None

@@ -4,31 +4,55 @@ all the others (`--invert`), as a .ply in `ns-export gaussian-splat`'s format.
     nerf-edit-export-relevant --load-config outputs/scene/wys-splat/<run>/config.yml --output-dir exports/
     nerf-edit-export-relevant --load-config ... --output-dir exports/ --invert   # the scene without the edited part
 
-The .ply is written by nerfstudio's own exporter (ExportGaussianSplat) on the run's model with the other Gaussians
-taken out, so the two exports of a run read the same way in any splat viewer.
+The .ply has the properties `ns-export gaussian-splat` writes (the 3DGS layout: position, normal, SH coefficients,
+opacity, scale, rotation; nerfstudio 1.1.5 scripts/exporter.py ~575-620) and is written by its public
+`ExportGaussianSplat.write_ply`, so the two exports of a run read the same way in any splat viewer.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
-from unittest import mock
 
+import numpy as np
 import torch
 
 from nerf_edit import validate
 from nerf_edit.errors import UsageError
 from nerf_edit_scripts.cli import run
-from nerf_edit_scripts.evaluate_scene import load_run, read_run_config
+from nerf_edit_scripts.shared import load_run, read_run_config
+
+LOW_OPACITY_LOGIT = -5.5373  # logit(1/255): Gaussians the rasteriser skips, which ns-export leaves out too
 
 
-def keep_gaussians(model, keep: torch.Tensor) -> None:
-    """Keep only the Gaussians where `keep` [N] bool is set, in every per-Gaussian parameter of the model."""
-    with torch.no_grad():
-        for name, value in list(model.gauss_params.items()):
-            model.gauss_params[name] = torch.nn.Parameter(value[keep].clone())
+@torch.no_grad()
+def ply_properties(model, keep: torch.Tensor) -> "OrderedDict[str, np.ndarray]":
+    """The .ply properties of the Gaussians where `keep` [N] bool is set, in ns-export's order and layout (SH
+    coefficients; the rest transposed to the INRIA order), less those ns-export leaves out: non-finite values and
+    opacities below 1/255 (exporter.py ~631-650). -> {name: [M] or [M, 1] float array}"""
+    params = {name: value.detach()[keep].cpu() for name, value in model.gauss_params.items()}
+    count = int(keep.sum())
+    properties = OrderedDict((axis, params["means"][:, i].numpy()) for i, axis in enumerate("xyz"))
+    for axis in ("nx", "ny", "nz"):
+        properties[axis] = np.zeros(count, dtype=np.float32)
+    for i in range(params["features_dc"].shape[1]):
+        properties[f"f_dc_{i}"] = params["features_dc"][:, i, None].numpy()
+    if model.config.sh_degree > 0:
+        rest = params["features_rest"].transpose(1, 2).reshape(count, -1)  # [M, 3 * (K - 1)]
+        for i in range(rest.shape[1]):
+            properties[f"f_rest_{i}"] = rest[:, i, None].numpy()
+    properties["opacity"] = params["opacities"].numpy()
+    for name, width in (("scale", 3), ("rot", 4)):
+        source = params["scales" if name == "scale" else "quats"]
+        for i in range(width):
+            properties[f"{name}_{i}"] = source[:, i, None].numpy()
+    select = np.all([np.isfinite(value).all(axis=-1) if value.ndim > 1 else np.isfinite(value)
+                     for value in properties.values()], axis=0)
+    select &= properties["opacity"][:, 0] >= LOW_OPACITY_LOGIT
+    return OrderedDict((name, value[select]) for name, value in properties.items())
 
 
 @dataclass
@@ -61,9 +85,9 @@ class ExportRelevant:
         check_checkpoint_dir(self.load_config.parent / "nerfstudio_models", "--load-config's checkpoints")
 
     def main(self) -> dict:
-        from nerfstudio.scripts import exporter
+        from nerfstudio.scripts.exporter import ExportGaussianSplat
 
-        config, pipeline = load_run(self.load_config)
+        _, pipeline = load_run(self.load_config)
         model = pipeline.model
         if "relevance" not in getattr(model, "gauss_params", {}):
             raise UsageError(f"{str(self.load_config)!r} is not a wys-splat run (its model has no relevance per "
@@ -74,16 +98,12 @@ class ExportRelevant:
         side = f"below {self.threshold}" if self.invert else f"at or above {self.threshold}"
         if kept == 0:
             raise UsageError(f"no Gaussian of {total} has relevance {side}: lower or raise --threshold")
-        keep_gaussians(model, keep.to(model.gauss_params["relevance"].device))
+        properties = ply_properties(model, keep.to(model.gauss_params["relevance"].device))
         name = self.output_filename or ("irrelevant.ply" if self.invert else "relevant.ply")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        temporary = f".{name}.tmp"
-        # nerfstudio's exporter loads the run itself; it is handed this pipeline, with only the kept Gaussians.
-        loaded = (config, pipeline, None, None)
-        with mock.patch.object(exporter, "eval_setup", lambda *args, **kwargs: loaded):
-            exporter.ExportGaussianSplat(load_config=self.load_config, output_dir=self.output_dir,
-                                         output_filename=temporary).main()
-        os.replace(self.output_dir / temporary, self.output_dir / name)  # a reader never sees half a .ply
+        temporary = self.output_dir / f".{name}.tmp"
+        ExportGaussianSplat.write_ply(str(temporary), len(properties["x"]), properties)
+        os.replace(temporary, self.output_dir / name)  # a reader never sees half a .ply
         print(f"wrote {kept} of {total} Gaussians (relevance {side}) to {self.output_dir / name}")
         return {"kept": kept, "total": total, "path": str(self.output_dir / name)}
 

@@ -19,8 +19,8 @@ import numpy as np
 from nerf_edit.action.data import write_index
 from nerf_edit.core.io import atomic_save_image
 from nerf_edit.errors import UsageError
+from nerf_edit.eval.synthetic import SceneSpec, Sphere, look_at, render_view
 from nerf_edit_scripts.cli import run
-from nerf_edit_scripts.make_scene import SceneSpec, Sphere, look_at, render_view
 
 CAMERA_POSITION = np.array([0.0, -2.6, 1.5])  # looks along +y: the camera's right is world +x
 CAMERA_TARGET = np.array([0.0, 0.0, 0.15])

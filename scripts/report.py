@@ -22,10 +22,10 @@ from PIL import Image
 from nerf_edit import validate
 from nerf_edit.core.io import atomic_write
 from nerf_edit.errors import RunNotFoundError
-from nerf_edit_methods.edit_store import EditStore
-from nerf_edit_methods.history import EditStep, previous_step, read_history
+from nerf_edit.scene.history import EditStep, previous_step, read_history
+from nerf_edit.scene.store import EditStore
 from nerf_edit_scripts.cli import run
-from nerf_edit_scripts.evaluate_scene import read_run_config
+from nerf_edit_scripts.shared import read_run_config
 
 REPORT_FOLDER = "report"
 # The settings shown for each step (all are in edit_history.json).
@@ -75,7 +75,7 @@ def chain_of(run: Path) -> List[EditStep]:
     chain = read_history(run)
     if chain:
         return chain
-    step = previous_step(run)
+    step = previous_step(run, read_run_config(run, "--run").pipeline)
     return [step] if step is not None else []
 
 

@@ -8,7 +8,6 @@ The result is a diffusers IP2P folder: `nerf-edit-image --model OUTPUT`, `ns-tra
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -27,13 +26,13 @@ class TrainAction:
     """Data, model, losses, optimisation, checkpoints (flags without a prefix)."""
 
     def main(self) -> None:
-        try:
-            train_editaction(self.config)
-        except KeyboardInterrupt:
-            # Checkpoints are written atomically: the newest complete one is intact.
-            print(f"interrupted: continue with the same command and --resume latest (newest checkpoint in "
-                  f"{self.config.output / 'checkpoints'})", file=sys.stderr)
-            sys.exit(130)
+        train_editaction(self.config)
+
+    @property
+    def interrupted(self) -> str:
+        """What a Ctrl-C leaves (checkpoints are written atomically: the newest complete one is intact)."""
+        return (f"continue with the same command and --resume latest (newest checkpoint in "
+                f"{self.config.output / 'checkpoints'})")
 
 
 def entrypoint() -> None:

@@ -8,7 +8,6 @@ for EditAction's accuracy (`nerf-edit-eval-action --recognizer OUTPUT`).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -27,12 +26,13 @@ class TrainRecognizer:
     """Data, model, optimisation, checkpoints (flags without a prefix)."""
 
     def main(self) -> None:
-        try:
-            train_recognizer(self.config)
-        except KeyboardInterrupt:
-            print(f"interrupted: continue with the same command and --resume latest (newest checkpoint in "
-                  f"{self.config.output / 'checkpoints'})", file=sys.stderr)
-            sys.exit(130)
+        train_recognizer(self.config)
+
+    @property
+    def interrupted(self) -> str:
+        """What a Ctrl-C leaves (checkpoints are written atomically: the newest complete one is intact)."""
+        return (f"continue with the same command and --resume latest (newest checkpoint in "
+                f"{self.config.output / 'checkpoints'})")
 
 
 def entrypoint() -> None:

@@ -9,8 +9,8 @@ import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 
-from nerf_edit.errors import UsageError, usage_exit
-from nerf_edit_methods.datamanager import EditableViews
+from nerf_edit.errors import UsageError
+from nerf_edit.scene.views import EditableViews
 
 
 @dataclass
@@ -30,12 +30,13 @@ class WYSSplatDataManager(EditableViews, FullImageDatamanager):
         super().setup_train()
         images = [data["image"] for data in self.cached_train]  # dataset order, [H, W, 3] each (uint8 or float)
         if len({tuple(image.shape) for image in images}) != 1:
-            raise usage_exit(UsageError("wys-splat needs all training images at one resolution: resize the dataset "
-                                        "(e.g. ns-process-data) so every image has the same size"))
+            raise UsageError("wys-splat needs all training images at one resolution: resize the dataset (e.g. "
+                             "ns-process-data) so every image has the same size")
         stacked = torch.stack([image.cpu() for image in images])
         if stacked.dtype == torch.uint8:
             stacked = stacked.float() / 255.0
-        self.hold_views({"image": stacked[..., :3].float()})  # [N, H, W, 3] in [0, 1]
+        self.hold_views({"image": stacked[..., :3].float()},  # [N, H, W, 3] in [0, 1]
+                        self.train_dataparser_outputs.image_filenames)
 
     def next_train(self, step: int) -> Tuple[Cameras, Dict]:
         camera, data = super().next_train(step)  # the next view of splatfacto's camera order, and its other data

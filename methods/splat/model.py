@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Dict, List, Type, Union
+from typing import Dict, List, Optional, Type, Union
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.models.splatfacto import SplatfactoModel, SplatfactoModelConfig, get_viewmat
 from torch.nn import Parameter
 
+from nerf_edit.wys.ops import masked_relevance_loss
 from nerf_edit_methods.compat import offline_lpips
-from nerf_edit_methods.splat.ops import detach_frozen, freeze_rows
+from nerf_edit_methods.splat.ops import detach_frozen, freeze_rows, frozen_mask
 from nerf_edit_methods.splat.rasterize import rasterize_with_channels
-from nerf_edit_methods.splat.strategy import FrozenBackgroundStrategy, frozen_mask
+from nerf_edit_methods.splat.strategy import FrozenBackgroundStrategy
 
 
 @dataclass
@@ -117,25 +118,11 @@ class WysSplatModel(SplatfactoModel):
             camera_to_world = self.camera_optimizer.apply_to_camera(camera)
         else:
             camera_to_world = camera.camera_to_worlds
-        seen = {name: detach_frozen(value, self.strategy_state) for name, value in self.gauss_params.items()}
-        if self.relevance_only:
-            seen = {name: value if name == "relevance" else value.detach() for name, value in seen.items()}
-        if self.crop_box is not None and not self.training:
-            inside = self.crop_box.within(seen["means"]).squeeze()
-            if inside.sum() == 0:
-                empty = self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()),
-                                               self.background_color)
-                return {**empty, "relevance": torch.zeros_like(empty["accumulation"])}
-            seen = {name: value[inside] for name, value in seen.items()}
-
-        scale = self._get_downscale_factor()
-        camera.rescale_output_resolution(1 / scale)
-        viewmat = get_viewmat(camera_to_world)  # [1, 4, 4]
-        Ks = camera.get_intrinsics_matrices().to(self.device)  # [1, 3, 3]
-        width, height = int(camera.width.item()), int(camera.height.item())
-        self.last_size = (height, width)
-        camera.rescale_output_resolution(scale)
-
+        seen = self.seen_params()
+        if seen is None:  # the crop box holds no Gaussian
+            empty = self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
+            return {**empty, "relevance": torch.zeros_like(empty["accumulation"])}
+        viewmat, Ks, width, height = self.camera_matrices(camera, camera_to_world)
         with_depth = self.config.output_depth_during_training or not self.training
         sh = torch.cat([seen["features_dc"][:, None, :], seen["features_rest"]], dim=1)  # [N, K, 3]
         if self.config.sh_degree > 0:
@@ -164,17 +151,42 @@ class WysSplatModel(SplatfactoModel):
         return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background,
                 "relevance": render[..., 3:4].squeeze(0)}  # relevance composited as a colour: 0 where nothing is
 
+    def seen_params(self) -> Optional[Dict[str, torch.Tensor]]:
+        """The Gaussians' parameters as the renderer sees them: frozen rows detached (and, while only the relevance
+        trains, everything but it), less what the crop box leaves out when rendering for the viewer; None when it
+        leaves nothing."""
+        seen = {name: detach_frozen(value, self.strategy_state) for name, value in self.gauss_params.items()}
+        if self.relevance_only:
+            seen = {name: value if name == "relevance" else value.detach() for name, value in seen.items()}
+        if self.crop_box is not None and not self.training:
+            inside = self.crop_box.within(seen["means"]).squeeze()
+            if inside.sum() == 0:
+                return None
+            seen = {name: value[inside] for name, value in seen.items()}
+        return seen
+
+    def camera_matrices(self, camera: Cameras, camera_to_world: torch.Tensor):
+        """The world-to-camera matrix [1, 4, 4], intrinsics [1, 3, 3] and size at splatfacto's current downscale.
+        -> (viewmat, Ks, width, height)"""
+        scale = self._get_downscale_factor()
+        camera.rescale_output_resolution(1 / scale)
+        viewmat = get_viewmat(camera_to_world)  # [1, 4, 4]
+        Ks = camera.get_intrinsics_matrices().to(self.device)  # [1, 3, 3]
+        width, height = int(camera.width.item()), int(camera.height.item())
+        self.last_size = (height, width)
+        camera.rescale_output_resolution(scale)
+        return viewmat, Ks, width, height
+
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         """splatfacto's losses, and the relevance MSE where the batch has a relevance target ([H, W, 1], with
         `relevance_valid` [H, W, 1] bool saying where)."""
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
         if "relevance" in batch:
-            target = self._downscale_if_required(batch["relevance"].float()).to(self.device)  # [h, w, 1]
+            target = self._downscale_if_required(batch["relevance"].float())  # [h, w, 1]
             valid = batch.get("relevance_valid")
-            valid = (torch.ones_like(target) if valid is None
-                     else self._downscale_if_required(valid.float()).to(self.device))
-            error = (outputs["relevance"] - target).square() * valid
-            losses["relevance_loss"] = self.config.relevance_loss_mult * error.sum() / valid.sum().clamp_min(1)
+            valid = torch.ones_like(target) if valid is None else self._downscale_if_required(valid.float())
+            loss = masked_relevance_loss(outputs["relevance"], target, valid)
+            losses["relevance_loss"] = self.config.relevance_loss_mult * loss
         return losses
 
 

@@ -1,13 +1,19 @@
 """Per-Gaussian operations of the frozen-background strategy (strategy.py), in gsplat's style (strategy/ops.py):
-plain functions over the Gaussians' parameter dict, their optimisers and the strategy's state."""
+plain functions over the Gaussians' parameter dict, their optimisers and the strategy's state; the strategy imports
+these, never the reverse."""
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Union
 
 import torch
 
-from nerf_edit_methods.splat.strategy import Params, frozen_mask
+Params = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
+
+
+def frozen_mask(state: Dict[str, Any]) -> Optional[torch.Tensor]:
+    """The state's [N] bool mask of frozen Gaussians, or None before anything was frozen."""
+    return state.get("frozen")
 
 
 @torch.no_grad()

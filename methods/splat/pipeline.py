@@ -62,7 +62,7 @@ class WYSSplatPipeline(WYSPipeline):
 
     def update_dataset(self, step: int) -> None:
         super().update_dataset(step)
-        if self.first_edit_step is None or step < self.first_edit_step:
+        if not self.schedule.editing(step):
             return
         self.model.relevance_only = False
         # Freeze once per instruction, at its first edit: the set lives in the checkpoint, so a resumed run keeps

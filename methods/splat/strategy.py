@@ -16,18 +16,13 @@ frozen rows keep their order (ops append new Gaussians and remove rows in place)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict
 
 import torch
 from gsplat.strategy import DefaultStrategy
 from gsplat.strategy.ops import remove
 
-Params = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
-
-
-def frozen_mask(state: Dict[str, Any]) -> Optional[torch.Tensor]:
-    """The state's [N] bool mask of frozen Gaussians, or None before anything was frozen."""
-    return state.get("frozen")
+from nerf_edit_methods.splat.ops import Params, frozen_mask
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 from nerf_edit.action.training import CheckpointedRun
 from nerf_edit.errors import UsageError
-from nerf_edit.models.loading import IP2P_MODEL_ID
+from nerf_edit.model_ids import IP2P_MODEL_ID
 from nerf_edit.validate import check_at_least, check_finite_above, check_range
 
 

@@ -7,7 +7,7 @@ from typing import Literal, Tuple
 
 from nerf_edit.config.vimaedit import ViMAEditConfig
 from nerf_edit.config.zone import ZoneConfig
-from nerf_edit.models.loading import IP2P_MODEL_ID
+from nerf_edit.model_ids import IP2P_MODEL_ID
 
 
 @dataclass

@@ -8,7 +8,7 @@ It needs no weights and runs anywhere, so `make demo` can show WYS's promise (th
 of the scene does not) on machines without the real IP2P weights. It understands colours, not objects: every
 pixel of the source colour is relevant, whatever it belongs to.
 
-It follows the `Editor` protocol (`nerf_edit.editing.Editor`) and is constructed as `ColorKeyEditor(EditorConfig)`; of
+It is an `Editor` (`nerf_edit.editing.Editor`) and is constructed as `ColorKeyEditor(EditorConfig)`; of
 the config it uses `tau` (mask = relevance >= tau when no mask is given) and `dilate_px`. `model`, the guidance
 scales, steps and `strength` have no meaning for it and are ignored.
 """
@@ -21,10 +21,9 @@ from typing import Optional
 import torch
 
 from nerf_edit.config.editor import EditorConfig
-from nerf_edit.core.checks import check_conditioning, check_images, check_instruction, check_mask
+from nerf_edit.core.checks import check_images, check_instruction
 from nerf_edit.core.masks import dilate
-from nerf_edit.core.relevance import relevance_mask
-from nerf_edit.editing.editor import EditResult
+from nerf_edit.editing.editor import Editor, EditRequest, EditResult
 from nerf_edit.errors import EditorError
 
 # Hue (degrees on the HSV circle) of each colour word the editor understands; aliases share a hue.
@@ -104,19 +103,19 @@ def recolour(images: torch.Tensor, hue: float) -> torch.Tensor:
     return low + chroma * pure_colour(hue).to(images.device)[None, :, None, None]
 
 
-class ColorKeyEditor:
+class ColorKeyEditor(Editor):
     """Demonstration editor (not IP2P): recolours the instruction's source colour to its target colour.
 
     relevance(images) keys the source colour in `images` (the 3D method passes the original view there);
-    edit(images, conditioning=original) recolours the conditioning view inside the mask (relevance of the
-    conditioning view >= tau when no mask is given) and keeps `images` outside it."""
+    the edit recolours the conditioning view inside the mask (relevance of the conditioning view >= tau when no
+    mask is given) and keeps the background outside it."""
 
     is_demonstration = True
     # relevance() reads `images` alone: the 3D method renders no view to compute its relevance targets.
     relevance_reads_conditioning = False
 
     def __init__(self, config: Optional[EditorConfig] = None):
-        self.config = config if config is not None else EditorConfig()
+        super().__init__(config if config is not None else EditorConfig())
 
     @staticmethod
     def check_prompt(instruction: str) -> None:
@@ -135,26 +134,16 @@ class ColorKeyEditor:
         source, _ = parse_instruction(instruction)
         return colour_key(images, HUES[source])
 
-    def edit(
-        self,
-        images: torch.Tensor,
-        instruction: str,
-        conditioning: Optional[torch.Tensor] = None,
-        mask: Optional[torch.Tensor] = None,
-        strength: float = 1.0,
-        generator: Optional[torch.Generator] = None,
-    ) -> EditResult:
-        """Recolour the conditioning view (default `images`) to the target colour inside `mask` [B, H, W] bool
-        (default: its relevance >= tau, grown by dilate_px). `strength` and `generator` are ignored."""
-        check_images(images)
-        source, target = parse_instruction(instruction)
-        conditioning = check_conditioning(conditioning, images).to(images.device)
-        relevance = None
+    def run(self, request: EditRequest) -> EditResult:
+        """Recolour the conditioning view to the target colour inside the request's mask (default: its relevance
+        >= tau), grown by dilate_px; the background elsewhere. `strength`, `generator` and `on_step` are ignored."""
+        source, target = parse_instruction(request.instruction)
+        conditioning = request.conditioning.to(request.images.device)
+        relevance, mask = None, request.mask
         if mask is None:
             relevance = colour_key(conditioning, HUES[source])
-            mask = relevance_mask(relevance, self.config.tau)
-        else:
-            mask = check_mask(mask, images)
+            mask = relevance >= self.config.tau
         mask = dilate(mask, self.config.dilate_px)
-        edited = torch.where(mask[:, None], recolour(conditioning, HUES[target]).to(images.dtype), images)
+        recoloured = recolour(conditioning, HUES[target]).to(request.images.dtype)
+        edited = torch.where(mask[:, None], recoloured, request.background.to(recoloured))
         return EditResult(images=edited, relevance=relevance, mask=mask)

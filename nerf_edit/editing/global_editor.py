@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
-import torch
-
-from nerf_edit.core.guided import StepCallback
-from nerf_edit.editing.editor import EditResult, IP2PEditor
+from nerf_edit.editing.editor import EditRequest, EditResult
+from nerf_edit.editing.ip2p_editor import IP2PEditor
 
 
 class GlobalEditor(IP2PEditor):
     """Plain InstructPix2Pix (instruct-nerf2nerf's behaviour): every pixel may change; `mask` and `background` are
-    ignored. Full-strength edits start from pure noise, as diffusers' pipeline."""
+    ignored, and without `--localizer` its relevance is 1 everywhere. Full-strength edits start from pure noise, as
+    diffusers' pipeline."""
 
     default_start = "noise"
 
-    def edit(
-        self,
-        images: torch.Tensor,
-        instruction: str,
-        conditioning: Optional[torch.Tensor] = None,
-        mask: Optional[torch.Tensor] = None,
-        strength: float = 1.0,
-        generator: Optional[torch.Generator] = None,
-        on_step: Optional[StepCallback] = None,
-        background: Optional[torch.Tensor] = None,
-    ) -> EditResult:
-        images, conditioning = self._check(images, instruction, conditioning)
-        noise = self.draw_noise(images, generator)
-        latents = self.denoise(self.ip2p.encode_inputs(images, conditioning), instruction, strength, noise,
-                               on_step=on_step)
+    def run(self, request: EditRequest) -> EditResult:
+        images = request.images
+        noise = self.draw_noise(images, request.generator)
+        latents = self.denoise(self.ip2p.encode_inputs(images, request.conditioning), request.instruction,
+                               request.strength, noise, on_step=request.on_step)
         return EditResult(images=self.ip2p.decode_cropped(latents, images))

@@ -21,6 +21,7 @@ import torch
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.errors import EditorError
 from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix
+from nerf_edit.registry import LOCALIZERS, resolve
 
 
 @dataclass
@@ -85,3 +86,12 @@ def localize(localizer, images, instruction, conditioning, generator=None, encod
                          f"{expected} mask, got {got}")
     found.mask = found.mask.to(images.device).bool()
     return found
+
+
+def localizer_class(spec: str, flag: str = "") -> type:
+    """The localiser class a registered name or an import path `package.module:Class` names (imported, nothing
+    built); one EditorError line, naming `flag`, when it is none or has no `localize`."""
+    cls = resolve(LOCALIZERS, spec, "localizer", flag)
+    if not callable(getattr(cls, "localize", None)):
+        raise EditorError(f"localizer {spec!r} has no localize(): see nerf_edit.editing.Localizer")
+    return cls

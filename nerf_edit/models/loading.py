@@ -11,13 +11,13 @@ from diffusers.pipelines import pipeline_utils as diffusers_pipeline_utils
 from diffusers.utils import logging as diffusers_logging
 
 from nerf_edit.errors import ModelUnavailableError, UsageError
+from nerf_edit.model_ids import IP2P_MODEL_ID, MAGICBRUSH_MODEL_ID, MODEL_INDEX, TINY_MODEL
+
+__all__ = ["DTYPE_NAMES", "IP2P_MODEL_ID", "MAGICBRUSH_MODEL_ID", "MODEL_INDEX", "TINY_MODEL", "check_available",
+           "check_model", "hub_offline", "is_tiny", "load_ip2p_pipeline", "resolve_dtype", "unavailable_message"]
 
 # diffusers >= 0.36 renamed from_pretrained's `torch_dtype` to `dtype` (the old name warns).
 _DTYPE_KWARG = "dtype" if hasattr(diffusers_pipeline_utils, "_resolve_dtype") else "torch_dtype"
-IP2P_MODEL_ID = "timbrooks/instruct-pix2pix"
-TINY_MODEL = "tiny"
-MAGICBRUSH_MODEL_ID = "vinesmsuic/magicbrush-jul7"
-MODEL_INDEX = "model_index.json"  # the file every diffusers pipeline folder has
 DTYPE_NAMES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
                "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -128,12 +128,6 @@ def load_ip2p_pipeline(
     if pipe.unet.dtype != torch_dtype:
         pipe = pipe.to(dtype=torch_dtype)
     return pipe.to(device)
-
-
-def check_dtype(dtype: str, name: str = "--dtype") -> None:
-    """`auto` or a dtype name of DTYPE_NAMES."""
-    if dtype != "auto" and dtype not in DTYPE_NAMES:
-        raise UsageError(f"unknown {name} {dtype!r}: use one of {sorted(DTYPE_NAMES)} or auto")
 
 
 def check_model(model: str, name: str, key_file: str, tiny_ok: bool = True) -> None:

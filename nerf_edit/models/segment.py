@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from nerf_edit.errors import ModelUnavailableError
+from nerf_edit.model_ids import SAM_MODEL_ID  # noqa: F401  (re-exported: the segmenter's default)
 from nerf_edit.models.loading import resolve_dtype, unavailable_message
 from nerf_edit.models.tiny import build_tiny_sam
 from nerf_edit.plugins import build_plugin
 
-SAM_MODEL_ID = "facebook/sam-vit-huge"
 TINY_SAM = "tiny"
 Segmenter = Callable[[torch.Tensor], torch.Tensor]
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from nerf_edit import validate
 from nerf_edit.config.vimaedit import check_vimaedit_config, vimaedit_config
 from nerf_edit.core.checks import check_background, check_conditioning, check_images, check_mask
-from nerf_edit.editing.editor import EditResult
+from nerf_edit.editing.editor import Editor, EditRequest, EditResult
 from nerf_edit.errors import EditorError
 from nerf_edit.models.clip import projected_features
 from nerf_edit.models.ip2p import pad_to_multiple
@@ -102,13 +102,13 @@ class _Branches:
     blend_mask: Optional[torch.Tensor]  # [B, 1, h, w] the grounding mask at the last step
 
 
-class ViMAEditEditor:
+class ViMAEditEditor(Editor):
     """ViMAEdit (dual-branch SD-1.5 editing) behind the Editor interface. `edit(images, instruction)` edits with
     the configured source prompt and blend words, the instruction being the target prompt unless one is configured;
     `edit_prompts` takes all three per call (the PIE-Bench runner)."""
 
     def __init__(self, config, models: Optional[ViMAEditModels] = None):
-        self.config = config
+        super().__init__(config)
         self.settings = vimaedit_config(config)
         check_vimaedit_config(self.settings)
         device = getattr(config, "device", "auto")
@@ -123,13 +123,21 @@ class ViMAEditEditor:
         """The normalised grounding map (union of the branches' maxima) of the edit. -> [B, H, W] in [0, 1]"""
         return self.edit(images, instruction, conditioning, generator=generator).relevance
 
-    def edit(self, images: torch.Tensor, instruction: str, conditioning: Optional[torch.Tensor] = None,
-             mask: Optional[torch.Tensor] = None, strength: float = 1.0, generator: Optional[torch.Generator] = None,
-             background: Optional[torch.Tensor] = None, on_step=None):
-        target = self.settings.target_prompt or instruction
-        return self.edit_prompts(images, self.settings.source_prompt, target, self.settings.blend_words,
-                                 conditioning=conditioning, mask=mask, strength=strength, generator=generator,
-                                 background=background, on_step=on_step)
+    @classmethod
+    def check_settings(cls, config, prefix: str = "--", check_models: bool = True,
+                       model_flag: Optional[str] = None) -> None:
+        """The shared settings and ViMAEdit's (`config.vimaedit`, flags `prefix` + `vimaedit.`); its models are
+        checked when they load."""
+        super().check_settings(config, prefix, check_models, model_flag)
+        check_vimaedit_config(vimaedit_config(config), f"{prefix}vimaedit.")
+
+    def run(self, request: EditRequest) -> ViMAEditResult:
+        """The edit with the configured source prompt and blend words, the instruction being the target prompt
+        unless one is configured."""
+        target = self.settings.target_prompt or request.instruction
+        return self.edit_prompts(request.images, self.settings.source_prompt, target, self.settings.blend_words,
+                                 conditioning=request.conditioning, mask=request.mask, strength=request.strength,
+                                 generator=request.generator, background=request.background, on_step=request.on_step)
 
     # ------------------------------------------------------------------ the method
     @torch.no_grad()

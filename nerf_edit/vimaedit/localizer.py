@@ -53,31 +53,50 @@ class ViMAEditLocalizer:
         check_vimaedit_config(self.settings)
         self.ip2p = ip2p
 
+    @classmethod
+    def check_settings(cls, config: EditorConfig, prefix: str = "--", check_models: bool = True) -> None:
+        """ViMAEdit's settings (`config.vimaedit`, flags `prefix` + `vimaedit.`); it loads no model of its own."""
+        check_vimaedit_config(vimaedit_config(config), f"{prefix}vimaedit.")
+
     @torch.no_grad()
     def localize(self, images: torch.Tensor, instruction: str, conditioning: Optional[torch.Tensor] = None,
                  generator: Optional[torch.Generator] = None) -> Localization:
-
         check_images(images)
         check_instruction(instruction)
         conditioning = images if conditioning is None else conditioning
         ip2p, settings = self.ip2p, self.settings
-        factor = ip2p.vae_scale_factor
-        multiple = factor * 2 ** (len(ip2p.unet.config.block_out_channels) - 1)
-        height, width = images.shape[-2:]
+        multiple = ip2p.vae_scale_factor * 2 ** (len(ip2p.unet.config.block_out_channels) - 1)
         clean = ip2p.encode(pad_to_multiple(images, multiple))  # [B, 4, h, w]
         image_latents = ip2p.encode_condition(pad_to_multiple(conditioning, multiple))
         latent_size = tuple(clean.shape[-2:])
-        words = settings.blend_words.split() or content_words(instruction)
-        weights = vimaedit.token_weights(instruction, words, ip2p.tokenizer).to(clean.device)
-        if not bool(weights.any()):
-            raise EditorError(f"blend words {words} are not in the instruction {instruction!r}")
-        weights = weights.expand(images.shape[0], -1)  # [B, L]
-        steps = self.config.steps
-        timesteps = ip2p.edit_timesteps(steps, 1.0)
+        weights = self.blend_weights(instruction, images.shape[0]).to(clean.device)  # [B, L]
+        timesteps = ip2p.edit_timesteps(self.config.steps, 1.0)
         device = generator.device if generator is not None else clean.device
         noise = torch.randn(clean.shape, generator=generator, device=device).to(clean.device, clean.dtype)
         latents = ip2p.scheduler.add_noise(clean, noise, timesteps[:1])
-        cross_factor, self_factor = grounding_factors(ip2p.unet)
+        control, ground, grounded = self.grounding(latent_size, weights)
+        predict = ip2p.guided_predictor(image_latents, instruction, self.config.guidance_scale,
+                                        self.config.image_guidance_scale)
+        control.step = 0
+        with attention_control(ip2p.unet, control):
+            denoise(predict, ip2p.scheduler, latents, timesteps, [ground])
+        soft = self.soft_map(grounded[0], latent_size, images.shape[-2:]).to(images.device)
+        return Localization(mask=soft > settings.mask_threshold, soft=soft)
+
+    def blend_weights(self, instruction: str, batch: int) -> torch.Tensor:
+        """The blend tokens' weights in the instruction [B, L]: `blend_words`, else its content words."""
+        words = self.settings.blend_words.split() or content_words(instruction)
+        weights = vimaedit.token_weights(instruction, words, self.ip2p.tokenizer)
+        if not bool(weights.any()):
+            raise EditorError(f"blend words {words} are not in the instruction {instruction!r}")
+        return weights.expand(batch, -1)
+
+    def grounding(self, latent_size: Tuple[int, int], weights: torch.Tensor):
+        """The attention control that records IP2P's attention, and the step hook that grounds the blend tokens
+        with it from `blend_start` of the steps on. -> (control, hook, the grounded maps' sum [B, h/2·w/2] once
+        denoised, as a one-item list)"""
+        settings, steps = self.settings, self.config.steps
+        cross_factor, self_factor = grounding_factors(self.ip2p.unet)
         control = AttentionControl(
             IP2P_LAYOUT, latent_size, record_cross_factor=cross_factor,
             record_self_factor=self_factor if settings.iterative_grounding and settings.grounding_iterations else None,
@@ -98,12 +117,12 @@ class ViMAEditLocalizer:
                 sums[:] = [grounded if not sums else sums[0] + grounded]
             return step.latents
 
-        predict = ip2p.guided_predictor(image_latents, instruction, self.config.guidance_scale,
-                                        self.config.image_guidance_scale)
-        control.step = 0
-        with attention_control(ip2p.unet, control):
-            denoise(predict, ip2p.scheduler, latents, timesteps, [ground])
-        total = sums[0]
-        soft = vimaedit.normalize_maps(upsample_flat(total, latent_size, (latent_size[0] * factor, latent_size[1] * factor)))
-        soft = soft.view(-1, latent_size[0] * factor, latent_size[1] * factor)[:, :height, :width].to(images.device)
-        return Localization(mask=soft > settings.mask_threshold, soft=soft)
+        return control, ground, sums
+
+    def soft_map(self, total: torch.Tensor, latent_size: Tuple[int, int], size) -> torch.Tensor:
+        """The grounded sum [B, h/2·w/2], min-max normalised and nearest-resized to the images' `size` (H, W).
+        -> [B, H, W]"""
+        factor = self.ip2p.vae_scale_factor
+        pixels = (latent_size[0] * factor, latent_size[1] * factor)
+        soft = vimaedit.normalize_maps(upsample_flat(total, latent_size, pixels))
+        return soft.view(-1, *pixels)[:, : size[0], : size[1]]

@@ -23,7 +23,7 @@ from typing import Literal, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from nerf_edit.core.guided import adaptive_sigma, ddim_sigma  # noqa: F401  (ViMAEdit's σ rule, shared with IP2P editors)
+from nerf_edit.core.guided import Step
 
 IPOrdering = Literal["paper", "official"]
 
@@ -116,6 +116,35 @@ def branch_union_mask(maps: torch.Tensor, threshold: float) -> torch.Tensor:
     above = normalize_maps(maps) > threshold
     source, target = above.chunk(2)
     return source | target
+
+
+def ddim_sigma(alpha_prod_t: torch.Tensor, alpha_prod_prev: torch.Tensor) -> torch.Tensor:
+    """DDIM's σ_t(η = 1) = sqrt((1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev)) (DDIM eq. 16; diffusers' _get_variance)."""
+    return ((1 - alpha_prod_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_prev)).sqrt()
+
+
+def adaptive_sigma(critical: torch.Tensor, sigma_ddim: torch.Tensor, eta: float = 1.0) -> torch.Tensor:
+    """σ_t = η·1[critical]·σ_DDIM(t): DDIM's η-variance inside the critical region, exactly zero elsewhere.
+    critical [B, 1, h, w] bool -> [B, 1, h, w]"""
+    return eta * critical.float() * sigma_ddim
+
+
+def adaptive_variance_step(scheduler, step: Step, critical: torch.Tensor, eta: float = 1.0,
+                           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A DDIM step (`core.guided.Step`) redone with the spatially adaptive variance: inside `critical`
+    [B, 1, h, w] bool, with σ_t = η·σ_DDIM(t),
+        x_{t-1} = √ᾱ_prev·x̂0 + √(1 − ᾱ_prev − σ_t²)·ε + σ_t·z,
+    with the step's own ε and x̂0 and fresh z; outside it the deterministic step is kept, bit for bit. -> [B, C, h, w]"""
+    t = int(step.timestep)
+    previous = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    alpha_t = scheduler.alphas_cumprod[t]
+    alpha_prev = scheduler.alphas_cumprod[previous] if previous >= 0 else scheduler.final_alpha_cumprod
+    sigma = adaptive_sigma(critical, ddim_sigma(alpha_t, alpha_prev), eta).to(step.latents)  # [B, 1, h, w]
+    device = generator.device if generator is not None else step.latents.device
+    z = torch.randn(step.latents.shape, generator=generator, device=device).to(step.latents)
+    varied = (alpha_prev.sqrt() * step.predicted_original + (1 - alpha_prev - sigma**2).sqrt() * step.noise_pred
+              + sigma * z)
+    return torch.where(critical.to(step.latents.device), varied.to(step.latents.dtype), step.latents)
 
 
 def critical_region(maps: torch.Tensor, threshold: float = 0.8) -> torch.Tensor:

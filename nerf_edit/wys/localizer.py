@@ -1,4 +1,4 @@
-"""Watch Your Steps' localiser: relevance maps of IP2P (official formula in `nerf_edit.core.relevance`)."""
+"""Watch Your Steps' localiser: relevance maps of IP2P (official formula in `nerf_edit.wys.ops`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Optional
 
 import torch
 
-from nerf_edit.core.relevance import relevance_map, relevance_mask
 from nerf_edit.editing.localizer import IP2PLocalizer, Localization
 from nerf_edit.models.ip2p import EncodedInputs
+from nerf_edit.wys.ops import relevance_map, relevance_mask
 
 
 class RelevanceLocalizer(IP2PLocalizer):

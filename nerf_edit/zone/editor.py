@@ -9,9 +9,8 @@ from typing import Optional
 import torch
 
 from nerf_edit.config.editor import EditorConfig
-from nerf_edit.core.checks import check_background, check_mask
-from nerf_edit.core.guided import StepCallback
-from nerf_edit.editing.editor import EditResult, IP2PEditor
+from nerf_edit.editing.editor import EditRequest, EditResult
+from nerf_edit.editing.ip2p_editor import IP2PEditor
 from nerf_edit.editing.localizer import Localizer, localize
 from nerf_edit.models.ip2p import InstructPix2Pix
 from nerf_edit.zone import ops as zone
@@ -27,9 +26,8 @@ class ZoneEditor(IP2PEditor):
     localiser's refined by the segments (e.g. `relevance`: WYS relevance >= τ as M_b), or the caller's `mask`
     taken as M_f (the 3D method passes its rendered relevance's: no attention, no segments)."""
 
-    default_localizer = "zone"
+    default_localizer = ZoneLocalizer
     default_start = "noise"  # ZONE's code runs diffusers' IP2P sampling
-    uses_zone = True
 
     def __init__(self, config: EditorConfig, ip2p: Optional[InstructPix2Pix] = None,
                  localizer: Optional[Localizer] = None, fusion: Optional[InstructPix2Pix] = None, segmenter=None):
@@ -41,56 +39,61 @@ class ZoneEditor(IP2PEditor):
         if self.zone is None:
             self.zone = self._zone_localizer()
 
-    def check_part_models(self, localizer: Optional[Localizer]) -> None:
+    @classmethod
+    def check_settings(cls, config: EditorConfig, prefix: str = "--", check_models: bool = True,
+                       model_flag: Optional[str] = None) -> None:
+        """IP2P's settings and ZONE's, whatever the localiser (the fused edit and the segments are always used)."""
+        super().check_settings(config, prefix, check_models, model_flag)
+        if cls.localizer_type(config, f"{prefix}localizer") is not ZoneLocalizer:
+            ZoneLocalizer.check_settings(config, prefix, check_models)
+
+    def check_own_settings(self, check_models: bool, check_localizer: bool) -> None:
+        zone_localizes = self.localizer_type(self.config) is ZoneLocalizer
+        super().check_own_settings(check_models, check_localizer and not zone_localizes)
         if self._given_zone_parts == (None, None):
-            ZoneLocalizer.check_models(self.config)
-        if self.localizer_name != "zone":
-            super().check_part_models(localizer)
+            ZoneLocalizer.check_settings(self.config, "--", True)
 
     def _zone_localizer(self) -> ZoneLocalizer:
         parts = load_zone_parts(self.config, self.ip2p, *self._given_zone_parts)
         return ZoneLocalizer(self.config, self.ip2p, parts, self.stages)
 
     def make_localizer(self) -> Localizer:
-        if self.localizer_name == "zone":
+        if self.localizer_type(self.config) is ZoneLocalizer:
             self.zone = self._zone_localizer()
             return self.zone
         return super().make_localizer()
 
-    def edit(
-        self,
-        images: torch.Tensor,
-        instruction: str,
-        conditioning: Optional[torch.Tensor] = None,
-        mask: Optional[torch.Tensor] = None,
-        strength: float = 1.0,
-        generator: Optional[torch.Generator] = None,
-        on_step: Optional[StepCallback] = None,
-        background: Optional[torch.Tensor] = None,
-    ) -> EditResult:
-        images, conditioning = self._check(images, instruction, conditioning)
-        background = check_background(background, images)
+    def run(self, request: EditRequest) -> EditResult:
+        images, instruction, generator = request.images, request.instruction, request.generator
         noise = self.draw_noise(images, generator)
         with self.stages.stage("encode"):
-            encoded = self.ip2p.encode_inputs(images, conditioning)
-        if mask is None and self.localizer is self.zone:
-            found = self.zone.localize_encoded(encoded, instruction, generator, strength, noise, on_step)
+            encoded = self.ip2p.encode_inputs(images, request.conditioning)
+        if request.mask is None and self.localizer is self.zone:
+            found = self.zone.localize_encoded(encoded, instruction, generator, request.strength, noise,
+                                               request.on_step)
         else:
-            fused = self.zone.fused_edit(encoded, instruction, strength, noise, record=False, on_step=on_step)
-            actions = [fused.action] * images.shape[0]
-            if mask is None:  # another localiser's mask is ZONE's rough mask; the segments refine it
-                rough = localize(self.localizer, images, instruction, conditioning, generator, encoded).mask
-                rough, refined = self.zone.refine(images, fused.canvas, rough, fused.action)
-                found = ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
-                                         actions=actions, action_classifier=self.zone.parts.classifier_name)
-            else:  # the caller's mask is M_f as given: no small regions removed, no segments
-                refined = check_mask(mask, images)
-                found = ZoneLocalization(mask=refined, canvas=fused.canvas, refined_mask=refined, actions=actions,
-                                         action_classifier=self.zone.parts.classifier_name)
-        settings = self.config.zone
+            found = self._cut_out(request, encoded, noise)
+        settings, background = self.config.zone, request.background.float()
         with self.stages.stage("edge smoother + blend"):
-            final = zone.fft_edge_mask(found.canvas, background.float(), found.refined_mask, settings.edge_dilate_px,
+            final = zone.fft_edge_mask(found.canvas, background, found.refined_mask, settings.edge_dilate_px,
                                        settings.edge_radius_px, settings.edge_threshold, settings.edge_close_px,
                                        settings.edge_difference)
-            result = zone.blend_layers(found.canvas, background.float(), final, found.refined_mask, settings.edge_alpha)
+            result = zone.blend_layers(found.canvas, background, final, found.refined_mask, settings.edge_alpha)
         return EditResult(images=result, relevance=found.refined_mask.float(), mask=final, localization=found)
+
+    def _cut_out(self, request: EditRequest, encoded, noise: torch.Tensor) -> ZoneLocalization:
+        """The fused edit cut out by another localiser's mask refined by the segments, or by the caller's mask
+        taken as M_f as given (no small regions removed, no segments)."""
+        images = request.images
+        fused = self.zone.fused_edit(encoded, request.instruction, request.strength, noise, record=False,
+                                     on_step=request.on_step)
+        actions = [fused.action] * images.shape[0]
+        classifier = self.zone.parts.classifier_name
+        if request.mask is not None:
+            return ZoneLocalization(mask=request.mask, canvas=fused.canvas, refined_mask=request.mask,
+                                    actions=actions, action_classifier=classifier)
+        rough = localize(self.localizer, images, request.instruction, request.conditioning, request.generator,
+                         encoded).mask
+        rough, refined = self.zone.refine(images, fused.canvas, rough, fused.action)
+        return ZoneLocalization(mask=refined, canvas=fused.canvas, rough_mask=rough, refined_mask=refined,
+                                actions=actions, action_classifier=classifier)

@@ -14,7 +14,7 @@ from nerf_edit.config.editor import EditorConfig
 from nerf_edit.config.zone import ATTENTION_BRANCHES, check_zone_config
 from nerf_edit.core.guided import StepCallback, denoise, observe
 from nerf_edit.core.stages import StageTimer
-from nerf_edit.editing.editor import step_hook_plugins
+from nerf_edit.editing.ip2p_editor import step_hook_plugins
 from nerf_edit.editing.localizer import IP2PLocalizer, Localization
 from nerf_edit.models.attention import CrossAttentionRecorder, record_cross_attention
 from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix, sd1_dpm_solver_scheduler
@@ -56,9 +56,10 @@ class ZoneLocalizer(IP2PLocalizer):
         self.stages = stages if stages is not None else StageTimer(str(ip2p.device))
 
     @classmethod
-    def check_models(cls, config: EditorConfig) -> None:
-        """ZONE's models (fusion model, segmenter, action classifier) can be had: checked before any loads."""
-        check_zone_config(config.zone, main_model=config.model)
+    def check_settings(cls, config: EditorConfig, prefix: str = "--", check_models: bool = True) -> None:
+        """ZONE's settings (`config.zone`, flags `prefix` + `zone.`), and with `check_models` that its models
+        (fusion model, segmenter, action classifier) can be had: checked before any loads."""
+        check_zone_config(config.zone, f"{prefix}zone.", main_model=config.model, check_models=check_models)
 
     @property
     def start_from(self) -> str:
@@ -99,7 +100,7 @@ class ZoneLocalizer(IP2PLocalizer):
     def sampler(self):
         """The fused edit's sampler: the model's DDIM (stateless: shared), or a fresh DPM-Solver++ for this edit."""
         if self.config.zone.sampler == "dpm-solver++":
-            return sd1_dpm_solver_scheduler(self.ip2p.model_scheduler_config)
+            return sd1_dpm_solver_scheduler(self.ip2p.model_scheduler_config, self.config.zone.final_sigmas)
         return self.ip2p.scheduler
 
     def refine(self, images: torch.Tensor, canvas: torch.Tensor, rough: torch.Tensor,

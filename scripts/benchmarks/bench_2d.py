@@ -14,13 +14,13 @@ from __future__ import annotations
 import statistics
 
 import torch
-from bench_common import run_cli, timed
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.models.ip2p import InstructPix2Pix
 from nerf_edit.models.loading import load_ip2p_pipeline
 from nerf_edit.wys.editor import RelevanceGuidedEditor
+from nerf_edit_scripts.benchmarks.bench_common import run_cli, timed
 
 INSTRUCTION = "turn the ball blue"
 

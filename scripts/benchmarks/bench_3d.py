@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_common import Flag, run_cli, timed
+
+from nerf_edit_scripts.benchmarks.bench_common import Flag, run_cli, timed
 
 WYS_ONLY_FLAG = "--pipeline.model.use-lpips"
 
@@ -65,55 +66,56 @@ def main() -> None:
             threads=2)
 
 
+def build_trainers(size: int, work: Path) -> dict:
+    """nerfacto, wys and wys-splat trainers on one scene (tiny IP2P, edits never due), every pixel with a relevance
+    target: wys as it trains between dataset updates, the relevance loss and its backward pass part of each
+    iteration (the targets' values don't change the cost)."""
+    from nerf_edit.eval.synthetic import make_scene
+    from nerf_edit_methods.compat import offline_lpips
+    from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
+    from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
+
+    scene = make_scene(work / "scene", num_views=24, size=size, seed=0, points=3000)  # nerfacto ignores them
+    common = ["--data", str(scene), "--max-num-iterations", "100000"]
+    edits = ["--pipeline.prompt", "turn the ball blue", "--pipeline.editing.model", "tiny",
+             "--pipeline.edit-start-step", "1000000"]
+    with offline_lpips():
+        nerfacto = build_trainer(nerfacto_config(common), work / "out")
+    trainers = {"nerfacto": nerfacto,
+                "wys": build_trainer(method_config("wys", LIGHT_CPU_ARGS + common + edits), work / "out"),
+                "splat": build_trainer(method_config("wys-splat", LIGHT_CPU_SPLAT_ARGS + common + edits), work / "out")}
+    for name in ("wys", "splat"):
+        trainers[name].pipeline.datamanager.image_batch["relevance_valid"][:] = True
+    return trainers
+
+
+def median_iterations(trainers: dict, iterations: int, warmup: int = 5, block: int = 10) -> dict:
+    """Seconds per training iteration of each trainer (median), timed in alternating blocks."""
+    for trainer in trainers.values():
+        time_iterations(trainer, warmup, 0)
+    times = {name: [] for name in trainers}
+    for start in range(warmup, warmup + iterations, block):
+        for name, trainer in trainers.items():
+            times[name] += time_iterations(trainer, block, start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def update_and_render(pipeline) -> tuple[float, float]:
+    """Seconds of a dataset update of one view and of rendering one view (medians of 3)."""
+    updates = [timed(lambda: pipeline.edit_views([index])) for index in range(3)]
+    renders = [timed(lambda: pipeline.render_train_view(index)) for index in range(3)]
+    return statistics.median(updates), statistics.median(renders)
+
+
 def measure(options) -> list[tuple[str, str]]:
     """(row name, value) pairs."""
     torch.set_num_threads(options.threads)
-
-    from nerf_edit_methods.compat import offline_lpips
-    from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
-    from nerf_edit_scripts.make_scene import make_scene
-
-    work = Path(tempfile.mkdtemp(prefix="bench3d-"))
-    scene = make_scene(work / "scene", num_views=24, size=options.size, seed=0, points=3000)  # nerfacto ignores them
-    common = ["--data", str(scene), "--max-num-iterations", "100000"]
-    wys = method_config("wys", LIGHT_CPU_ARGS + common + ["--pipeline.prompt", "turn the ball blue",
-                                                          "--pipeline.editing.model", "tiny", "--pipeline.edit-start-step", "1000000"])
-    with offline_lpips():
-        nerfacto = build_trainer(nerfacto_config(common), work / "out")
-    wys_trainer = build_trainer(wys, work / "out")
-    from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
-
-    splat = method_config("wys-splat", LIGHT_CPU_SPLAT_ARGS + common + [
-        "--pipeline.prompt", "turn the ball blue", "--pipeline.editing.model", "tiny",
-        "--pipeline.edit-start-step", "1000000"])
-    splat_trainer = build_trainer(splat, work / "out")
-
-    # wys as it trains between dataset updates: every pixel has a relevance target, so the relevance loss and its
-    # backward pass are part of each iteration (targets' values don't change the cost).
-    wys_trainer.pipeline.datamanager.image_batch["relevance_valid"][:] = True
-    splat_trainer.pipeline.datamanager.image_batch["relevance_valid"][:] = True
-    warmup = 5
-    time_iterations(nerfacto, warmup, 0)
-    time_iterations(wys_trainer, warmup, 0)
-    time_iterations(splat_trainer, warmup, 0)
-    nerfacto_times, wys_times, splat_times = [], [], []
-    block = 10
-    for start in range(warmup, warmup + options.iterations, block):
-        nerfacto_times += time_iterations(nerfacto, block, start)
-        wys_times += time_iterations(wys_trainer, block, start)
-        splat_times += time_iterations(splat_trainer, block, start)
-    nerfacto_s, wys_s = statistics.median(nerfacto_times), statistics.median(wys_times)
-    splat_s = statistics.median(splat_times)
-
-    def update_and_render(pipeline):
-        updates = [timed(lambda: pipeline.edit_view(index)) for index in range(3)]
-        renders = [timed(lambda: pipeline.render_train_view(index)) for index in range(3)]
-        return statistics.median(updates), statistics.median(renders)
-
-    update_s, render_s = update_and_render(wys_trainer.pipeline)
-    splat_update_s, splat_render_s = update_and_render(splat_trainer.pipeline)
-    pipeline = wys_trainer.pipeline
-    edit_rate = pipeline.config.edit_rate
+    trainers = build_trainers(options.size, Path(tempfile.mkdtemp(prefix="bench3d-")))
+    seconds = median_iterations(trainers, options.iterations)
+    nerfacto_s, wys_s, splat_s = seconds["nerfacto"], seconds["wys"], seconds["splat"]
+    update_s, render_s = update_and_render(trainers["wys"].pipeline)
+    splat_update_s, splat_render_s = update_and_render(trainers["splat"].pipeline)
+    edit_rate = trainers["wys"].pipeline.config.edit_rate
     setting = f"light CPU config, {options.size}² scene, {options.threads} threads"
     return [
         (f"3D nerfacto iteration ({setting})", f"{nerfacto_s * 1000:.1f} ms"),

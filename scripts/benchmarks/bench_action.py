@@ -16,7 +16,8 @@ import copy
 import statistics
 
 import torch
-from bench_common import median_seconds, run_cli, timed
+
+from nerf_edit_scripts.benchmarks.bench_common import median_seconds, run_cli, timed
 
 
 def build_step(pipe, freeze: bool, batch: int, size: int, device: str, dtype=torch.float32):

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import run_cli
+from nerf_edit_scripts.benchmarks.bench_common import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ["tests/nerf_edit/test_full_size.py", "tests/nerf_edit/test_full_size_training.py",

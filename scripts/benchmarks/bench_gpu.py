@@ -12,7 +12,8 @@ Without a CUDA GPU every row says "not measured: no GPU" and it exits 0.
 from __future__ import annotations
 
 import torch
-from bench_common import median_seconds, run_cli, timed
+
+from nerf_edit_scripts.benchmarks.bench_common import median_seconds, run_cli, timed
 
 
 def matmul_tflops(dtype: torch.dtype, size: int = 8192, repeats: int = 20) -> float:

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_common import Flag, run_cli, timed
+
+from nerf_edit_scripts.benchmarks.bench_common import Flag, run_cli, timed
 
 PRESETS = ("wys", "wys-small", "wys-tiny")
 
@@ -48,8 +49,8 @@ def measure(options) -> list[tuple[str, str]]:
     if not torch.cuda.is_available():
         return ([(f"GPU peak memory, {preset} ({setting})", "not measured: no GPU") for preset in PRESETS]
                 + [(f"GPU wall time of a default wys run ({setting})", "not measured: no GPU")])
+    from nerf_edit.eval.synthetic import make_scene
     from nerf_edit.models.full_size import build_full_size_ip2p_pipeline
-    from nerf_edit_scripts.make_scene import make_scene
 
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-run-"))
     scene = make_scene(work / "scene", num_views=options.views, size=options.size, seed=0)

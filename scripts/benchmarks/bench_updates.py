@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_common import Flag, run_cli, timed
+
+from nerf_edit_scripts.benchmarks.bench_common import Flag, run_cli, timed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,8 +34,8 @@ def pipeline_for(scene: Path, output: Path, args: list[str], method: str = "wys"
 
 def measure(options) -> list[tuple[str, str]]:
     torch.set_num_threads(options.threads)
+    from nerf_edit.eval.synthetic import make_scene
     from nerf_edit_methods.configs import DEMO_CPU_EDIT_ARGS
-    from nerf_edit_scripts.make_scene import make_scene
 
     work = Path(tempfile.mkdtemp(prefix="bench-updates-"))
     scene = make_scene(work / "scene", num_views=max(8, 2 * options.views), size=options.size, seed=0)
@@ -48,8 +49,8 @@ def measure(options) -> list[tuple[str, str]]:
         pipeline.edit_views(list(range(k)), strength=0.7)  # warm-up
     one_by_one, together = [], []
     for round_ in range(options.rounds):
-        views = [(round_ * k + i) % len(single.view_names()) for i in range(k)]
-        one_by_one.append(timed(lambda: [single.edit_view(v, strength=0.7) for v in views]) / k)
+        views = [(round_ * k + i) % single.datamanager.num_views for i in range(k)]
+        one_by_one.append(timed(lambda: [single.edit_views([v], strength=0.7) for v in views]) / k)
         together.append(timed(lambda: batched.edit_views(views, strength=0.7)) / k)
     single_s, batched_s = statistics.median(one_by_one), statistics.median(together)
 
@@ -64,14 +65,14 @@ def measure(options) -> list[tuple[str, str]]:
         for name, trainer in trainers.items():
             seconds[name] += timed(lambda: [trainer.train_iteration(s) for s in range(start, start + 5)])
     # The overlapped run owes the edits still in flight: waiting for them is part of its time.
-    seconds["overlapped"] += timed(trainers["overlapped"].pipeline.finish_overlapped_edits)
+    seconds["overlapped"] += timed(trainers["overlapped"].pipeline.updates.finish)
 
     # The demo's editing phase: colorkey on the bundled 96² scene, one view per update.
     demo = pipeline_for(REPO / "data" / "synthetic", work / "demo",
                         DEMO_CPU_EDIT_ARGS + ["--pipeline.prompt", "turn the red ball blue", "--pipeline.editor",
                                               "colorkey"]).pipeline
     demo.compute_relevance_targets()
-    demo_s = statistics.median(timed(lambda: demo.edit_view(v)) for v in range(options.rounds))
+    demo_s = statistics.median(timed(lambda: demo.edit_views([v])) for v in range(options.rounds))
 
     setting = f"tiny IP2P, {options.size}² scene, {options.threads} threads"
     return [

@@ -10,7 +10,8 @@ where the *pipeline's own* time goes (mask maths, FFT smoother at full image siz
 from __future__ import annotations
 
 import torch
-from bench_common import Flag, median_seconds, run_cli
+
+from nerf_edit_scripts.benchmarks.bench_common import Flag, median_seconds, run_cli
 
 
 def build_editor(device: str, steps: int):

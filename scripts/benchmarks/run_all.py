@@ -1,6 +1,6 @@
 """All benchmarks in one run, as one table (GPU rows say "not measured: no GPU" on a CPU machine).
 
-    python scripts/benchmarks/run_all.py [--record docs/benchmarks.md]
+    python -m nerf_edit_scripts.benchmarks.run_all [--record docs/benchmarks.md]
 
 --record appends the table to the file with the date, the machine and this command.
 """
@@ -11,21 +11,20 @@ import argparse
 import datetime
 import os
 import platform
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_2d  # noqa: E402
-import bench_3d  # noqa: E402
-import bench_action  # noqa: E402
-import bench_gpu  # noqa: E402
-import bench_gpu_run  # noqa: E402
-import bench_updates  # noqa: E402
-import bench_vimaedit  # noqa: E402
-import bench_zone  # noqa: E402
+from nerf_edit_scripts.benchmarks import (
+    bench_2d,
+    bench_3d,
+    bench_action,
+    bench_gpu,
+    bench_gpu_run,
+    bench_updates,
+    bench_vimaedit,
+    bench_zone,
+)
 
 
 def main() -> None:
@@ -51,7 +50,7 @@ def main() -> None:
         if torch.cuda.is_available():
             machine += f", {torch.cuda.get_device_name()}"
         header = (f"\n## {datetime.date.today().isoformat()} — {machine}\n\n"
-                  f"`python scripts/benchmarks/run_all.py --record {options.record}`\n\n")
+                  f"`python -m nerf_edit_scripts.benchmarks.run_all --record {options.record}`\n\n")
         with open(options.record, "a") as f:
             f.write(header + "\n".join(table) + "\n")
 

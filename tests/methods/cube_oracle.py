@@ -18,20 +18,20 @@ import torch
 from PIL import Image
 
 from nerf_edit.editing.colorkey import HUES, recolour
-from nerf_edit.editing.editor import EditResult
-from nerf_edit_scripts.make_scene import load_object_masks
+from nerf_edit.editing.editor import Editor, EditRequest, EditResult
+from nerf_edit.eval.synthetic import load_object_masks
 
 BUNDLED_SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"
 CUBE = 2  # label of the cube in masks.json
 
 
-class CubeOracleEditor:
+class CubeOracleEditor(Editor):
     # Its relevance reads the original views alone (the nearest photo's mask), and it says so: the 3D method then
     # renders no view for its relevance targets (18 renders of a 64² view, about a minute on one CPU thread).
     relevance_reads_conditioning = False
 
     def __init__(self, config):
-        self.config = config
+        super().__init__(config)
         scene = Path(os.environ.get("CUBE_ORACLE_SCENE", BUNDLED_SCENE))
         masks = load_object_masks(scene)
         photos = [np.asarray(Image.open(scene / name).convert("RGB"), dtype=np.float32) / 255 for name in masks]
@@ -43,14 +43,13 @@ class CubeOracleEditor:
         distances = ((images.float().cpu()[:, None] - self.photos[None]) ** 2).flatten(2).mean(2)  # [B, N]
         return self.cubes[distances.argmin(1)].to(images.device)
 
-    def relevance(self, images, instruction, conditioning=None):
+    def relevance(self, images, instruction, conditioning=None, generator=None):
         return self.cube_masks(images).float()
 
-    def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None, background=None):
-        source = (conditioning if conditioning is not None else images).to(images)
+    def run(self, request: EditRequest) -> EditResult:
+        images, source = request.images, request.conditioning.to(request.images)
         cube = self.cube_masks(source)[:, None]  # [B, 1, H, W]
         edited = torch.where(cube, recolour(source, HUES["green"]).clamp(0, 1), source)
-        if mask is not None:
-            keep = images if background is None else background.to(images)
-            edited = torch.where(mask[:, None].to(images.device), edited, keep)
-        return EditResult(images=edited, mask=mask)
+        if request.mask is not None:
+            edited = torch.where(request.mask[:, None].to(images.device), edited, request.background.to(images))
+        return EditResult(images=edited, mask=request.mask)

@@ -8,7 +8,7 @@ input), as the WYS editor guarantees; without one (the global editor), the over-
 
 import torch
 
-from nerf_edit.editing.editor import EditResult
+from nerf_edit.editing.editor import Editor, EditRequest, EditResult
 
 OVER_EDIT = 0.15
 
@@ -19,36 +19,51 @@ def red_region(images: torch.Tensor) -> torch.Tensor:
     return (r > 0.25) & (r > 2 * g) & (r > 2 * b)
 
 
-class OracleEditor:
+class OracleEditor(Editor):
     def __init__(self, config):
-        self.config = config
+        super().__init__(config)
         self.relevance_calls = 0
         self.edit_calls = 0
         self.instructions = []
 
-    def relevance(self, images, instruction, conditioning=None):
+    def relevance(self, images, instruction, conditioning=None, generator=None):
         self.relevance_calls += 1
         self.instructions.append(instruction)
         return red_region(images).float()
 
-    def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None, background=None):
+    def run(self, request: EditRequest) -> EditResult:
         self.edit_calls += 1
-        self.instructions.append(instruction)
-        source = conditioning if conditioning is not None else images
-        source = source.to(images)
+        self.instructions.append(request.instruction)
+        images, source = request.images, request.conditioning.to(request.images)
         ball = red_region(source)[:, None]
         edited = torch.where(ball, source[:, [2, 1, 0]], (source + OVER_EDIT).clamp(0, 1))
-        if mask is not None:
-            keep = images if background is None else background.to(images)
-            edited = torch.where(mask[:, None].to(images.device), edited, keep)
-        return EditResult(images=edited, mask=mask)
+        if request.mask is not None:
+            edited = torch.where(request.mask[:, None].to(images.device), edited, request.background.to(images))
+        return EditResult(images=edited, mask=request.mask)
 
 
-class LegacyOracleEditor(OracleEditor):
-    """An editor written before `background` joined the interface: outside its mask it returns its input."""
+class RenderBackgroundOracleEditor(OracleEditor):
+    """An editor that ignores the request's background (outside its mask it returns the render it was handed):
+    the editor interface still keeps the photo there (`keep_background`)."""
+
+    def run(self, request: EditRequest) -> EditResult:
+        result = super().run(request)
+        if request.mask is not None:
+            result.images = torch.where(request.mask[:, None], result.images, request.images)
+        return result
+
+
+class NotAnEditor:
+    """relevance() and edit() of the old duck-typed interface, no Editor: refused at start-up with one line."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def relevance(self, images, instruction, conditioning=None):
+        return red_region(images).float()
 
     def edit(self, images, instruction, conditioning=None, mask=None, strength=1.0, generator=None):
-        return super().edit(images, instruction, conditioning, mask, strength, generator)
+        return EditResult(images=images)
 
 
 class OriginalsOnlyOracleEditor(OracleEditor):

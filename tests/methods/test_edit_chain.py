@@ -10,10 +10,10 @@ import torch
 from oracle_editor import red_region
 from wys_runs import HOLD_OUT
 
+from nerf_edit.eval.synthetic import make_scene
+from nerf_edit.scene.history import HISTORY_FILE, read_history
+from nerf_edit.scene.store import EditStore
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
-from nerf_edit_methods.edit_store import EditStore
-from nerf_edit_methods.history import HISTORY_FILE, read_history
-from nerf_edit_scripts.make_scene import make_scene
 
 # The scene's red ball and blue cube; colorkey edits by colour, so each step of a chain names a colour no other
 # step makes: the cube turns green, then the ball yellow, then the green cube purple.
@@ -57,8 +57,8 @@ def edit_all(trainer) -> None:
     pipeline = trainer.pipeline
     trained_field(pipeline)
     pipeline.compute_relevance_targets()
-    for index in range(len(pipeline.view_names())):
-        pipeline.edit_view(index)
+    for index in range(len(pipeline.datamanager.names)):
+        pipeline.edit_views([index])
     trainer.save_checkpoint(0)
 
 
@@ -71,7 +71,7 @@ def saved_masks(trainer) -> torch.Tensor:
     from nerf_edit.core.io import load_image
 
     store = EditStore.for_run(trainer.base_dir)
-    return torch.stack([load_image(store.masks_dir / f"{name}.png")[0] > 0.5 for name in trainer.pipeline.view_names()])
+    return torch.stack([load_image(store.masks_dir / f"{name}.png")[0] > 0.5 for name in trainer.pipeline.datamanager.names])
 
 
 def colour(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -94,7 +94,7 @@ def test_another_prompt_edits_on_top_and_keeps_the_first_edit(scene, tmp_path, c
     pipeline = second.pipeline
     # its starting views are the first run's result (up to PNG rounding), not the photos
     assert (pipeline.datamanager.original_images - first_views).abs().max() <= 0.5 / 255 + 1e-6
-    assert not pipeline.relevance_ready  # recomputed for the new prompt before the first edit
+    assert not pipeline.targets.ready  # recomputed for the new prompt before the first edit
     edit_all(second)
     final = pipeline.datamanager.image_batch["image"]
     cube_now, ball_now = colour(final, cube), colour(final, ball)
@@ -112,11 +112,11 @@ def test_the_same_prompt_resumes_and_continue_as_can_say_otherwise(scene, tmp_pa
     resumed = run_setup(scene, tmp_path / "resumed", FIRST, ["--load-dir", checkpoints(first)])
     out = " ".join(capsys.readouterr().out.split())
     assert "Resuming" in out and "Restored 6 edited views and 6 relevance targets" in out
-    assert resumed.pipeline.relevance_ready
+    assert resumed.pipeline.targets.ready
     assert torch.equal(resumed.pipeline.datamanager.original_images, first.pipeline.datamanager.original_images)
     stacked = run_setup(scene, tmp_path / "stacked", FIRST, ["--load-dir", checkpoints(first),
                                                            "--pipeline.continue-as", "new-edit"])
-    assert "New edit" in capsys.readouterr().out and not stacked.pipeline.relevance_ready
+    assert "New edit" in capsys.readouterr().out and not stacked.pipeline.targets.ready
     assert not torch.equal(stacked.pipeline.datamanager.original_images, first.pipeline.datamanager.original_images)
 
 
@@ -126,7 +126,7 @@ def test_resuming_an_interrupted_stacked_run_loses_nothing(scene, tmp_path):
     second = run_setup(scene, tmp_path / "second", SECOND, ["--load-dir", checkpoints(first)])
     trained_field(second.pipeline)
     second.pipeline.compute_relevance_targets()
-    second.pipeline.edit_view(2)  # "killed" after one edit
+    second.pipeline.edit_views([2])  # "killed" after one edit
     second.save_checkpoint(0)
     starts = second.pipeline.datamanager.original_images.clone()
     views = second.pipeline.datamanager.image_batch["image"].clone()
@@ -136,13 +136,13 @@ def test_resuming_an_interrupted_stacked_run_loses_nothing(scene, tmp_path):
     assert (manager.image_batch["image"] - views).abs().max() <= 0.5 / 255 + 1e-6  # and the stacked edit is back
     store = EditStore.for_run(again.base_dir)
     assert len(store.load_base()) == 6 and store.num_images() == 1  # all of it kept in the new run too
-    assert again.pipeline.relevance_ready
+    assert again.pipeline.targets.ready
 
 
 def apply_in_viewer(pipeline, prompt: str) -> None:
     """Type `prompt` in the viewer's "Edit prompt" box and press "Apply prompt"."""
-    pipeline.viewer_prompt.value = prompt
-    pipeline.viewer_apply_prompt.cb_hook(pipeline.viewer_apply_prompt)
+    pipeline.controls.prompt.value = prompt
+    pipeline.controls.apply_prompt.cb_hook(pipeline.controls.apply_prompt)
 
 
 def test_a_prompt_changed_in_the_viewer_retargets_every_view_before_the_next_edit(scene, tmp_path):
@@ -158,11 +158,11 @@ def test_a_prompt_changed_in_the_viewer_retargets_every_view_before_the_next_edi
 
     pipeline.editor.relevance = counting
     edit_calls = []
-    edit = pipeline.edit_views
-    pipeline.edit_views = lambda indices, strength=None: edit_calls.append(list(indices)) or edit(indices, strength)
+    edit = pipeline.updates.edit
+    pipeline.updates.edit = lambda indices, *args: edit_calls.append(list(indices)) or edit(indices, *args)
     for step in range(8):
         pipeline.update_dataset(step)
-    views = len(pipeline.view_names())
+    views = len(pipeline.datamanager.names)
     assert sum(n for prompt, n in calls if prompt == FIRST) >= views and edit_calls
     calls.clear()
     edit_calls.clear()
@@ -185,13 +185,13 @@ def test_a_prompt_the_editor_cannot_use_is_not_applied_and_training_goes_on(scen
     for step in range(3):
         pipeline.update_dataset(step)
     targets = pipeline.datamanager.image_batch["relevance"].clone()
-    done = pipeline.edits_done
+    done = pipeline.updates.done
     apply_in_viewer(pipeline, "turn the red ball gre")
     for step in range(3, 6):
         pipeline.update_dataset(step)
     lines = [line for line in capsys.readouterr().out.splitlines() if "not applied" in line]
     assert len(lines) == 1 and "can't read a source and a target colour" in lines[0] and FIRST in lines[0], lines
-    assert pipeline.edits_done == done + 3 and pipeline._prompt() == FIRST
+    assert pipeline.updates.done == done + 3 and pipeline.controls.settings.prompt == FIRST
     assert torch.equal(pipeline.datamanager.image_batch["relevance"], targets)  # no retargeting
     assert read_history(trainer.base_dir)[-1].prompt == FIRST
 
@@ -210,7 +210,7 @@ def test_a_three_step_chain_is_written_to_every_runs_history(scene, tmp_path):
     assert chain[1].continued_from == str(first.base_dir) and chain[2].continued_from == str(second.base_dir)
     tau = third.pipeline.config.editing.tau
     assert all(step.editor == "colorkey" and step.settings["tau"] == tau for step in chain)
-    assert sorted(chain[0].views_changed) == sorted(first.pipeline.view_names())
+    assert sorted(chain[0].views_changed) == sorted(first.pipeline.datamanager.names)
     # each run keeps its own history: the first run's is the chain's first step alone
     assert [step.prompt for step in read_history(first.base_dir)] == [FIRST]
     raw = json.loads((third.base_dir / HISTORY_FILE).read_text())
@@ -236,7 +236,7 @@ def test_the_report_shows_each_views_files_and_the_chain(scene, tmp_path):
     assert len(other) == 1 and SECOND in other[0].read_text()  # the first run's page, linked from this one
     store = EditStore.for_run(second.base_dir)
     images = index.parent / "images"
-    for name in second.pipeline.view_names():
+    for name in second.pipeline.datamanager.names:
         def png(kind):
             return np.asarray(Image.open(images / f"{name}_{kind}.png"))
 

@@ -9,10 +9,10 @@ from nerfstudio.viewer.viewer_elements import ViewerElement
 from oracle_editor import red_region
 from wys_runs import HOLD_OUT, PROMPT
 
+from nerf_edit.eval.synthetic import make_scene
+from nerf_edit.scene.store import EditStore
 from nerf_edit.zone import ops as zone
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
-from nerf_edit_methods.edit_store import EditStore
-from nerf_edit_scripts.make_scene import make_scene
 
 ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
 
@@ -48,12 +48,12 @@ def test_edit_replaces_the_training_view_and_writes_it(trainer):
     before = batch["image"].clone()
     pipeline.compute_relevance_targets()
     assert batch["relevance_valid"].all()
-    pipeline.edit_view(2)
+    pipeline.edit_views([2])
     changed = (batch["image"] != before).flatten(1).any(1)
     assert changed.tolist() == [i == 2 for i in range(len(changed))]
-    store = pipeline.edit_store
+    store = pipeline.chain.store
     images, relevance = store.load()
-    name = pipeline.view_names()[2]
+    name = pipeline.datamanager.names[2]
     assert list(images) == [name] and len(relevance) == len(changed)
     assert (images[name] - batch["image"][2]).abs().max() <= 0.5 / 255 + 1e-6  # the PNG is what trains
     assert torch.equal(pipeline.datamanager.original_images, before)  # originals are kept
@@ -63,7 +63,7 @@ def record_edit_masks(pipeline) -> list:
     """The masks the pipeline hands its editor, in order."""
     masks, edit = [], pipeline.editor.edit
 
-    @functools.wraps(edit)  # keeps edit's signature: the pipeline reads it
+    @functools.wraps(edit)
     def recording_edit(*args, **kwargs):
         masks.append(kwargs["mask"][0].clone())
         return edit(*args, **kwargs)
@@ -76,7 +76,7 @@ def as_bytes(image: torch.Tensor) -> torch.Tensor:
     return (image * 255).round().to(torch.uint8)
 
 
-@pytest.mark.parametrize("editor", ["oracle_editor:OracleEditor", "oracle_editor:LegacyOracleEditor"])
+@pytest.mark.parametrize("editor", ["oracle_editor:OracleEditor", "oracle_editor:RenderBackgroundOracleEditor"])
 def test_outside_the_mask_the_training_view_is_the_photo(scene, tmp_path, editor):
     """Official WYS: the latent blend re-noises the original view outside the mask (ip2p.py ~177-181) and the view
     written back is `edited * edit_mask + original_image * (1 - edit_mask)` (in2n_pipeline.py ~213): the render's
@@ -86,13 +86,13 @@ def test_outside_the_mask_the_training_view_is_the_photo(scene, tmp_path, editor
     pipeline.compute_relevance_targets()
     masks = record_edit_masks(pipeline)
     render = pipeline.render_train_view(3)["rgb"].clamp(0, 1)
-    pipeline.edit_view(3)
+    pipeline.edit_views([3])
     mask, original = masks[0], pipeline.datamanager.original_images[3]
     trained = pipeline.datamanager.image_batch["image"][3]
     assert mask.any() and not mask.all()
     assert (render[~mask] - original[~mask]).abs().max() > 0.05  # the render is no stand-in for the photo
     assert torch.equal(trained[~mask], original[~mask])
-    saved = pipeline.edit_store.load()[0][pipeline.view_names()[3]]
+    saved = pipeline.chain.store.load()[0][pipeline.datamanager.names[3]]
     assert torch.equal(as_bytes(saved[~mask]), as_bytes(original[~mask]))
     assert (trained[mask] != original[mask]).any()
 
@@ -112,7 +112,7 @@ def test_relevance_targets_are_conditioned_on_the_renders_unless_the_editor_read
         pipeline.editor.relevance_reads_conditioning = False
     pipeline.render_train_view = lambda index: rendered.append(index) or render(index)
     pipeline.compute_relevance_targets()
-    views = len(pipeline.view_names())
+    views = len(pipeline.datamanager.names)
     originals = pipeline.datamanager.original_images.permute(0, 3, 1, 2)  # [N, 3, H, W]
     assert torch.equal(torch.cat([images for images, _ in calls]), originals)
     assert torch.equal(pipeline.datamanager.image_batch["relevance"][..., 0], red_region(originals).float())
@@ -131,10 +131,11 @@ def test_rendered_relevance_is_normalised_per_view_before_tau(trainer):
     ball[4:9, 6:12] = True
     rendered = 0.2 + 0.1 * ball.float() + 0.01 * torch.rand(16, 24)  # never reaches τ = 0.5 unnormalised
     normalised = (rendered - rendered.min()) / (rendered.max() - rendered.min())
-    assert torch.equal(pipeline.edit_mask(rendered), normalised >= pipeline.config.editing.tau)
-    assert torch.equal(pipeline.edit_mask(rendered), ball)
+    tau = pipeline.controls.settings.tau
+    assert torch.equal(pipeline.updates.edit_mask(rendered, tau), normalised >= pipeline.config.editing.tau)
+    assert torch.equal(pipeline.updates.edit_mask(rendered, tau), ball)
     pipeline.config.normalize_rendered_relevance = False
-    assert not pipeline.edit_mask(rendered).any()
+    assert not pipeline.updates.edit_mask(rendered, tau).any()
 
 
 def test_cameras_are_frozen_once_editing_starts(scene, tmp_path):
@@ -156,7 +157,7 @@ def test_cameras_are_frozen_once_editing_starts(scene, tmp_path):
 def test_progress_lines_when_the_output_is_not_a_terminal(trainer, capsys):
     trainer.pipeline.compute_relevance_targets()
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Relevance maps")]
-    total = len(trainer.pipeline.view_names())
+    total = len(trainer.pipeline.datamanager.names)
     assert lines[0] == f"Relevance maps of the training views: 0/{total} views"
     assert lines[-1].startswith(f"Relevance maps of the training views: {total}/{total} views (") and "views/s)" in lines[-1]
 
@@ -164,23 +165,23 @@ def test_progress_lines_when_the_output_is_not_a_terminal(trainer, capsys):
 def test_viewer_prompt_and_pause_act_on_the_next_update(trainer):
     pipeline = trainer.pipeline
     editor = pipeline.editor
-    pipeline.relevance_ready = True  # skip the targets: this test is about the controls
-    pipeline.viewer_pause.value = True
+    pipeline.targets.ready = True  # skip the targets: this test is about the controls
+    pipeline.controls.pause.value = True
     for step in range(0, 30):
         pipeline.update_dataset(step)
     assert editor.edit_calls == 0
-    pipeline.viewer_pause.value = False
-    pipeline.viewer_prompt.value = "make the cube green"  # typed, not applied: a draft (every keystroke is one)
+    pipeline.controls.pause.value = False
+    pipeline.controls.prompt.value = "make the cube green"  # typed, not applied: a draft (every keystroke is one)
     period = pipeline.config.edit_rate * pipeline.config.edit_batch
-    pipeline.update_dataset(pipeline.first_edit_step + 3 * period)
+    pipeline.update_dataset(pipeline.schedule.first_edit_step + 3 * period)
     assert editor.edit_calls == 1 and editor.instructions[-1] == pipeline.config.prompt
-    pipeline.viewer_apply_prompt.cb_hook(pipeline.viewer_apply_prompt)  # the "Apply prompt" button
+    pipeline.controls.apply_prompt.cb_hook(pipeline.controls.apply_prompt)  # the "Apply prompt" button
     # A new prompt retargets first: every view's relevance target is the new instruction's, and edits wait for the
     # relevance field to train on them (the warm-up, as at the start); the first edit after it uses the new prompt.
-    applied = pipeline.first_edit_step + 4 * period
+    applied = pipeline.schedule.first_edit_step + 4 * period
     pipeline.update_dataset(applied)
     warmup = pipeline.config.relevance_warmup_steps
-    assert editor.edit_calls == 1 and pipeline.first_edit_step == applied + warmup
+    assert editor.edit_calls == 1 and pipeline.schedule.first_edit_step == applied + warmup
     pipeline.update_dataset(applied + warmup)
     assert editor.edit_calls == 2 and editor.instructions[-1] == "make the cube green"
 
@@ -201,36 +202,36 @@ def test_a_new_instruction_trains_a_fresh_relevance_field(trainer):
     draws = torch.random.get_rng_state()
     pipeline.update_dataset(0)  # the run's first step: targets for its prompt
     assert torch.equal(torch.random.get_rng_state(), draws)  # seeded on its own: training's random stream untouched
-    assert pipeline.relevance_ready and not optimizer.state
+    assert pipeline.targets.ready and not optimizer.state
     for name, value in field.state_dict().items():
         assert torch.equal(value, fresh[name]), name
 
 
 def test_reset_restores_the_original_views(trainer):
     pipeline = trainer.pipeline
-    pipeline.relevance_ready = True
-    pipeline.edit_view(0)
-    assert pipeline.edit_store.num_images() == 1
-    pipeline.viewer_reset.cb_hook(pipeline.viewer_reset)
+    pipeline.targets.ready = True
+    pipeline.edit_views([0])
+    assert pipeline.chain.store.num_images() == 1
+    pipeline.controls.reset.cb_hook(pipeline.controls.reset)
     assert torch.equal(pipeline.datamanager.image_batch["image"], pipeline.datamanager.original_images)
-    assert pipeline.edit_store.num_images() == 0
+    assert pipeline.chain.store.num_images() == 0
 
 
 def test_restore_puts_back_saved_edits(trainer, scene, tmp_path):
     pipeline = trainer.pipeline
     pipeline.compute_relevance_targets()
-    pipeline.edit_view(1)
-    pipeline.edit_view(3)
-    saved_images, _ = pipeline.edit_store.load()
+    pipeline.edit_views([1])
+    pipeline.edit_views([3])
+    saved_images, _ = pipeline.chain.store.load()
     fresh = setup_trainer(scene, tmp_path / "fresh").pipeline
-    fresh.edit_store = EditStore(tmp_path / "resumed_edits")
-    fresh.restore_edits(pipeline.edit_store)
-    names = fresh.view_names()
+    fresh.chain.store = EditStore(tmp_path / "resumed_edits")
+    fresh.resume(pipeline.chain.store, None)
+    names = fresh.datamanager.names
     for name, image in saved_images.items():
         assert torch.equal(fresh.datamanager.image_batch["image"][names.index(name)], image)
-    assert fresh.relevance_ready and fresh.edit_store.num_images() == 2
+    assert fresh.targets.ready and fresh.chain.store.num_images() == 2
     # the interrupted cycle goes on with the views that have no edit yet
-    upcoming = [fresh.next_view() for _ in range(len(names) - 2)]
+    upcoming = [fresh.schedule.next_view() for _ in range(len(names) - 2)]
     assert not {names.index(n) for n in saved_images} & set(upcoming)
 
 
@@ -243,7 +244,7 @@ def test_zone_masks_train_the_relevance_field(scene, tmp_path):
     chosen by Region-IoU ("remove" segments the original view)."""
     trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "relevance", "--pipeline.editing.localizer", "zone", *ZONE_TINY])
     pipeline = trainer.pipeline
-    assert pipeline.editor.localizer_name == "zone"
+    assert type(pipeline.editor.localizer).__name__ == "ZoneLocalizer"
     segmenter = pipeline.editor.localizer.parts.segmenter
     pipeline.compute_relevance_targets()
     batch = pipeline.datamanager.image_batch
@@ -257,11 +258,11 @@ def test_zone_masks_train_the_relevance_field(scene, tmp_path):
 def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
     trainer = setup_trainer(scene, tmp_path, ["--pipeline.editor", "zone", *ZONE_TINY])
     pipeline = trainer.pipeline
-    assert pipeline.editor.localizer_name == "zone"
+    assert type(pipeline.editor.localizer).__name__ == "ZoneLocalizer"
     batch = pipeline.datamanager.image_batch
     batch["relevance"][...] = 0.0
     batch["relevance_valid"][...] = True
-    pipeline.relevance_ready = True
+    pipeline.targets.ready = True
     rendered = {}
     render = pipeline.render_train_view
 
@@ -273,7 +274,7 @@ def test_zone_editor_edits_inside_the_rendered_relevance(scene, tmp_path):
         return outputs
 
     pipeline.render_train_view = keep_render
-    pipeline.edit_view(0)
+    pipeline.edit_views([0])
     mask = rendered[0]["relevance"][..., 0] >= pipeline.config.editing.tau
     near = zone.dilate(mask[None], zone.scaled_px(pipeline.config.editing.zone.edge_dilate_px, mask.shape))[0]
     edited = batch["image"][0]
@@ -352,8 +353,8 @@ def test_a_step_hook_by_import_path_runs_in_the_dataset_update(scene, tmp_path, 
     pipeline = trainer.pipeline
     pipeline.compute_relevance_targets()
     assert toy_hook.CALLS == []  # relevance maps run no denoising loop
-    pipeline.edit_view(1)
-    pipeline.edit_view(3)
+    pipeline.edit_views([1])
+    pipeline.edit_views([3])
     assert [index for index, _ in toy_hook.CALLS] == [0, 1, 0, 1]  # 2 steps per edit
     assert len({instance for _, instance in toy_hook.CALLS}) == 2
 
@@ -378,7 +379,7 @@ def test_a_batched_update_equals_one_by_one_with_the_same_noise(scene, tmp_path)
         pipeline.compute_relevance_targets()
     batched.edit_views([5, 1, 3], strength=0.7)
     for index in (5, 1, 3):
-        single.edit_view(index, strength=0.7)
+        single.edit_views([index], strength=0.7)
     edited, alone = batched.datamanager.image_batch["image"], single.datamanager.image_batch["image"]
     originals = single.datamanager.original_images
     assert not torch.equal(alone[[5, 1, 3]], originals[[5, 1, 3]])  # the edits did change something
@@ -391,7 +392,7 @@ def test_the_schedule_keeps_the_edits_per_iteration(scene, tmp_path):
                                                "--pipeline.relevance-warmup-steps", "0"]).pipeline
     for step in range(24):
         pipeline.update_dataset(step)
-    assert pipeline.edits_done == 24 // 2 and pipeline.editor.edit_calls == 24 // 8
+    assert pipeline.updates.done == 24 // 2 and pipeline.editor.edit_calls == 24 // 8
 
 
 def test_overlapped_updates_land_one_edit_step_later_with_the_same_result(scene, tmp_path):
@@ -401,16 +402,16 @@ def test_overlapped_updates_land_one_edit_step_later_with_the_same_result(scene,
     sequential = seeded_pipeline(scene, tmp_path / "sequential", TINY_RELEVANCE)
     originals = overlapped.datamanager.original_images
     overlapped.update_dataset(0)
-    assert overlapped.edits_done == 0 and torch.equal(overlapped.datamanager.image_batch["image"], originals)
+    assert overlapped.updates.done == 0 and torch.equal(overlapped.datamanager.image_batch["image"], originals)
     overlapped.update_dataset(1)
-    assert overlapped.edits_done == 1  # step 0's edit landed at step 1
-    overlapped.finish_overlapped_edits()
+    assert overlapped.updates.done == 1  # step 0's edit landed at step 1
+    overlapped.updates.finish()
     for step in (0, 1):
         sequential.update_dataset(step)
-    assert overlapped.edits_done == sequential.edits_done == 2
+    assert overlapped.updates.done == sequential.updates.done == 2
     torch.testing.assert_close(overlapped.datamanager.image_batch["image"], sequential.datamanager.image_batch["image"],
                                rtol=0, atol=1e-6)
-    store = EditStore.for_run(overlapped.edit_store.root.parent) if overlapped.edit_store else None
+    store = EditStore.for_run(overlapped.chain.store.root.parent) if overlapped.chain.store else None
     assert store is None or store.num_images() == 2
 
 
@@ -423,8 +424,8 @@ def test_vimaedit_grounding_trains_the_relevance_field(scene, tmp_path):
     pipeline.compute_relevance_targets()
     targets = pipeline.datamanager.image_batch["relevance"][..., 0]
     assert all(t.min() == 0 and t.max() == 1 for t in targets)
-    pipeline.edit_view(2, strength=0.6)
-    assert pipeline.edits_done == 1
+    pipeline.edit_views([2], strength=0.6)
+    assert pipeline.updates.done == 1
 
 
 def test_an_editaction_folder_is_the_scene_editors_model(scene, tmp_path):
@@ -447,7 +448,7 @@ def test_an_editaction_folder_is_the_scene_editors_model(scene, tmp_path):
         assert torch.equal(value, trained[name]), name
     for pipeline in (tuned, base):
         pipeline.compute_relevance_targets()
-        pipeline.edit_view(1, strength=0.7)
+        pipeline.edit_views([1], strength=0.7)
     edited, base_edited = tuned.datamanager.image_batch["image"][1], base.datamanager.image_batch["image"][1]
     assert not torch.equal(edited, tuned.datamanager.original_images[1])  # an edit happened
     assert (edited - base_edited).abs().max() > 1 / 255  # and the fine-tuned weights made it

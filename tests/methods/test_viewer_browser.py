@@ -28,8 +28,8 @@ from conftest import SCENE
 from PIL import Image
 from wys_runs import HOLD_OUT, PROMPT, QUIET, cli
 
+from nerf_edit.eval.synthetic import load_object_masks
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS
-from nerf_edit_scripts.make_scene import load_object_masks
 
 pytestmark = pytest.mark.slow  # live training runs in a headless browser
 

@@ -20,9 +20,9 @@ from wys_runs import (
     train,
 )
 
+from nerf_edit.eval.synthetic import make_scene
+from nerf_edit.scene.history import read_history
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS
-from nerf_edit_methods.history import read_history
-from nerf_edit_scripts.make_scene import make_scene
 
 # trains four runs in this process (one torch thread, as every test process)
 pytestmark = pytest.mark.slow

@@ -24,9 +24,9 @@ from wys_runs import (
     killed_then_resumed,
 )
 
+from nerf_edit.eval.synthetic import make_scene
 from nerf_edit_methods.configs import method_config
 from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
-from nerf_edit_scripts.make_scene import make_scene
 
 pytestmark = pytest.mark.slow
 

@@ -21,11 +21,12 @@ import yaml
 from waiting import HANG_GUARD
 
 from nerf_edit.core.io import atomic_save_image
+from nerf_edit.errors import UsageError
+from nerf_edit.eval.synthetic import make_scene
 from nerf_edit_methods import validate as wys_validate
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
 from nerf_edit_methods.pipeline import WYSPipeline
 from nerf_edit_methods.trainer import WYSTrainer
-from nerf_edit_scripts.make_scene import make_scene
 
 MISSING_GPU = f"cuda:{torch.cuda.device_count()}"
 PROMPT = ["--pipeline.prompt", "turn the red ball blue"]
@@ -102,12 +103,14 @@ CASES = [
     (["--pipeline.model.use-lpips", "True"], "the LPIPS loss compares 32x32 patches but the datamanager samples 1x1"),
     (["--pipeline.model.use-lpips", "True", "--pipeline.datamanager.patch-size", "32"],
      "512 rays per batch hold no 32x32 patch"),
-    (["--pipeline.editing.zone.edge-alpha", "2"], "--pipeline.editing.zone.edge-alpha must be in [0, 1]"),
+    (["--pipeline.editor", "zone", "--pipeline.editing.model", "tiny", "--pipeline.editing.zone.edge-alpha", "2"],
+     "--pipeline.editing.zone.edge-alpha must be in [0, 1]"),
     # editors, localizers, models, plug-ins
     (["--pipeline.editor", "nowhere:Editor"], "cannot import editor 'nowhere:Editor'"),
     (["--pipeline.editor", "colorkey", "--pipeline.prompt", "make it nicer"],
      "--pipeline.prompt: the colorkey demonstration editor can't read a source and a target colour from 'make it nicer'"),
     (["--pipeline.editor", "oracle_editor"], "unknown --pipeline.editor 'oracle_editor'"),
+    (["--pipeline.editor", "oracle_editor:NotAnEditor"], "editor 'oracle_editor:NotAnEditor' lacks relevance()/edit()"),
     (["--pipeline.editing.localizer", "zone"], "does not take --pipeline.editing.localizer zone"),  # the oracle has no localizer
     (["--pipeline.editor", "relevance", "--pipeline.editing.model", "org/not-downloaded"], "'org/not-downloaded' is not available"),
     (["--pipeline.editor", "relevance", "--pipeline.editing.model", "./no/such/model"], "--pipeline.editing.model './no/such/model' is not a directory"),
@@ -224,12 +227,12 @@ def test_good_settings_pass(root, monkeypatch):
 
 
 def test_pipeline_setup_checks_in_process_users_too(root, nothing_built, capsys):
-    """Tests and benchmarks build the pipeline without ns-train: its setup checks before building; ns-render and
-    ns-eval (test_mode inference) load finished runs and are not stopped by a training-only setting."""
+    """Tests and benchmarks build the pipeline without ns-train: its setup checks before building (a UsageError, as
+    every library check: only a command turns it into an exit); ns-render and ns-eval (test_mode inference) load
+    finished runs and are not stopped by a training-only setting."""
     config = method_config("wys", args_for(root, ["--pipeline.editing.tau", "7"]))
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(UsageError, match=r"--pipeline.editing.tau must be in \[0, 1\]"):
         config.pipeline.setup(device="cpu", test_mode="val")
-    assert info.value.code == 2 and "--pipeline.editing.tau must be in [0, 1]" in info.value.message
     with pytest.raises(AssertionError, match="something was built"):  # past the checks, straight to building
         config.pipeline.setup(device="cpu", test_mode="inference")
 

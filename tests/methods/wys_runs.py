@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from nerf_edit.core.masks import dilate, mask_iou
+from nerf_edit.eval.synthetic import load_object_masks
 from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
-from nerf_edit_scripts.make_scene import load_object_masks
 
 PROMPT = "turn the red ball blue"
 # Every 4th view is held out (6 of 24), so the metrics are on cameras the edits never saw.

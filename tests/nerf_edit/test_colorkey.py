@@ -11,10 +11,9 @@ from PIL import Image
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.core.masks import mask_iou
 from nerf_edit.editing.colorkey import ColorKeyEditor, parse_instruction, recolour
-from nerf_edit.editing.editor import Editor, make_editor
+from nerf_edit.editing.editor import Editor, editor_class, make_editor
 from nerf_edit.errors import EditorError
-from nerf_edit.registry import editor_class
-from nerf_edit_scripts.make_scene import load_object_masks
+from nerf_edit.eval.synthetic import load_object_masks
 
 SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"
 BALL, CUBE = 1, 2

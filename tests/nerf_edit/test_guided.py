@@ -3,7 +3,7 @@ import torch
 from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
 
 from nerf_edit.config.editor import EditorConfig
-from nerf_edit.core.guided import composite, denoise, feathered_weights, keep_outside, latent_mask_from_pixels, observe
+from nerf_edit.core.guided import denoise, keep_outside, latent_mask_from_pixels, observe
 from nerf_edit.editing.global_editor import GlobalEditor
 from nerf_edit.models.ip2p import InstructPix2Pix
 from nerf_edit.wys.editor import RelevanceGuidedEditor
@@ -47,18 +47,6 @@ def test_latent_mask_marks_cells_touched_by_any_pixel():
     pixels[0, 9, 17] = True
     cells = latent_mask_from_pixels(pixels, 8)
     assert cells.shape == (1, 1, 2, 3) and cells.sum() == 1 and cells[0, 0, 1, 2]
-
-
-def test_composite_is_exact_outside_and_inside():
-    edited, original = torch.rand(1, 3, 10, 10), torch.rand(1, 3, 10, 10)
-    mask = torch.zeros(1, 10, 10, dtype=torch.bool)
-    mask[0, 2:8, 2:8] = True
-    out = composite(edited, original, feathered_weights(mask, feather_px=2))
-    outside = ~mask[:, None].expand_as(out)
-    assert torch.equal(out[outside], original[outside])
-    assert torch.equal(out[:, :, 4:6, 4:6], edited[:, :, 4:6, 4:6])  # the mask's core is all edit
-    soft = out[:, :, 2, 2]  # the edge blends
-    assert not torch.equal(soft, edited[:, :, 2, 2]) and not torch.equal(soft, original[:, :, 2, 2])
 
 
 def test_pixels_outside_the_dilated_mask_equal_the_input(tiny_ip2p):

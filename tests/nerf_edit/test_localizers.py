@@ -6,9 +6,8 @@ import torch
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.config.zone import ZoneConfig
 from nerf_edit.core.guided import Step, denoise
-from nerf_edit.editing.localizer import Localization
+from nerf_edit.editing.localizer import Localization, localizer_class
 from nerf_edit.errors import EditorError, UsageError
-from nerf_edit.registry import localizer_class
 from nerf_edit.wys.editor import RelevanceGuidedEditor
 from nerf_edit.zone import localizer as zone_localizer
 from nerf_edit.zone.editor import ZoneEditor
@@ -118,9 +117,10 @@ def test_hooks_see_each_step_and_their_latents_are_the_next_steps_start(tiny_ip2
 
 
 def test_adaptive_variance_hook_is_ddim_with_eta_inside_the_critical_region_only(tiny_ip2p):
-    """ViMAEdit's variance rule as a step hook: inside the critical region the step equals diffusers'
-    DDIMScheduler.step(eta=1, variance_noise=z) (the reference), outside it the deterministic step, bit for bit."""
-    from nerf_edit.core.guided import adaptive_variance_hook
+    """ViMAEdit's variance rule as a step hook (built as a plug-in, from the edit's soft map and generator): inside
+    the critical region (soft map > 0.8) the step equals diffusers' DDIMScheduler.step(eta=1, variance_noise=z)
+    (the reference), outside it the deterministic step, bit for bit."""
+    from nerf_edit.vimaedit.hooks import AdaptiveVariance
 
     scheduler = tiny_ip2p.scheduler
     scheduler.set_timesteps(4)
@@ -135,7 +135,9 @@ def test_adaptive_variance_hook_is_ddim_with_eta_inside_the_critical_region_only
     steps = []
     denoise(predict, scheduler, start, timesteps[:1], [lambda step: steps.append(step) or step.latents])
     deterministic = steps[0].latents.clone()
-    result = adaptive_variance_hook(scheduler, critical, 1.0, torch.Generator().manual_seed(7))(steps[0])
+    steps[0].region = torch.where(critical, 0.9, 0.7)  # the soft map per latent cell: critical above 0.8
+    steps[0].generator = torch.Generator().manual_seed(7)
+    result = AdaptiveVariance(EditorConfig(model="tiny"), tiny_ip2p)(steps[0])
     z = torch.randn(start.shape, generator=torch.Generator().manual_seed(7))  # the z the hook drew
     reference = scheduler.step(predict(start, timesteps[0]), timesteps[0], start, eta=1.0, variance_noise=z).prev_sample
     inside = critical.expand_as(start)

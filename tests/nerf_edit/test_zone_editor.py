@@ -7,11 +7,11 @@ import torch
 
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.config.zone import ZoneConfig
+from nerf_edit.editing.editor import editor_class
 from nerf_edit.errors import EditorError
 from nerf_edit.models.ip2p import InstructPix2Pix
 from nerf_edit.models.segment import make_segmenter
 from nerf_edit.models.tiny import build_tiny_ip2p_pipeline
-from nerf_edit.registry import editor_class
 from nerf_edit.wys.editor import RelevanceGuidedEditor
 from nerf_edit.zone import ops as zone
 from nerf_edit.zone.editor import ZoneEditor

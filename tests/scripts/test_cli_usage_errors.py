@@ -97,8 +97,10 @@ CASES = [
     ("nerf-edit-image", IMAGE + ["--relevance-samples", "0"], "--relevance-samples must be an integer >= 1"),
     ("nerf-edit-image", IMAGE + ["--iqr-k", "-1"], "--iqr-k must be >= 0"),
     ("nerf-edit-image", IMAGE + ["--seed", str(2**64)], "--seed 18446744073709551616 is out of range"),
-    ("nerf-edit-image", IMAGE + ["--zone.edge-alpha", "1.5"], "--zone.edge-alpha must be in [0, 1]"),
-    ("nerf-edit-image", IMAGE + ["--zone.attention-threshold", "300"], "--zone.attention-threshold must be in [0, 255]"),
+    # a system's settings are checked where the system is used (its editor or localiser)
+    ("nerf-edit-image", IMAGE + ["--editor", "zone", "--zone.edge-alpha", "1.5"], "--zone.edge-alpha must be in [0, 1]"),
+    ("nerf-edit-image", IMAGE + ["--localizer", "zone", "--zone.attention-threshold", "300"],
+     "--zone.attention-threshold must be in [0, 255]"),
     # devices
     ("nerf-edit-image", IMAGE + ["--device", MISSING_GPU], f"--device '{MISSING_GPU}'"),
     ("nerf-edit-image", IMAGE + ["--device", "banana"], "--device 'banana' is not a device"),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nerf_edit_scripts.make_scene import SceneSpec, camera_ring, load_object_masks, make_scene, render_view
+from nerf_edit.eval.synthetic import SceneSpec, camera_ring, load_object_masks, make_scene, render_view
 
 
 @pytest.fixture(scope="module")

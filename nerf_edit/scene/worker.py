@@ -4,24 +4,8 @@ their own stream), one job of K views at a time."""
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import List, Optional
 
 import torch
-
-
-@dataclass
-class EditJob:
-    """One dataset update of K views, from render to result."""
-
-    indices: List[int]
-    renders: torch.Tensor  # [K, H, W, 3] the views as the NeRF renders them
-    masks: Optional[torch.Tensor]  # [K, H, W] bool, where the edits may act (None: the editor decides)
-    strength: float  # the noise level the edits start from
-    prompt: str
-    edited: Optional[torch.Tensor] = None  # [K, H, W, 3] results, the photo outside the masks
-    relevance: Optional[torch.Tensor] = None  # [K, H, W] new relevance targets
-    allowed: Optional[torch.Tensor] = None  # [K, H, W] bool, where each edit was allowed to change the view
 
 
 class EditWorker:
@@ -32,7 +16,7 @@ class EditWorker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wys-edit")
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
-    def submit(self, function, job: EditJob) -> Future:
+    def submit(self, function, job) -> Future:
         if self.stream is None:
             return self.executor.submit(function, job)
         ready = torch.cuda.current_stream(self.stream.device).record_event()
@@ -44,7 +28,7 @@ class EditWorker:
 
         return self.executor.submit(on_stream)
 
-    def result(self, future: Future) -> EditJob:
+    def result(self, future: Future):
         job = future.result()
         if self.stream is not None:
             torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)

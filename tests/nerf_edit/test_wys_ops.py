@@ -4,8 +4,17 @@ from diffusers import DDIMScheduler
 
 from nerf_edit.config.editor import EditorConfig
 from nerf_edit.core.masks import mask_iou
-from nerf_edit.core.relevance import clip_and_normalize, relevance_from_predictions, relevance_map, relevance_mask
 from nerf_edit.wys.editor import RelevanceGuidedEditor
+from nerf_edit.wys.ops import (
+    clip_and_normalize,
+    composite,
+    feathered_weights,
+    masked_relevance_loss,
+    relevance_from_predictions,
+    relevance_map,
+    relevance_mask,
+    rendered_relevance_mask,
+)
 
 
 def square_predictor(top: int, left: int, size: int, bump: float = 3.0):
@@ -101,3 +110,38 @@ def test_sparse_map_is_not_erased_by_clipping():
     sparse[0, 2:4, 2:4] = 5.0  # 4 of 64 pixels: Q3 = IQR = 0
     normalized = clip_and_normalize(sparse)
     assert torch.equal(normalized > 0.5, sparse > 0)
+
+
+def test_composite_is_exact_outside_and_inside():
+    edited, original = torch.rand(1, 3, 10, 10), torch.rand(1, 3, 10, 10)
+    mask = torch.zeros(1, 10, 10, dtype=torch.bool)
+    mask[0, 2:8, 2:8] = True
+    out = composite(edited, original, feathered_weights(mask, feather_px=2))
+    outside = ~mask[:, None].expand_as(out)
+    assert torch.equal(out[outside], original[outside])
+    assert torch.equal(out[:, :, 4:6, 4:6], edited[:, :, 4:6, 4:6])  # the mask's core is all edit
+    soft = out[:, :, 2, 2]  # the edge blends
+    assert not torch.equal(soft, edited[:, :, 2, 2]) and not torch.equal(soft, original[:, :, 2, 2])
+
+
+def test_the_rendered_relevance_mask_normalises_per_view_before_tau():
+    """in2n_pipeline.py ~172-174: `(rendered - min) / (max - min) > threshold`; off: the raw values against τ."""
+    ball = torch.zeros(16, 24, dtype=torch.bool)
+    ball[4:9, 6:12] = True
+    rendered = 0.2 + 0.1 * ball.float() + 0.01 * torch.rand(16, 24, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(rendered_relevance_mask(rendered, 0.5), ball)
+    assert not rendered_relevance_mask(rendered, 0.5, normalize=False).any()
+    flat = torch.full((4, 4), 0.3)  # max == min: no division by zero, nothing at τ 0.5
+    assert not rendered_relevance_mask(flat, 0.5).any()
+
+
+def test_the_relevance_loss_is_the_mean_over_valid_pixels_and_zero_without_any():
+    predicted = torch.tensor([[0.2], [0.9], [0.5], [0.0]], requires_grad=True)
+    target = torch.tensor([[0.0], [1.0], [1.0], [1.0]])
+    valid = torch.tensor([[True], [True], [False], [False]])
+    loss = masked_relevance_loss(predicted, target, valid)
+    assert torch.isclose(loss, torch.tensor((0.2**2 + 0.1**2) / 2))
+    loss.backward()
+    assert predicted.grad[2:].abs().sum() == 0 and predicted.grad[:2].abs().sum() > 0  # no target, no gradient
+    none = masked_relevance_loss(predicted, target, torch.zeros_like(valid))
+    assert none.item() == 0 and none.requires_grad  # both backends: a step without targets moves nothing

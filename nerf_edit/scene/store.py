@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -107,13 +106,3 @@ class EditStore:
                     copy_to.save_relevance(name, relevance[name])
         return edited, sum(name in relevance for name in names)
 
-
-def resume_order(num_views: int, edited: Sequence[int], rng: random.Random) -> List[int]:
-    """The order views are edited in after a resume, for `list.pop()` (which takes from the end): the views without
-    an edit yet come first, so the interrupted cycle finishes before any view is edited twice."""
-    edited = set(edited)
-    done = [i for i in range(num_views) if i in edited]
-    pending = [i for i in range(num_views) if i not in edited]
-    rng.shuffle(done)
-    rng.shuffle(pending)
-    return done + pending

@@ -71,13 +71,14 @@ def write_history(run: Path, chain: List[EditStep]) -> None:
     atomic_write(Path(run) / HISTORY_FILE, lambda path: path.write_text(text))
 
 
-def previous_step(previous_run: Path) -> Optional[EditStep]:
-    """The edit the loaded run made: the last step of its history, else one read from its config.yml (a wys run
-    older than the history file); None for a run that made no edit (wys-reconstruct, nerfacto)."""
+def previous_step(previous_run: Path, pipeline_config=None) -> Optional[EditStep]:
+    """The edit the loaded run made: the last step of its history, else one made from its `pipeline_config` (the
+    pipeline settings of its config.yml, for a wys run older than the history file; the caller reads it); None for
+    a run that made no edit (wys-reconstruct, nerfacto)."""
     chain = read_history(previous_run)
     if chain:
         return chain[-1]
-    config = _read_pipeline_config(previous_run)
+    config = pipeline_config
     if config is None or not getattr(config, "makes_edits", False) or not getattr(config, "prompt", ""):
         return None
     return edit_step(config, previous_run, None, "start")
@@ -113,14 +114,3 @@ def _plain(value):
         return [_plain(item) for item in value]
     return value
 
-
-def _read_pipeline_config(run: Path):
-    import yaml
-
-    path = Path(run) / "config.yml"
-    if not path.is_file():
-        return None
-    try:
-        return yaml.load(path.read_text(), Loader=yaml.Loader).pipeline
-    except Exception:  # noqa: BLE001 - a foreign run's config: treat it as a run without edits
-        return None

@@ -1,6 +1,11 @@
-"""WYS relevance maps: where an instruction acts, from |ε(z_t, I, T) − ε(z_t, I, ∅)|.
+"""Watch Your Steps' mathematics as plain functions (Mirzaei et al., ECCV 2024; official code
+SamsungLabs/WatchYourSteps, read only).
 
-The functions take any noise predictor, so the math is testable with a planted predictor whose answer is known.
+- relevance maps: where an instruction acts, from |ε(z_t, I, T) − ε(z_t, I, ∅)|, clipped at Q3 + k·IQR and
+  normalised (`relevance_map`; any noise predictor, so a planted predictor's known answer tests it);
+- the 2D edit's mask and composite: `relevance_mask`, `feathered_weights`, `composite`;
+- the 3D method's: the edit mask from the rendered relevance (`rendered_relevance_mask`) and the relevance field's
+  loss (`masked_relevance_loss`, one rule for both backends).
 """
 
 from __future__ import annotations
@@ -67,3 +72,40 @@ def relevance_map(
 def relevance_mask(relevance: torch.Tensor, tau: float = 0.5, dilate_px: int = 0) -> torch.Tensor:
     """Edit mask: relevance >= τ (τ = 0 edits everywhere), optionally dilated by `dilate_px`. [B, H, W] -> bool"""
     return dilate(relevance >= tau, dilate_px)
+
+
+def feathered_weights(pixel_mask: torch.Tensor, feather_px: int = 0) -> torch.Tensor:
+    """Composite weights: the mask box-blurred by `feather_px`, zero wherever the mask is. [B, H, W] -> [B, 1, H, W]"""
+    weights = pixel_mask[:, None].float()
+    if feather_px > 0:
+        kernel = 2 * feather_px + 1
+        weights = F.avg_pool2d(weights, kernel, stride=1, padding=feather_px, count_include_pad=False) * weights
+    return weights
+
+
+def composite(edited: torch.Tensor, original: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """edit·M + input·(1 − M), exact where M is 0 or 1 (in2n_pipeline.py ~213). [B, 3, H, W] x2, [B, 1, H, W]
+    -> [B, 3, H, W]"""
+    blended = edited * weights + original * (1 - weights)
+    blended = torch.where(weights >= 1, edited, blended)
+    return torch.where(weights <= 0, original, blended)
+
+
+# ------------------------------------------------------------------------------------------ the 3D method
+def rendered_relevance_mask(rendered: torch.Tensor, tau: float, normalize: bool = True) -> torch.Tensor:
+    """Pixels a view's edit may change: its rendered relevance [H, W], min-max normalised per view unless
+    `normalize` is off (official WYS, in2n_pipeline.py ~172-174), at or above τ. -> [H, W] bool"""
+    relevance = rendered.float()
+    if normalize:
+        low, high = relevance.min(), relevance.max()
+        relevance = (relevance - low) / (high - low).clamp_min(1e-12)
+    return relevance >= tau
+
+
+def masked_relevance_loss(predicted: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The relevance field's loss: the mean squared error over the pixels (or rays) that have a target.
+    predicted, target [..., 1], valid [..., 1] bool or 0/1 -> scalar. With no valid pixel it is 0, still part of the
+    graph (so both backends log it and a step without targets moves nothing)."""
+    valid = valid.to(predicted)
+    squared = (predicted - target.to(predicted)).square() * valid
+    return squared.sum() / valid.sum().clamp_min(1)
