@@ -14,12 +14,13 @@ rows are skipped and counted.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from nerf_edit.action.data import EVALUATION_SIZE
 from nerf_edit.action.videos import build_pairs_from_videos
+from nerf_edit.errors import ActionDataError
 from nerf_edit_scripts.cli import run
 
 
@@ -35,8 +36,9 @@ class ActionPairsFromVideos:
     files)."""
     output: Path = Path("data/video_pairs")
     """Folder to write."""
-    size: int = 256
-    """Frames are centre-cropped to a square and resized to size² (the paper trains at 256)."""
+    size: int = EVALUATION_SIZE
+    """Frames are centre-cropped to a square and resized to size²: by default the paper's evaluation size (512, where
+    it edits and computes both FIDs); training downsamples to its --resolution (the paper trains at 256)."""
     heldout_fraction: float = 0.05
     """Fraction of pairs put in the held-out split (seeded)."""
     seed: int = 0
@@ -55,8 +57,7 @@ class ActionPairsFromVideos:
                                          self.heldout_fraction, self.seed, self.limit, progress)
         print(f"{report.line()} -> {self.output}")
         if report.written == 0:
-            print("error: no pair could be built: check --videos and the annotation file", file=sys.stderr)
-            sys.exit(1)
+            raise ActionDataError("no pair could be built: check --videos and the annotation file")
 
 
 def entrypoint() -> None:

@@ -39,7 +39,7 @@ import tyro
 
 from nerf_edit import validate
 from nerf_edit.action.accuracy import action_accuracy
-from nerf_edit.action.data import ActionPair, load_pair_image, read_pairs
+from nerf_edit.action.data import ActionPair, load_pair_image, pair_image_size, read_pairs
 from nerf_edit.action.recognizer import ActionRecognizer, recognizer_accuracy
 from nerf_edit.core.io import atomic_save_image, atomic_write, load_image
 from nerf_edit.errors import UsageError
@@ -236,9 +236,9 @@ class EvaluateAction:
                 raise UsageError(f"--fid needs at least 2 held-out pairs, {str(self.data)!r} has {len(heldout)}")
             check_fid_available()
         recognizer = ActionRecognizer.load(self.recognizer, self.device) if self.recognizer is not None else None
+        read_size, before, after = self.edit_references(heldout) if editing else (None, None, None)
         vocabulary = [pair.instruction for pair in everything]
         embedder = ClipEmbedder(self.clip_model, self.device) if self.edit_metrics and self.clip_model != "none" else None
-        before, after = heldout_images(heldout, self.edits_resolution) if editing else (None, None)
         results = {}
         if recognizer is not None:  # the recogniser's own ceiling on these pairs: the true after images
             truth = recognizer_accuracy(recognizer, before, after, [pair.label for pair in heldout])
@@ -261,7 +261,8 @@ class EvaluateAction:
                 edited = edit_heldout(model, heldout, self.edits_resolution, self.edit_steps, self.seed, self.device,
                                       folder,
                                       self.edit_guidance_scale, self.edit_image_guidance_scale)
-                results[model]["edits"] = str(folder)
+                results[model].update(edits=str(folder), pair_image_size=read_size,
+                                      edit_resolution=self.edits_resolution)
                 if self.edit_metrics:
                     results[model].update(action_edit_metrics(edited, before, after,
                                                               [pair.instruction for pair in heldout], embedder))
@@ -273,6 +274,20 @@ class EvaluateAction:
         print_table(results)
         atomic_write(self.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
         return results
+
+    def edit_references(self, heldout: List[ActionPair]) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """The held-out images' size, said in one line, and the before and after images at the edit resolution;
+        one UsageError line when the edits would need them upsampled (the pairs must be cut at the evaluation
+        size: nerf-edit-action-pairs-from-videos --size). -> (size, before, after [N, 3, S, S] in [0, 1])"""
+        size = pair_image_size(heldout)
+        if size < self.edits_resolution:
+            raise UsageError(f"--edit-resolution {self.edits_resolution} is above the held-out images' size "
+                             f"({size}²): the edits and the FIDs' reference images would be upsampled; build "
+                             f"the pairs at {self.edits_resolution} (nerf-edit-action-pairs-from-videos --size "
+                             f"{self.edits_resolution}) or lower --edit-resolution")
+        print(f"held-out images read at {size}² (the pairs' size): edits, their metrics and the FIDs' reference "
+              f"images at {self.edits_resolution}², the Diffusion-Classifier accuracy at {self.resolution}²", flush=True)
+        return (size, *heldout_images(heldout, self.edits_resolution))
 
     @property
     def edits_resolution(self) -> int:

@@ -24,6 +24,10 @@ from nerf_edit.core.io import atomic_write
 from nerf_edit.errors import ActionDataError
 
 INDEX_FILE = "pairs.jsonl"
+# The size pairs cut from videos are written at: the paper's evaluation size (its edits, and both FIDs' reference
+# sets, at 512²). Training and the Diffusion-Classifier accuracy downsample to their --resolution (the paper
+# trains at 256²); nothing is upsampled for the evaluation.
+EVALUATION_SIZE = 512
 SPLITS = ("train", "heldout")
 # Words too common to count as "sharing a token" when picking a contrastive instruction (the paper's c_T' shares
 # no token with c_T; articles and prepositions would rule out nearly every instruction).
@@ -101,6 +105,19 @@ def load_pair_image(path: Path, resolution: int) -> torch.Tensor:
             image = image.resize((resolution, resolution), Image.BICUBIC)
         array = np.asarray(image, dtype=np.float32) / 127.5 - 1
     return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def pair_image_size(pairs: list[ActionPair]) -> int:
+    """The smallest side of the pairs' before and after images (read from the headers): the largest size they can
+    be edited and compared at without upsampling."""
+    sides = []
+    for pair in pairs:
+        for path in (pair.before, pair.after):
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+    if not sides:
+        raise ActionDataError("no pairs to read the image size of")
+    return min(sides)
 
 
 def content_words(instruction: str) -> set[str]:

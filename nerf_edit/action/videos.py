@@ -32,7 +32,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from nerf_edit.action.data import ActionDataError, write_index
+from nerf_edit.action.data import EVALUATION_SIZE, ActionDataError, write_index
 from nerf_edit.core.io import atomic_save_image
 from nerf_edit.errors import UsageError
 
@@ -237,11 +237,12 @@ def square_resize(frame: np.ndarray, size: int) -> np.ndarray:
 
 
 def build_pairs_from_videos(
-    annotations: Path, videos: Path, output: Path, size: int = 256, heldout_fraction: float = 0.05, seed: int = 0,
-    limit: Optional[int] = None, progress=None,
+    annotations: Path, videos: Path, output: Path, size: int = EVALUATION_SIZE, heldout_fraction: float = 0.05,
+    seed: int = 0, limit: Optional[int] = None, progress=None,
 ) -> BuildReport:
-    """Write pairs.jsonl + images/ into `output` from an annotation CSV; returns the counts (never raises on a
-    bad video or row: those are skipped and counted)."""
+    """Write pairs.jsonl + images/ into `output` from an annotation CSV, frames at size² (default the paper's
+    evaluation size, 512: training downsamples to its resolution, the evaluation edits at 512² without upsampling);
+    returns the counts (never raises on a bad video or row: those are skipped and counted)."""
     if size < 16 or size % 8:
         raise UsageError(f"--size must be >= 16 and a multiple of 8, got {size}")
     if not 0 <= heldout_fraction < 1:

@@ -28,6 +28,11 @@ class ZoneConfig:
     """Sampler of the fused edit: `ddim` (the model's DDIM, shared by IP2P and the fusion model's chains) or
     `dpm-solver++` (the official code's: DPM-Solver++ 2M from the IP2P config, one instance per chain, inference.py
     ~15, 27; use it with `--steps 20 --image-guidance-scale 1.5`, the official run's, or `official_zone_config()`)."""
+    final_sigmas: Literal["zero", "sigma_min"] = "zero"
+    """`dpm-solver++` only: where its last step ends. `zero` (diffusers' default today: σ = 0, a clean sample) or
+    `sigma_min` (the training schedule's smallest σ, √((1 − ᾱ_0)/ᾱ_0)): what the official code gets from the
+    diffusers 0.18 it pins (lsl001006/ZONE requirements.txt), whose DPM-Solver has no such setting and ends there;
+    the zone-official preset's."""
     attention_branch: Literal["null-text", "instruction"] = "null-text"
     """Cross-attention recorded for the rough mask: of IP2P's [text, image-only, null] guidance batch, `null-text`
     averages the two null-text branches (official ZONE: null_text_w_ptp.py ~226 stores `attn[h // 3:]`),
@@ -82,6 +87,7 @@ def check_zone_config(zone, prefix: str = "--zone.", main_model: Optional[str] =
     check_choice(f"{prefix}attention-layers", zone.attention_layers, ("coarsest", "all"))
     check_choice(f"{prefix}attention-branch", zone.attention_branch, tuple(ATTENTION_BRANCHES))
     check_choice(f"{prefix}sampler", zone.sampler, ("ddim", "dpm-solver++"))
+    check_choice(f"{prefix}final-sigmas", zone.final_sigmas, ("zero", "sigma_min"))
     check_at_least(f"{prefix}sam-points-per-side", zone.sam_points_per_side, 1)
     check_at_least(f"{prefix}sam-points-per-batch", zone.sam_points_per_batch, 1)
     for field_name in ("edge_dilate_px", "edge_radius_px", "edge_close_px"):

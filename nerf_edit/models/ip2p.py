@@ -49,11 +49,14 @@ def sd1_ddim_scheduler(config, timestep_spacing: str = "trailing", steps_offset:
     )
 
 
-def sd1_dpm_solver_scheduler(config) -> DPMSolverMultistepScheduler:
+def sd1_dpm_solver_scheduler(config, final_sigmas_type: str = "zero") -> DPMSolverMultistepScheduler:
     """DPM-Solver++ (2M) as ZONE's official code gets it: `DPMSolverMultistepScheduler.from_config(<the IP2P
     pipeline's scheduler config>)` (lsl001006/ZONE inference.py ~15, 27). The noise schedule, spacing and offset
     come from the model's config (the hub IP2P's has no `timestep_spacing`, so DPM-Solver's `linspace`); every
-    DPM-Solver setting is given here with the value `from_config` leaves it at, its own default."""
+    DPM-Solver setting is given here with the value `from_config` leaves it at, its own default, except
+    `final_sigmas_type`: "zero" (diffusers' default since it has the setting: the last step lands on σ = 0) or
+    "sigma_min" (the last step ends at the training schedule's smallest σ, what the diffusers 0.18 that ZONE pins
+    does; `ZoneConfig.final_sigmas`, the zone-official preset's)."""
     return DPMSolverMultistepScheduler(
         **sd1_noise_schedule(config),
         prediction_type=config.get("prediction_type", "epsilon"),
@@ -65,7 +68,7 @@ def sd1_dpm_solver_scheduler(config) -> DPMSolverMultistepScheduler:
         lower_order_final=True,
         euler_at_final=False,
         use_karras_sigmas=False,
-        final_sigmas_type="zero",
+        final_sigmas_type=final_sigmas_type,
         thresholding=False,
     )
 

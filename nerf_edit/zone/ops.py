@@ -260,18 +260,69 @@ def fft_edge_mask(
     return smoothed & region[:, 0]
 
 
+BLEND_BANDS = ("difference", "official")
+
+
 def blend_layers(
     edited: torch.Tensor,
     original: torch.Tensor,
     final_mask: torch.Tensor,
     refined_mask: torch.Tensor,
     edge_alpha: float = 0.6,
+    band: str = "difference",
 ) -> torch.Tensor:
-    """Composite the edited layer onto the original: the edit inside M_f ∩ M_f*, an `edge_alpha` mix on the
-    band M_f* \\ M_f, and the original, bit for bit, everywhere outside M_f*.
+    """Composite the edited layer onto the original: the edit inside M_f ∩ M_f*, an `edge_alpha` mix on the band,
+    and the original, bit for bit, everywhere else.
+
+    `band` "difference" (ours): the band is M_f* \\ M_f, so everything outside M_f* is the original. "official":
+    the band of lsl001006/ZONE inference.py ~125-129, `edge_bimask = modified_sty_edge - mask_image` on uint8 masks of
+    0/255, which wraps (0 − 255 = 1): M_f* \\ M_f and also M_f \\ M_f* (the refined mask where the smoother found
+    no change) get the mix, so pixels outside M_f* change there too: the changed pixels are M_f* ∪ M_f. We differ
+    in the arithmetic only: the official mix is truncated to uint8 by the assignment, ours stays a float.
     edited, original [B, 3, H, W]; masks [B, H, W] bool -> [B, 3, H, W]"""
+    if band not in BLEND_BANDS:
+        raise UsageError(f"unknown blend band {band!r}: use one of {list(BLEND_BANDS)}")
     final_mask = final_mask[:, None].to(edited.device)
-    band = final_mask & ~refined_mask[:, None].to(edited.device)
+    refined_mask = refined_mask[:, None].to(edited.device)
+    mixed_band = final_mask ^ refined_mask if band == "official" else final_mask & ~refined_mask
     mixed = edge_alpha * edited + (1 - edge_alpha) * original
-    layer = torch.where(band, mixed, edited)
-    return torch.where(final_mask, layer, original)
+    layer = torch.where(mixed_band, mixed, edited)
+    return torch.where(final_mask | mixed_band, layer, original)
+
+
+# ------------------------------------------------------------------------------------------- the official size rule
+OFFICIAL_MAX_SIZE = 512  # lsl001006/ZONE ptp_utils.py ~24: check_image_size(pil_image, side_multiple=32, max_size=512)
+OFFICIAL_SIDE_MULTIPLE = 32
+
+
+def official_image_size(width: int, height: int, side_multiple: int = OFFICIAL_SIDE_MULTIPLE,
+                        max_size: int = OFFICIAL_MAX_SIZE) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """ZONE's size rule for a width × height image (lsl001006/ZONE ptp_utils.py ~24-71, `check_image_size`, applied
+    to every input at inference.py ~50): a longest side above `max_size` is resized to it, the other side scaled and
+    truncated (`int`); then each side is padded with black to the next multiple of `side_multiple`, the padding
+    split with its smaller half first (left, top). -> ((resized width, height), (left, top, right, bottom) padding)"""
+    if width > max_size or height > max_size:
+        if width > height:
+            width, height = max_size, int(height * max_size / width)
+        else:
+            width, height = int(width * max_size / height), max_size
+    pad_x = -width % side_multiple
+    pad_y = -height % side_multiple
+    return (width, height), (pad_x // 2, pad_y // 2, pad_x - pad_x // 2, pad_y - pad_y // 2)
+
+
+def check_image_size(image: torch.Tensor, side_multiple: int = OFFICIAL_SIDE_MULTIPLE,
+                     max_size: int = OFFICIAL_MAX_SIZE) -> torch.Tensor:
+    """An image [3, H, W] in [0, 1] brought to ZONE's size rule (`official_image_size`): resized as the official
+    code does, with PIL's default resampling (bicubic) on 8-bit values, then padded black. The official code edits
+    and writes the padded image: so does the zone-official preset of nerf-edit-image. -> [3, H', W'] in [0, 1]"""
+    import numpy as np
+    from PIL import Image
+
+    height, width = image.shape[-2:]
+    (new_width, new_height), (left, top, right, bottom) = official_image_size(width, height, side_multiple, max_size)
+    if (new_width, new_height) != (width, height):
+        pixels = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        resized = Image.fromarray(pixels).resize((new_width, new_height), Image.Resampling.BICUBIC)
+        image = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float().div(255).to(image.device)
+    return F.pad(image, (left, right, top, bottom), value=0.0)

@@ -26,9 +26,14 @@ def rotation(q):
                          [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]], dtype=torch.float64)
 
 
-def reference(means, quats, scales, opacities, colors, viewmat, K, width, height, antialiased=False):
+def reference(means, quats, scales, opacities, colors, viewmat, K, width, height, antialiased=False, tile_size=None):
     """[H, W, D] colours and [H, W] alphas, pixel by pixel; `antialiased`: each opacity scaled by
-    sqrt(|Σ'| / |Σ' + 0.3·I|) (Mip-Splatting's 2D filter, gsplat's `rasterize_mode="antialiased"`)."""
+    sqrt(|Σ'| / |Σ' + 0.3·I|) (Mip-Splatting's 2D filter, gsplat's `rasterize_mode="antialiased"`).
+
+    `tile_size`: a Gaussian is tested only at the pixels of the tiles its box [centre ± r] touches, gsplat's rule
+    (gsplat 1.4.0 fully_fused_projection_fwd.cu ~160-167: r = ceil(3·sqrt(b + sqrt(max(0.01, b² − det)))) with
+    b the half trace and det the determinant of Σ' (the low-pass included); isect_tiles.cu ~60-70: tiles from
+    floor((centre − r)/size) up to, not including, ceil((centre + r)/size)); None: every pixel."""
     fx, fy, cx, cy = K[0, 0].item(), K[1, 1].item(), K[0, 2].item(), K[1, 2].item()
     W, t = viewmat[:3, :3].double(), viewmat[:3, 3].double()
     projected = []
@@ -41,25 +46,33 @@ def reference(means, quats, scales, opacities, colors, viewmat, K, width, height
         covariance2d = unblurred + 0.3 * torch.eye(2, dtype=torch.float64)
         if antialiased:
             opacity = opacity * math.sqrt(torch.linalg.det(unblurred) / torch.linalg.det(covariance2d))
-        centre = torch.tensor([fx * x / z + cx, fy * y / z + cy], dtype=torch.float64)
-        projected.append((z, centre, torch.linalg.inv(covariance2d), float(opacity), colour.double()))
+        centre = (fx * x / z + cx, fy * y / z + cy)
+        (a, b), (_, c) = torch.linalg.inv(covariance2d).tolist()
+        half_trace, det = float(covariance2d.trace()) / 2, float(torch.linalg.det(covariance2d))
+        radius = math.ceil(3 * math.sqrt(half_trace + math.sqrt(max(0.01, half_trace**2 - det))))
+        projected.append((z, centre, (a, b, c), float(opacity), colour.double().tolist(), radius))
     projected.sort(key=lambda g: g[0])
     image = torch.zeros(height, width, colors.shape[-1], dtype=torch.float64)
     alphas = torch.zeros(height, width, dtype=torch.float64)
     for v in range(height):
         for u in range(width):
-            pixel = torch.tensor([u + 0.5, v + 0.5], dtype=torch.float64)
-            transmittance = 1.0
-            for _, centre, inverse, opacity, colour in projected:
-                d = pixel - centre
-                alpha = min(0.999, opacity * math.exp(-0.5 * float(d @ inverse @ d)))
+            transmittance, total, colour_sum = 1.0, 0.0, [0.0] * colors.shape[-1]
+            for _, (mx, my), (a, b, c), opacity, colour, radius in projected:
+                if tile_size is not None and not all(
+                        math.floor((m - radius) / tile_size) <= pixel // tile_size < math.ceil((m + radius) / tile_size)
+                        for m, pixel in ((mx, u), (my, v))):
+                    continue  # the pixel's tile is not one this Gaussian's box touches
+                dx, dy = u + 0.5 - mx, v + 0.5 - my  # to the pixel's centre
+                alpha = min(0.999, opacity * math.exp(-0.5 * (a * dx * dx + 2 * b * dx * dy + c * dy * dy)))
                 if alpha < 1 / 255:
                     continue
                 if transmittance * (1 - alpha) <= 1e-4:  # the pixel is done, this Gaussian left out
                     break
-                image[v, u] += colour * alpha * transmittance
-                alphas[v, u] += alpha * transmittance
+                colour_sum = [s + value * alpha * transmittance for s, value in zip(colour_sum, colour)]
+                total += alpha * transmittance
                 transmittance *= 1 - alpha
+            image[v, u] = torch.tensor(colour_sum, dtype=torch.float64)
+            alphas[v, u] = total
     return image, alphas
 
 
@@ -203,6 +216,50 @@ def test_a_gaussian_is_only_tested_in_the_tiles_its_3_sigma_box_touches():
                              torch.tensor([radius]), 32, 16, 16)
         assert image[8, 15, 0] > 0.3  # in its own tile
         assert (image[8, 16, 0] > 0.3) == touches_next_tile  # 16.5 - 13 = 3.5 px away: bright if tested
+
+
+
+def test_the_tile_path_renders_many_gaussians_across_tile_borders_as_the_formula_with_gsplats_tile_rule():
+    """60 Gaussians centred within 3 px of the 16-px tile borders of a 64 x 48 image (4 x 3 tiles) and 4 wide ones
+    whose 3-σ box ends just short of a border: the default tile path (tile size 16) against the pixel-by-pixel
+    formula restricted to the tiles each box touches. Every border is crossed by several boxes, and without the
+    tile restriction the reference differs at the wide ones' neighbouring tiles (the rule acts here)."""
+    width, height, focal, depth = 64, 48, 80.0, 4.0
+    g = torch.Generator().manual_seed(21)
+    count = 60
+    borders_x, borders_y = torch.tensor([16.0, 32.0, 48.0]), torch.tensor([16.0, 32.0])
+    u = borders_x[torch.randint(0, 3, (count,), generator=g)] + (torch.rand(count, generator=g) - 0.5) * 6
+    v = borders_y[torch.randint(0, 2, (count,), generator=g)] + (torch.rand(count, generator=g) - 0.5) * 6
+    u[::3] = torch.rand(count, generator=g)[::3] * width  # a third anywhere along the horizontal borders
+    z = depth + (torch.rand(count, generator=g) - 0.5) * 0.5
+    quats = torch.randn(count, 4, generator=g)
+    scales = 0.02 + 0.2 * torch.rand(count, 3, generator=g)  # σ of 0.4 to 4.4 px at the image
+    opacities = 0.5 + 0.49 * torch.rand(count, generator=g)
+    # wide along x (σ 6 px: box radius 19), thin along y, in front, each on its own pixel row: their boxes end
+    # 0.01 px short of a border, where they still give the next pixel α = 0.005 >= 1/255
+    u = torch.cat([u, torch.tensor([12.99, 35.01, 28.99, 51.01])])
+    v = torch.cat([v, torch.tensor([4.5, 8.5, 40.5, 44.5])])
+    z = torch.cat([z, torch.full((4,), depth - 0.5)])
+    quats = torch.cat([quats, torch.tensor([[1.0, 0, 0, 0]] * 4)])
+    scales = torch.cat([scales, torch.tensor([[6 * (depth - 0.5) / focal, 0.02, 0.02]] * 4)])
+    opacities = torch.cat([opacities, torch.full((4,), 0.99)])
+    colors = torch.rand(count + 4, 3, generator=g)
+    viewmat, K = camera(width, height, focal)
+    camera_points = torch.stack([(u - width / 2) * z / focal, (v - height / 2) * z / focal, z], dim=-1)
+    means = (camera_points - viewmat[:3, 3]) @ viewmat[:3, :3]  # back to the world (camera rotation: none)
+    image, alphas, meta = rasterize(means, quats, scales, opacities, colors, viewmat[None], K[None], width, height)
+    assert meta["tile_size"] == 16 and (meta["radii"] > 0).all()
+    radii, centres = meta["radii"][0].float(), meta["means2d"][0]
+    for axis, borders in ((0, borders_x), (1, borders_y)):  # every border is crossed by several boxes
+        for border in borders:
+            crossing = ((centres[:, axis] - radii < border) & (centres[:, axis] + radii > border)).sum()
+            assert crossing >= 3, (axis, border, int(crossing))
+    expected_image, expected_alphas = reference(means, quats, scales, opacities, colors, viewmat, K, width, height,
+                                                tile_size=16)
+    torch.testing.assert_close(image[0].double(), expected_image, atol=2e-5, rtol=0)
+    torch.testing.assert_close(alphas[0, ..., 0].double(), expected_alphas, atol=2e-5, rtol=0)
+    untiled = reference(means, quats, scales, opacities, colors, viewmat, K, width, height)[1]
+    assert (untiled - expected_alphas).abs().max() > 4e-3  # the tile rule changes pixels here: it is tested
 
 
 def test_a_pixel_stops_before_its_transmittance_falls_to_1e_4():

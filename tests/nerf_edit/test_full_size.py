@@ -79,49 +79,154 @@ def test_wys_relevance_and_guided_edit_keep_every_pixel_outside_the_mask(ip2p, s
     assert torch.isfinite(result.images).all() and (result.images[~outside] != images[~outside]).any()
 
 
-def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene, setup):
-    """The grounding reads cross-attention at latent/4 and self-attention at latent/2: on SD-1.5's UNet those are
-    the 16² and 32² layers of a 512² image (P2P's `res=16` store, 2 down and 3 up layers), here 2² and 4² of
+
+def sd15_ddim():
+    """DDIM as instruct-nerf2nerf and WYS take it (`CompVis/stable-diffusion-v1-4` scheduler_config.json: betas
+    0.00085-0.012 scaled_linear over 1000 steps, steps_offset 1, clip_sample false, set_alpha_to_one false), with
+    trailing spacing, written out here independently of our code."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         steps_offset=1, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+
+
+def diffusers_ip2p(ip2p, scheduler):
+    """diffusers' own IP2P pipeline on the same UNet, VAE, text encoder and tokenizer (no copies)."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    pipe = StableDiffusionInstructPix2PixPipeline(vae=ip2p.vae, text_encoder=ip2p.text_encoder, tokenizer=ip2p.tokenizer,
+                                                  unet=ip2p.unet, scheduler=scheduler, safety_checker=None,
+                                                  feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def test_the_ip2p_edit_of_wys_and_zone_is_diffusers_pipeline_on_the_real_networks(ip2p, scene, setup):
+    """What WYS's and ZONE's edits are made of, on the full-size networks: the global IP2P edit (strength 1, from
+    noise, 2 steps, s_T 7.5, s_I 1.5) with our DDIM equals diffusers' StableDiffusionInstructPix2PixPipeline with
+    SD-1.x's DDIM, and ZONE's fused edit without a fusion model under the zone-official preset's sampler equals the
+    pipeline with `DPMSolverMultistepScheduler.from_config(<IP2P's config>, final_sigmas_type="sigma_min")`
+    (lsl001006/ZONE inference.py ~15, its pinned diffusers 0.18's last step): same noise from the same seed."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from nerf_edit.config.presets import official_zone_config
+    from nerf_edit.editing.global_editor import GlobalEditor
+    from nerf_edit.zone.localizer import ZoneLocalizer
+    from nerf_edit.zone.parts import ZoneParts
+
+    device, _ = setup
+    images, instruction = scene[0][:1], "turn the ball blue"
+    settings = dict(num_inference_steps=2, guidance_scale=7.5, image_guidance_scale=1.5)
+    expected = diffusers_ip2p(ip2p, sd15_ddim())(instruction, image=images, generator=torch.Generator().manual_seed(7),
+                                                 output_type="pt", **settings).images
+    editor = GlobalEditor(EditorConfig(device=device, steps=2, guidance_scale=7.5, image_guidance_scale=1.5), ip2p=ip2p)
+    ours = editor.edit(images, instruction, generator=torch.Generator().manual_seed(7)).images
+    assert ((expected > 0.02) & (expected < 0.98)).float().mean() > 0.5  # not clamped flat: the pixels carry the UNet
+    torch.testing.assert_close(ours, expected.to(ours), atol=1e-4, rtol=1e-4)
+
+    solver = DPMSolverMultistepScheduler.from_config(ip2p.model_scheduler_config, final_sigmas_type="sigma_min")
+    expected = diffusers_ip2p(ip2p, solver)(instruction, image=images, generator=torch.Generator().manual_seed(7),
+                                            output_type="latent", **settings).images
+    config = official_zone_config(device=device, steps=2)
+    encoded = ip2p.encode_inputs(images, images)
+    noise = ip2p.draw_noise(images, torch.Generator().manual_seed(7))
+    parts = ZoneParts(fusion=None, segmenter=None, classify=lambda _: "change")
+    fused = ZoneLocalizer(config, ip2p, parts).fused_edit(encoded, instruction, 1.0, noise).latents
+    torch.testing.assert_close(fused, expected.to(fused), atol=1e-4, rtol=1e-4)
+
+
+# SD-1.5's attention layers (stable-diffusion-v1-5 unet/config.json: CrossAttnDownBlock2D ×3 then DownBlock2D,
+# UpBlock2D then CrossAttnUpBlock2D ×3, layers_per_block 2, a cross-attention mid block; each CrossAttn block has one
+# transformer per resnet: 2 in a down block, 3 in an up block): block -> (its attention layers, its downsampling
+# of the latent: 1 is 64² at 512², 2 is 32², 4 is 16², 8 is 8²).
+SD15_ATTENTION = {"down_blocks.0": (2, 1), "down_blocks.1": (2, 2), "down_blocks.2": (2, 4), "mid_block": (1, 8),
+                  "up_blocks.1": (3, 4), "up_blocks.2": (3, 2), "up_blocks.3": (3, 1)}
+
+
+def sd15_layers(kind: str, factor=None) -> list:
+    """SD-1.5's `attn1` (self) or `attn2` (cross) layer names, all or those at 1/factor of the latent."""
+    return sorted(f"{block}.attentions.{i}.transformer_blocks.0.{kind}" for block, (count, at) in SD15_ATTENTION.items()
+                  if factor in (None, at) for i in range(count))
+
+
+def test_vimaedit_grounding_runs_on_the_real_unets_levels(ip2p, scene, setup, monkeypatch):
+    """The layers whose maps the grounding's attention control actually stores (recorded as it stores them, the
+    layer named by a hook on every attention module): on SD-1.5's UNet, cross-attention at 16² of 512² (latent/4:
+    down_blocks.2's 2 and up_blocks.1's 3 layers, P2P's `res=16` store) and self-attention at 32² (down_blocks.1,
+    up_blocks.2), once per step each, and no other layer (none at 64², none of the 8² mid block); here 2² and 4² of
     the 8² latent at 64²."""
-    from nerf_edit.vimaedit.attention import grounding_factors, layer_cells
+    from nerf_edit.vimaedit import localizer as vimaedit_localizer
+    from nerf_edit.vimaedit.attention import AttentionControl
     from nerf_edit.vimaedit.localizer import ViMAEditLocalizer
 
     images, _ = scene
-    size = setup[1]
-    tokens = {}  # attention layer -> its query length during the localisation
+    size, steps = setup[1], 2
+    running, stored, cells = [], [], {}  # the layer running now; (kind, layer) per stored map; layer -> query length
 
-    def record(name):
+    class StoringControl(AttentionControl):
+        def cross_attention(self, probs):
+            if self.record_cross(probs.shape[2]):
+                stored.append(("cross", running[-1]))
+            return super().cross_attention(probs)
+
+        def self_attention(self, probs):
+            if self.record_self(probs.shape[2]):
+                stored.append(("self", running[-1]))
+            return super().self_attention(probs)
+
+    def enter(name):
         def hook(module, args, kwargs):
-            tokens.setdefault(name, (args[0] if args else kwargs["hidden_states"]).shape[1])
+            running.append(name)
+            cells[name] = (args[0] if args else kwargs["hidden_states"]).shape[1]
         return hook
 
-    hooks = [module.register_forward_pre_hook(record(name), with_kwargs=True)
-             for name, module in ip2p.unet.named_modules() if name.endswith(("attn1", "attn2"))]
+    monkeypatch.setattr(vimaedit_localizer, "AttentionControl", StoringControl)
+    attention = {name: module for name, module in ip2p.unet.named_modules() if name.endswith(("attn1", "attn2"))}
+    assert sorted(attention) == sorted(sd15_layers("attn1") + sd15_layers("attn2"))  # the table is this UNet's
+    hooks = [module.register_forward_pre_hook(enter(name), with_kwargs=True) for name, module in attention.items()]
     try:
-        localization = ViMAEditLocalizer(EditorConfig(device=setup[0], steps=2), ip2p).localize(
+        localization = ViMAEditLocalizer(EditorConfig(device=setup[0], steps=steps), ip2p).localize(
             images, "turn the ball blue", generator=torch.Generator().manual_seed(0))
     finally:
         for hook in hooks:
             hook.remove()
-    cross, self_factor = grounding_factors(ip2p.unet)
-    latent = (size // 8, size // 8)
-    cross_layers = sorted(n for n, t in tokens.items() if n.endswith("attn2") and t == layer_cells(latent, cross))
-    self_layers = sorted(n for n, t in tokens.items() if n.endswith("attn1") and t == layer_cells(latent, self_factor))
-    print("grounding cross-attention:", cross_layers, "\nself-attention:", self_layers)
-    # (block, its attention layers): 2 in a down block, 3 in an up block
-    at_16, at_32 = (("down_blocks.2", 2), ("up_blocks.1", 3)), (("down_blocks.1", 2), ("up_blocks.2", 3))
-    assert cross_layers == [f"{block}.attentions.{i}.transformer_blocks.0.attn2" for block, n in at_16 for i in range(n)]
-    assert self_layers == [f"{block}.attentions.{i}.transformer_blocks.0.attn1" for block, n in at_32 for i in range(n)]
+    latent = size // 8
+    for name, (count, factor) in ((n, SD15_ATTENTION[n.split(".attentions")[0]]) for n in attention):
+        assert cells[name] == (-(-latent // factor)) ** 2, name  # each block's layers at the table's resolution
+    cross = sorted({layer for kind, layer in stored if kind == "cross"})
+    self_layers = sorted({layer for kind, layer in stored if kind == "self"})
+    print("stored cross-attention:", cross, "\nstored self-attention:", self_layers)
+    assert cross == sd15_layers("attn2", 4) and self_layers == sd15_layers("attn1", 2)
+    assert len(stored) == steps * (len(cross) + len(self_layers))  # each layer's map once per step
     assert localization.mask.shape == (2, size, size) and localization.mask.dtype == torch.bool
     assert localization.soft.min() >= 0 and localization.soft.max() <= 1 and torch.isfinite(localization.soft).all()
 
+
+class PerturbedReference(torch.nn.Module):
+    """The frozen pre-fine-tuning UNet of L_reg as a copy of `unet` that differs in a few tensors: the named ones
+    are detached copies plus noise, every other weight is the UNet's own, read through torch.func.functional_call
+    (no second 3.4 GB copy)."""
+
+    def __init__(self, unet, names, scale=0.05, seed=1):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        weights = dict(unet.named_parameters())
+        self.unet = [unet]  # not registered: the reference owns no trainable parameter
+        self.replaced = {name: weights[name].detach() + scale * weights[name].detach().abs().mean()
+                         * torch.randn(weights[name].shape, generator=generator).to(weights[name])
+                         for name in names}
+
+    def forward(self, *args, **kwargs):
+        return torch.func.functional_call(self.unet[0], self.replaced, args, kwargs)
 
 
 def test_editaction_freezes_sd15s_cross_attention_and_its_loss_trains_the_rest(ip2p, setup):
     """EditAction's training step on the real UNet, fp32 (the bf16 step with 8-bit Adam through the trainer is
     test_full_size_training.py, minutes on the CPU: `make test-all`): freezing finds SD-1.5's 16 cross-attention
     layers (to_q, to_k, to_v, to_out: 80 tensors), and the loss L (Eq. 7) sends gradients to every other
-    parameter and to none of them."""
+    parameter and to none of them. The frozen reference differs from the UNet in a few layers (as a pre-fine-tuning
+    copy does after some steps): L_reg is positive and its own gradient reaches every trained tensor."""
     from nerf_edit.action.losses import draw_noise, editaction_losses, freeze_cross_attention, training_noise_scheduler
 
     device, size = setup
@@ -137,10 +242,17 @@ def test_editaction_freezes_sd15s_cross_attention_and_its_loss_trains_the_rest(i
         text, negative, null = (torch.randn(1, 77, 768, generator=generator) for _ in range(3))
         draw = draw_noise(latent, 1000, generator)
         tensors = [t.to(device) for t in (latents, image_latents, text, negative, null)]
-        # the frozen reference is the same weights here (a second 3.4 GB copy proves nothing more): L_reg is 0
-        losses = editaction_losses(unet, unet, training_noise_scheduler(ip2p.scheduler.config), *tensors, draw)
+        reference = PerturbedReference(unet, ["conv_in.weight", "down_blocks.1.resnets.0.conv1.weight",
+                                              "mid_block.resnets.1.conv2.weight", "up_blocks.2.resnets.2.conv1.weight"])
+        losses = editaction_losses(unet, reference, training_noise_scheduler(ip2p.scheduler.config), *tensors, draw)
+        assert all(torch.isfinite(value) for value in losses.values()) and losses["reg"] > 0
+        trained = [(name, p) for name, p in unet.named_parameters() if p.requires_grad]
+        assert len(trained) == len(trainable) - 80
+        losses["reg"].backward(retain_graph=True)  # L_reg alone first
+        reg_moved = [name for name, p in trained if p.grad is not None and bool(p.grad.abs().sum() > 0)]
+        assert len(reg_moved) == len(trained), f"L_reg reached {len(reg_moved)} of {len(trained)} trained tensors"
+        unet.zero_grad(set_to_none=True)
         losses["total"].backward()
-        assert all(torch.isfinite(value) for value in losses.values())
         for name, parameter in unet.named_parameters():
             if ".attn2." in name:
                 assert parameter.grad is None, name

@@ -274,6 +274,75 @@ def test_blending_is_exact_outside_the_final_mask():
     torch.testing.assert_close(result[band], 0.6 * edited[band] + 0.4 * original[band])
 
 
+
+def official_composite(edited, original, fine_mask, smoothed, alpha=0.6):
+    """lsl001006/ZONE @9788584 inference.py ~123-129, re-derived on the official types: uint8 images [H, W, 3] and
+    uint8 masks of 0/255 (`mask_image`, the refined mask M_f; `modified_sty_edge`, the smoother's M_f*).
+    `edge_bimask = modified_sty_edge - mask_image` is a uint8 subtraction: 0 − 255 wraps to 1, so the band is
+    where the two masks differ; the float mix assigned into the uint8 canvas is truncated."""
+    import numpy as np
+
+    edge_bimask = smoothed - fine_mask  # uint8 arithmetic, as numpy does it on the official arrays
+    canvas = original.copy()
+    canvas[smoothed > 0] = edited[smoothed > 0]
+    canvas[edge_bimask > 0] = edited[edge_bimask > 0] * alpha + original[edge_bimask > 0] * (1 - alpha)
+    assert canvas.dtype == np.uint8 and edge_bimask.dtype == np.uint8
+    return canvas
+
+
+def test_the_official_band_mixes_wherever_the_refined_and_smoothed_masks_differ():
+    """ZONE's own composite (the wrap of its uint8 subtraction included) against `blend_layers(band="official")`;
+    our default band keeps the original on M_f \\ M_f* instead."""
+    import numpy as np
+
+    original, edited, blob = synthetic_pair(seed=2)
+    refined = disk(blob.shape, (60, 70), 19)[None] | square(blob.shape, 10, 10, 12)[None]  # a segment far off too
+    final = zone.fft_edge_mask(edited, original, refined, dilate_px=64)
+    only_refined, only_final = refined & ~final, final & ~refined
+    assert only_refined.sum() > 50 and only_final.sum() > 50  # both sides of the band are tested
+    edited8, original8 = (np.ascontiguousarray((t[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+                          for t in (edited, original))
+    refined8, final8 = (m[0].numpy().astype(np.uint8) * 255 for m in (refined, final))
+    expected = torch.from_numpy(official_composite(edited8, original8, refined8, final8)).permute(2, 0, 1)[None] / 255
+    edited, original = (torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255 for a in (edited8, original8))
+    ours = zone.blend_layers(edited, original, final, refined, edge_alpha=0.6, band="official")
+    torch.testing.assert_close(ours, expected.float(), atol=1 / 255 + 1e-6, rtol=0)  # the official mix truncates
+    inside_only = only_refined[:, None].expand_as(ours)  # M_f \\ M_f*: mixed by the wrap
+    torch.testing.assert_close(ours[inside_only], (0.6 * edited + 0.4 * original)[inside_only])
+    assert (ours[inside_only] != original[inside_only]).any()
+    default = zone.blend_layers(edited, original, final, refined, edge_alpha=0.6)
+    assert torch.equal(default[inside_only], original[inside_only])  # ours: the original outside M_f*
+    outside = (~(final | refined))[:, None].expand_as(ours)
+    assert torch.equal(ours[outside], original[outside])
+
+
+@pytest.mark.parametrize("width, height", [(700, 300), (300, 700), (1000, 1000), (101, 75), (64, 64), (513, 200)])
+def test_the_official_size_rule(width, height):
+    """lsl001006/ZONE @9788584 ptp_utils.py ~24-71 (`check_image_size`, side_multiple 32, max_size 512), re-derived:
+    a side above 512 -> the longest side becomes 512 and the other `int(side · 512 / longest)`, PIL's `resize`
+    with its default filter; then black padding to the next multiple of 32, `padding // 2` first (ImageOps.expand
+    with (x // 2, 0, x − x // 2, 0), then (0, y // 2, 0, y − y // 2))."""
+    import math
+
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(width * 1000 + height)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    picture = Image.fromarray(pixels)
+    if width > 512 or height > 512:
+        size = (512, int(height * 512 / width)) if width > height else (int(width * 512 / height), 512)
+        picture = picture.resize(size)
+    w, h = picture.size
+    x, y = math.ceil(w / 32) * 32 - w, math.ceil(h / 32) * 32 - h
+    picture = ImageOps.expand(ImageOps.expand(picture, (x // 2, 0, x - x // 2, 0), fill="black"),
+                              (0, y // 2, 0, y - y // 2), fill="black")
+    expected = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).float() / 255
+    ours = zone.check_image_size(torch.from_numpy(pixels).permute(2, 0, 1).float() / 255)
+    assert ours.shape == expected.shape and ours.shape[1] % 32 == 0 and ours.shape[2] % 32 == 0
+    assert max(ours.shape[1:]) <= 512
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+
 def test_morphology():
     ring = disk((32, 32), (16, 16), 8) & ~disk((32, 32), (16, 16), 4)
     assert torch.equal(zone.fill_holes(ring[None])[0], disk((32, 32), (16, 16), 8))
@@ -315,15 +384,85 @@ def wide_text_encoder(tokenizer):
                                         num_attention_heads=12, num_hidden_layers=1, max_position_embeddings=77)).eval()
 
 
+def official_cls_predict(state: dict, tokenizer, text_encoder, text: str) -> str:
+    """ZONE's own read-out, re-derived from lsl001006/ZONE @9788584 msk_from_attn.py ~101-133 (`MLPClassifier`,
+    `tensor2label`, `cls_predict`): the instruction padded to 77 tokens, `text_encoder(input_ids, attn_mask)[0]`
+    (its attention mask passed), fc1 -> ReLU -> fc2 on every token, `torch.max(outputs, 1)` (for each class the
+    token of its highest logit), then the argmax of those three token indices, {0: CHANGE, 1: ADD, 2: REMOVE}.
+    The MLP is written out from the checkpoint's tensors, not with our ActionMLP."""
+    encodings = tokenizer(text, padding="max_length", truncation=True, max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        embeddings = text_encoder(encodings["input_ids"], encodings["attention_mask"])[0]  # [1, 77, 768]
+        hidden = torch.relu(embeddings @ state["fc1.weight"].T + state["fc1.bias"])
+        outputs = hidden @ state["fc2.weight"].T + state["fc2.bias"]  # [1, 77, 3]
+    _, predicted = torch.max(outputs, 1)  # [1, 3] token indices
+    return {"0": "CHANGE", "1": "ADD", "2": "REMOVE"}[str(predicted[0].argmax().item())].lower()
+
+
+CLASSIFIED = ["remove the cat", "add a red hat to him", "turn the ball blue", "make it snow", "give him a beard",
+              "take away the cup", "put a dog on the sofa", "change the sky to sunset", "delete the car",
+              "make the dog a golden statue", "insert a lamp", "replace the apple with an orange"]
+
+
 def test_auto_picks_the_official_classifier_for_a_real_width_model_and_the_rules_for_tiny():
+    """`auto` on a 768-wide text encoder is the shipped checkpoint read out as ZONE's `cls_predict` does: the same
+    label for every instruction (of at least two different labels, so the comparison can tell read-outs apart)."""
     tokenizer = build_tiny_tokenizer()
     wide = SimpleNamespace(tokenizer=tokenizer, text_encoder=wide_text_encoder(tokenizer))
     official = parts.action_classifier("auto", "timbrooks/instruct-pix2pix", wide)
     assert isinstance(official, classifier.OfficialActionClassifier)
-    assert official("remove the cat") in zone.ACTIONS and official("remove the cat") == official("remove the cat")
+    state = torch.load(classifier.CHECKPOINT, map_location="cpu", weights_only=True)
+    ours = [official(text) for text in CLASSIFIED]
+    reference = [official_cls_predict(state, tokenizer, wide.text_encoder, text) for text in CLASSIFIED]
+    print(dict(zip(CLASSIFIED, reference)))
+    assert ours == reference and len(set(reference)) >= 2
     tiny = SimpleNamespace(tokenizer=tokenizer, text_encoder=build_tiny_text_encoder(tokenizer, 32))
     rules = parts.action_classifier("auto", "tiny", tiny)
     assert parts.classifier_name(rules, "auto") == "keyword rules" and rules("remove the cat") == "remove"
     assert parts.classifier_name(parts.action_classifier("add", "tiny", tiny), "add") == "fixed action 'add'"
     with pytest.raises(EditorError, match="reads 768-wide CLIP text embeddings but this model's text encoder gives 32"):
         parts.action_classifier("official", "tiny", tiny)
+
+
+# ------------------------------------------------------------------------------------------- the official preset
+@torch.no_grad()
+def test_the_official_preset_ends_dpm_solver_at_sigma_min_as_the_diffusers_zone_pins():
+    """lsl001006/ZONE requirements.txt pins diffusers==0.18.0, whose DPMSolverMultistepScheduler (it has no
+    `final_sigmas_type`) takes its last step to t = 0, the training schedule's smallest σ; diffusers today ends at
+    σ = 0 unless built with `final_sigmas_type="sigma_min"`. The preset's fused edit from noise is diffusers' own
+    IP2P pipeline with that scheduler, `from_config` of the model's (inference.py ~15); our default is the other."""
+    from dataclasses import replace
+
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionInstructPix2PixPipeline
+
+    from nerf_edit.config.presets import official_zone_config
+    from nerf_edit.models.ip2p import InstructPix2Pix
+    from nerf_edit.models.tiny import build_tiny_ip2p_pipeline
+    from nerf_edit.zone.localizer import ZoneLocalizer
+    from nerf_edit.zone.parts import ZoneParts
+
+    pipe = build_tiny_ip2p_pipeline()
+    image = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+
+    def diffusers_edit(final_sigmas_type):
+        scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, final_sigmas_type=final_sigmas_type)
+        official = StableDiffusionInstructPix2PixPipeline(**{**pipe.components, "scheduler": scheduler})
+        official.set_progress_bar_config(disable=True)
+        return official("turn it red", image=image, num_inference_steps=6, guidance_scale=7.5, image_guidance_scale=1.5,
+                        generator=torch.Generator().manual_seed(3), output_type="latent").images
+
+    def our_edit(config):
+        ip2p = InstructPix2Pix(pipe)
+        encoded = ip2p.encode_inputs(image, image)
+        noise = ip2p.draw_noise(image, torch.Generator().manual_seed(3))
+        no_fusion = ZoneParts(fusion=None, segmenter=None, classify=lambda instruction: "change")
+        return ZoneLocalizer(config, ip2p, no_fusion).fused_edit(encoded, "turn it red", 1.0, noise).latents
+
+    preset = official_zone_config(model="tiny", steps=6)
+    assert preset.zone.final_sigmas == "sigma_min" and preset.zone.sampler == "dpm-solver++"
+    sigma_min, zero = diffusers_edit("sigma_min"), diffusers_edit("zero")
+    assert (sigma_min - zero).abs().max() > 1e-2  # the two ends differ: the comparison below can fail
+    torch.testing.assert_close(our_edit(preset), sigma_min, rtol=1e-4, atol=1e-4)
+    default = replace(preset, zone=replace(preset.zone, final_sigmas="zero"))
+    assert ZoneConfig().final_sigmas == "zero"
+    torch.testing.assert_close(our_edit(default), zero, rtol=1e-4, atol=1e-4)

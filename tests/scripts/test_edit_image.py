@@ -56,6 +56,22 @@ def test_zone_cli_writes_rough_refined_and_result_pictures(images, tmp_path, cap
     assert unchanged[~final].all()  # outside ZONE's final mask the picture is the input's
 
 
+def test_zones_size_rule_edits_and_writes_the_padded_image(images, tmp_path):
+    """With ZONE's size rule (the zone-official preset's) a 42 x 30 input is edited and written at 64 x 32, padded
+    black as lsl001006/ZONE ptp_utils.py ~53-69 does (11 columns left and right, one row above and below): the mask
+    overlay is drawn on that padded input (green and blue halved where the mask tints it red, as `overlay`)."""
+    out = tmp_path / "out"
+    zone = ZoneConfig(fusion_model="none", segmenter="none")
+    EditImage(input=images / "a.png", instruction="make it red", output=out, editor="zone", zone_size_rule=True,
+              settings=EditorConfig(model="tiny", device="cpu", steps=2, zone=zone)).main()
+    assert load_image(out / "a_edited.png").shape == (3, 32, 64) and load_image(out / "a_canvas.png").shape == (3, 32, 64)
+    padded = torch.nn.functional.pad(load_image(images / "a.png"), (11, 11, 1, 1)).permute(1, 2, 0) * 255
+    drawn = np.asarray(Image.open(out / "a_mask.png")).astype(float)  # [32, 64, 3]
+    tinted = (np.abs(drawn - padded.numpy()) > 1).any(-1)
+    expected = np.where(tinted[..., None], 0.5 * padded.numpy(), padded.numpy())[..., 1:]  # green, blue
+    assert np.abs(drawn[..., 1:] - expected).max() <= 1
+
+
 def test_zone_localizer_flag_reaches_the_relevance_editor(images, tmp_path):
     import tyro
 
@@ -133,6 +149,9 @@ def test_a_preset_starts_from_the_official_settings_and_flags_override_it(monkey
     assert zone.editor == "zone" and zone.instruction == "give him a hat"
     assert (settings.steps, settings.guidance_scale, settings.image_guidance_scale) == (20, 7.5, 1.5)
     assert settings.zone.sampler == "dpm-solver++" and settings.zone.attention_threshold == 108.0
+    # the official smoother compares grey levels (utils/mask_utils.py ~252-255); its diffusers 0.18 ends at σ_min
+    assert settings.zone.edge_difference == "grey" and settings.zone.final_sigmas == "sigma_min"
+    assert zone.zone_size_rule and not plain.zone_size_rule  # ptp_utils.check_image_size, applied before the edit
     mine = parsed(monkeypatch, "--input", "a.png", "--steps", "30", "--preset=zone-official", "--instruction", "x")
     assert mine.settings.steps == 30 and mine.settings.zone.sampler == "dpm-solver++"  # a flag wins over the preset
     vima = parsed(monkeypatch, "--preset", "vimaedit-official", "--input", "a.png", "--instruction", "a dog")

@@ -132,3 +132,91 @@ def test_eval_action_scores_edits_with_the_recognizer_by_action_label(pairs, tmp
     recognizer = ActionRecognizer.load(str(tmp_path / "recognizer"))
     assert results["tiny"]["recognizer_accuracy"] == recognizer_accuracy(recognizer, before, before, labels).accuracy
     assert truth["recognizer_accuracy"] == recognizer_accuracy(recognizer, before, after, labels).accuracy
+
+
+EDIT_RESOLUTION = 48  # the pairs' own size: edited without upsampling, the accuracy read at RESOLUTION
+
+
+@pytest.fixture(scope="module")
+def evaluation_size_pairs(tmp_path_factory):
+    return make_action_pairs(tmp_path_factory.mktemp("pairs48"), count=8, heldout=12, size=EDIT_RESOLUTION, seed=2)
+
+
+def test_edits_at_the_edit_resolution_through_the_real_editor_are_scored_as_counted_by_hand(
+        evaluation_size_pairs, tmp_path, capsys):
+    """Pairs cut at the evaluation size (48²) are edited there by the real (tiny) global editor while the
+    Diffusion-Classifier accuracy reads them at --resolution 32. The recogniser's two rows equal counts made here
+    from the files: each written edit (and each true after image, for the ground-truth row) after its before image
+    (4 + 4 frames) through the recogniser's network, its top class against the pair's label. The recogniser has
+    seen every pair, so it reads the after images well and the random model's edits poorly: the rows differ."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from nerf_edit.action.recognizer import ActionRecognizer, RecognizerTrainConfig, train_recognizer
+
+    data = evaluation_size_pairs
+    seen = tmp_path / "all_pairs"  # every pair in the training split: a recogniser that knows these scenes
+    shutil.copytree(data, seen)
+    records = [json.loads(line) for line in (seen / "pairs.jsonl").read_text().splitlines()]
+    (seen / "pairs.jsonl").write_text("".join(json.dumps({**record, "split": "train"}) + "\n" for record in records))
+    train_recognizer(RecognizerTrainConfig(data=seen, output=tmp_path / "recognizer", model="tiny", clips="pairs",
+                                           steps=60, batch_size=8, learning_rate=1e-3, cpu=True, log_with="none"))
+    results = EvaluateAction(data=data, models=["tiny"], negatives=1, draws=1, resolution=RESOLUTION,
+                             edit_resolution=EDIT_RESOLUTION, edit_metrics=True, clip_model="none", edit_steps=2,
+                             recognizer=str(tmp_path / "recognizer"), output=tmp_path / "acc.json",
+                             edits_dir=tmp_path / "edits").main()
+    assert "held-out images read at 48²" in capsys.readouterr().out
+    row, truth = results["tiny"], results[evaluate_action.GROUND_TRUTH]
+    assert (row["pair_image_size"], row["edit_resolution"]) == (48, 48)
+    heldout = evaluate_action.read_pairs(data, "heldout")
+    edits = sorted((tmp_path / "edits").glob("*/*.png"))
+    assert len(edits) == len(heldout)
+    recognizer = ActionRecognizer.load(str(tmp_path / "recognizer"))
+
+    def pixels(path):
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+
+    def reads_as(before, shown):
+        with torch.no_grad():
+            frames = recognizer.processor([[before] * 4 + [shown] * 4], return_tensors="pt").pixel_values
+            return recognizer.model.config.id2label[int(recognizer.model(pixel_values=frames).logits[0].argmax())]
+
+    edited_right = after_right = 0
+    for pair, edit in zip(heldout, edits):
+        before, edited, after = pixels(pair.before), pixels(edit), pixels(pair.after)
+        assert edited.shape == before.shape == (48, 48, 3)  # edited at the pairs' size: nothing resized
+        label = pair.action or pair.instruction
+        edited_right += reads_as(before, edited) == label
+        after_right += reads_as(before, after) == label
+    print(f"recogniser, by hand: edits {edited_right}, after images {after_right} of {len(heldout)}; evaluation: "
+          f"{row['recognizer_correct']}, {truth['recognizer_correct']}")
+    assert (row["recognizer_correct"], truth["recognizer_correct"]) == (edited_right, after_right)
+    assert row["recognizer_accuracy"] == pytest.approx(edited_right / len(heldout))
+    assert after_right > edited_right  # the two readings can be told apart
+
+
+def test_edits_above_the_pairs_size_are_one_error_line(evaluation_size_pairs, tmp_path):
+    """Upsampled pairs would fake the detail the edit metrics and FIDs measure: one line naming the fix instead."""
+    from nerf_edit.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        EvaluateAction(data=evaluation_size_pairs, models=["tiny"], resolution=RESOLUTION, edit_resolution=64,
+                       edit_metrics=True, clip_model="none", output=tmp_path / "acc.json").main()
+    message = str(info.value)
+    assert "\n" not in message and "--edit-resolution 64" in message and "(48²)" in message and "--size 64" in message
+
+
+def test_video_pairs_are_cut_at_the_papers_evaluation_size():
+    """nerf-edit-action-pairs-from-videos writes frames at 512² by default, the size the editaction-paper preset
+    edits at (training and the accuracy downsample to --resolution)."""
+    import inspect
+
+    from nerf_edit.action.videos import build_pairs_from_videos
+    from nerf_edit_scripts.action_pairs_from_videos import ActionPairsFromVideos
+
+    preset = evaluate_action.PRESETS["editaction-paper"][1]()
+    assert ActionPairsFromVideos.__dataclass_fields__["size"].default == preset.edit_resolution == 512
+    assert inspect.signature(build_pairs_from_videos).parameters["size"].default == 512
