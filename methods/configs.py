@@ -54,7 +54,7 @@ def method_config(method: str, args: Sequence[str] = ()) -> TrainerConfig:
 
     methods = (wys_method, wys_small_method, wys_tiny_method, wys_global_method, wys_reconstruct_method,
                splat.wys_splat_method, splat.wys_splat_small_method, splat.wys_splat_global_method,
-               splat.wys_splat_reconstruct_method)
+               splat.wys_splat_igs2gs_method, splat.wys_splat_reconstruct_method)
     specs = {spec.config.method_name: spec for spec in methods}
     if method not in specs:
         raise ValueError(f"unknown method {method!r}: one of {sorted(specs)}")

@@ -35,7 +35,7 @@ from nerf_edit.scene.settings import EditSettings
 from nerf_edit.scene.store import EditStore
 from nerf_edit.scene.targets import RelevanceTargets
 from nerf_edit.scene.update import DatasetUpdate
-from nerf_edit.wys.ops import rendered_relevance_mask
+from nerf_edit.wys.ops import edit_region
 from nerf_edit_methods.controls import ViewerControls
 from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
 from nerf_edit_methods.model import WYSModelConfig
@@ -52,6 +52,13 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     model: ModelConfig = field(default_factory=WYSModelConfig)
     prompt: str = ""
     """The edit instruction, e.g. "turn the ball blue" (required)."""
+    edit_schedule: Literal["rate", "sweep"] = "rate"
+    """When views are edited: `rate` (WYS, instruct-nerf2nerf: `edit_count` updates every `edit_rate` steps, views in
+    a seeded random order) or `sweep` (instruct-gs2gs: every `sweep_every` steps, every view once, one per step, in
+    index order)."""
+    sweep_every: int = 2500
+    """With `edit_schedule sweep`: steps from one sweep's start to the next (instruct-gs2gs's gs_steps,
+    igs2gs_pipeline.py ~49)."""
     edit_rate: int = 10
     """Edit training views every this many steps."""
     edit_count: int = 1
@@ -70,6 +77,12 @@ class WYSPipelineConfig(VanillaPipelineConfig):
     normalize_rendered_relevance: bool = True
     """Min-max normalise each view's rendered relevance before the editing.tau threshold (official WYS,
     in2n_pipeline.py ~172); off thresholds the raw rendered relevance."""
+    edit_region: Literal["rendered", "rendered+target"] = "rendered+target"
+    """Where a view's edit may act: `rendered`, its rendered relevance >= τ (official WYS, in2n_pipeline.py ~172-176:
+    relevance sits only on surfaces the scene already has, so an instruction that adds something, a hat or glasses,
+    is cut off); `rendered+target`, also the view's own relevance target >= τ (the editor's relevance of that view,
+    refreshed at each of its edits), which marks where a new object will stand. The union may let an edit spill
+    where one view's 2D relevance is wrong; the views then disagree there and the scene averages them."""
     relevance_warmup_steps: int = 100
     """Steps the relevance field trains on fresh targets before the first edit."""
     use_relevance: bool = True
@@ -117,11 +130,15 @@ class WYSPipeline(VanillaPipeline):
             self.editor = self._make_editor()
             self.targets = RelevanceTargets(self.datamanager, self.editor, lambda i: self.render_train_view(i),
                                             self.device, batch=config.edit_batch, terminal=CONSOLE.is_terminal)
-            mask = (lambda rendered, tau: rendered_relevance_mask(rendered, tau, config.normalize_rendered_relevance)) \
-                if config.use_relevance else None
+            mask = self.edit_region if config.use_relevance else None
             self.updates = DatasetUpdate(self.datamanager, self.editor, lambda i: self.render_train_view(i), mask,
                                          self.targets if config.use_relevance else None, self.chain, config.seed,
                                          self._edit_log())
+
+    def edit_region(self, rendered: torch.Tensor, target: Optional[torch.Tensor], tau: float) -> torch.Tensor:
+        """A view's edit mask from its rendered relevance [H, W] (and its target [H, W], with `rendered+target`)."""
+        target = target if self.config.edit_region == "rendered+target" else None
+        return edit_region(rendered, tau, self.config.normalize_rendered_relevance, target)
 
     def _make_editor(self) -> Editor:
         """The editor, on a copy of the settings (the viewer's sliders change the editor's, never the run's saved

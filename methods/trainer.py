@@ -6,23 +6,55 @@ it is found (settings, data, checkpoint, editor), is one `error:` line with exit
 from __future__ import annotations
 
 import pickle
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Type
 
 import torch
+from nerfstudio.configs.base_config import LocalWriterConfig, LoggingConfig
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils import writer
 
 from nerf_edit.core.io import atomic_write
 from nerf_edit.errors import UsageError, exits_on_user_error
 from nerf_edit_methods.validate import check_trainer_config, remove_unused_run_folder
 
 
+class RunLocalWriter(writer.LocalWriter):
+    """nerfstudio's progress table counting this run's iterations. A run continued with --load-dir from step S
+    trains steps S .. S+N-1 but nerfstudio shows the absolute step against N (`1040 (231.11%)`) and an ETA of
+    (N − step) iterations, negative and printed as nearly a day. Here a row shows `k (k/N %)`, k counted from S, and
+    the ETA counts to S+N (`count_this_run` sets both)."""
+
+    def write_stats_log(self, step: int) -> None:
+        start = writer.GLOBAL_BUFFER.get("run_start", 0)
+        absolute = {key: writer.GLOBAL_BUFFER[key] for key in ("step", "max_iter")}
+        writer.GLOBAL_BUFFER["step"], writer.GLOBAL_BUFFER["max_iter"] = absolute["step"] - start, absolute["max_iter"] - start
+        try:
+            super().write_stats_log(step - start)
+        finally:
+            writer.GLOBAL_BUFFER.update(absolute)
+
+
+def count_this_run(start_step: int, iterations: int) -> None:
+    """The progress table and its ETA count this run's `iterations` from `start_step` (after nerfstudio's writer
+    set-up, which counts them from 0)."""
+    writer.GLOBAL_BUFFER["run_start"] = start_step
+    writer.GLOBAL_BUFFER["max_iter"] = start_step + iterations
+
+
+def run_logging() -> LoggingConfig:
+    return LoggingConfig(local_writer=LocalWriterConfig(enable=True, _target=RunLocalWriter))
+
+
 @dataclass
 class WYSTrainerConfig(TrainerConfig):
-    """TrainerConfig whose trainer never leaves a torn checkpoint behind."""
+    """TrainerConfig whose trainer never leaves a torn checkpoint behind and counts progress from where it starts."""
 
     _target: Type = field(default_factory=lambda: WYSTrainer)
+    logging: LoggingConfig = field(default_factory=run_logging)
+    """nerfstudio's logging; the progress table counts this run's iterations (RunLocalWriter)."""
 
     def __post_init__(self) -> None:
         """ns-train reads --load-config before it calls anything of ours: a missing file is caught here, when tyro
@@ -42,9 +74,13 @@ class WYSTrainerConfig(TrainerConfig):
 
 class WYSTrainer(Trainer):
     def setup(self, test_mode="val") -> None:
-        """nerfstudio's set-up (datamanager, model, editor, checkpoint), inside the one exit path."""
+        """nerfstudio's set-up (datamanager, model, editor, checkpoint), inside the one exit path; progress counts
+        this run's iterations, as plain lines where the output is not a terminal (a log file)."""
         with exits_on_user_error(self.interrupted):
+            if not sys.stdout.isatty():  # no cursor movement and redrawn rows in logs
+                self.config.logging.local_writer.max_log_size = 0
             super().setup(test_mode=test_mode)
+            count_this_run(self._start_step, self.config.max_num_iterations)
 
     def train(self) -> None:
         """nerfstudio's training loop, inside the one exit path."""

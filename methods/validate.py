@@ -181,6 +181,8 @@ def check_pipeline_config(config, nerf_device: str) -> None:
     validate.check_at_least(f"{p}edit-rate", config.edit_rate, 1)
     validate.check_at_least(f"{p}edit-count", config.edit_count, 1)
     validate.check_at_least(f"{p}edit-batch", config.edit_batch, 1)
+    validate.check_choice(f"{p}edit-schedule", config.edit_schedule, ("rate", "sweep"))
+    validate.check_at_least(f"{p}sweep-every", config.sweep_every, 1)
     validate.check_range(f"{p}lower-bound", config.lower_bound, 0, 1, low_open=True)
     validate.check_range(f"{p}upper-bound", config.upper_bound, 0, 1, low_open=True)
     if config.lower_bound > config.upper_bound:

@@ -210,14 +210,14 @@ class EvaluateAction:
     output: Path = Path("eval/action_accuracy.json")
     """JSON of the results."""
 
-    def main(self) -> dict:
+    def validate(self) -> None:
+        """Every setting, before any model or image loads (one UsageError line each)."""
         if self.negatives < 1 or self.draws < 1:
             raise UsageError(f"--negatives and --draws must be >= 1, got {self.negatives} and {self.draws}")
         for flag, size in (("--resolution", self.resolution), ("--edit-resolution", self.edits_resolution)):
             if size < 16 or size % 8:
                 raise UsageError(f"{flag} must be >= 16 and a multiple of 8, got {size}")
-        editing = self.edit_metrics or self.fid or self.recognizer is not None
-        if editing:
+        if self.editing:
             validate.check_at_least("--edit-steps", self.edit_steps, 1)
             validate.check_range("--edit-guidance-scale", self.edit_guidance_scale, 0)
             validate.check_range("--edit-image-guidance-scale", self.edit_image_guidance_scale, 0)
@@ -227,16 +227,12 @@ class EvaluateAction:
                 check_model(self.clip_model, "--clip-model", "config.json")
             except UsageError as error:
                 raise UsageError(f"{error} (or skip the CLIP scores with --clip-model none)") from None
-        everything = read_pairs(self.data)
-        heldout = [pair for pair in everything if pair.split == "heldout"]
-        if not heldout:
-            raise UsageError(f"{str(self.data)!r} has no held-out pairs (split `heldout`)")
-        if self.fid:
-            if len(heldout) < 2:
-                raise UsageError(f"--fid needs at least 2 held-out pairs, {str(self.data)!r} has {len(heldout)}")
-            check_fid_available()
+
+    def main(self) -> dict:
+        self.validate()
+        everything, heldout = self.read_heldout()
         recognizer = ActionRecognizer.load(self.recognizer, self.device) if self.recognizer is not None else None
-        read_size, before, after = self.edit_references(heldout) if editing else (None, None, None)
+        read_size, before, after = self.edit_references(heldout) if self.editing else (None, None, None)
         vocabulary = [pair.instruction for pair in everything]
         embedder = ClipEmbedder(self.clip_model, self.device) if self.edit_metrics and self.clip_model != "none" else None
         results = {}
@@ -248,32 +244,57 @@ class EvaluateAction:
         print(f"{len(heldout)} held-out pairs, K={self.negatives} negatives (chance {1 / (self.negatives + 1):.3f}), "
               f"M={self.draws} draws", flush=True)
         for position, model in enumerate(self.models):
-            pipe = load_ip2p_pipeline(model, device=self.device)
-            result = action_accuracy(pipe, heldout, vocabulary, self.negatives, self.draws, self.resolution, self.seed,
-                                     self.timestep_fraction)
-            del pipe
-            results[model] = result.summary()
-            print(f"{model}: action accuracy {result.accuracy:.3f} ({result.correct}/{result.total})", flush=True)
-            if editing:
-                folder = self.edits_folder / model_folder_name(position, model)
-                print(f"{model}: editing {len(heldout)} held-out before images ({self.edit_steps} steps) into {folder}",
-                      flush=True)
-                edited = edit_heldout(model, heldout, self.edits_resolution, self.edit_steps, self.seed, self.device,
-                                      folder,
-                                      self.edit_guidance_scale, self.edit_image_guidance_scale)
-                results[model].update(edits=str(folder), pair_image_size=read_size,
-                                      edit_resolution=self.edits_resolution)
-                if self.edit_metrics:
-                    results[model].update(action_edit_metrics(edited, before, after,
-                                                              [pair.instruction for pair in heldout], embedder))
-                if self.fid:
-                    results[model].update(fid_to_after=edit_fid(edited, after), fid_to_before=edit_fid(edited, before))
-                if recognizer is not None:
-                    results[model].update(recognizer_accuracy(recognizer, before, edited,
-                                                              [pair.label for pair in heldout]).summary())
+            results[model] = self.evaluate_model(position, model, heldout, vocabulary)
+            if self.editing:
+                results[model].update(pair_image_size=read_size, edit_resolution=self.edits_resolution,
+                                      **self.edit_scores(position, model, heldout, before, after, embedder, recognizer))
         print_table(results)
         atomic_write(self.output, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
         return results
+
+    @property
+    def editing(self) -> bool:
+        """Whether the held-out before images are edited (for the edit metrics, FID or the recogniser)."""
+        return self.edit_metrics or self.fid or self.recognizer is not None
+
+    def read_heldout(self) -> tuple[List[ActionPair], List[ActionPair]]:
+        """(every pair, the held-out ones); one UsageError line when there are too few for what is asked."""
+        everything = read_pairs(self.data)
+        heldout = [pair for pair in everything if pair.split == "heldout"]
+        if not heldout:
+            raise UsageError(f"{str(self.data)!r} has no held-out pairs (split `heldout`)")
+        if self.fid:
+            if len(heldout) < 2:
+                raise UsageError(f"--fid needs at least 2 held-out pairs, {str(self.data)!r} has {len(heldout)}")
+            check_fid_available()
+        return everything, heldout
+
+    def evaluate_model(self, position: int, model: str, heldout: List[ActionPair], vocabulary: List[str]) -> dict:
+        """The Diffusion-Classifier action accuracy of one model."""
+        pipe = load_ip2p_pipeline(model, device=self.device)
+        result = action_accuracy(pipe, heldout, vocabulary, self.negatives, self.draws, self.resolution, self.seed,
+                                 self.timestep_fraction)
+        del pipe
+        print(f"{model}: action accuracy {result.accuracy:.3f} ({result.correct}/{result.total})", flush=True)
+        return result.summary()
+
+    def edit_scores(self, position: int, model: str, heldout: List[ActionPair], before, after, embedder,
+                    recognizer) -> dict:
+        """One model's edits of the held-out before images, written to its folder, and what is asked of them: the
+        edit metrics, the FIDs, the recogniser's accuracy."""
+        folder = self.edits_folder / model_folder_name(position, model)
+        print(f"{model}: editing {len(heldout)} held-out before images ({self.edit_steps} steps) into {folder}",
+              flush=True)
+        edited = edit_heldout(model, heldout, self.edits_resolution, self.edit_steps, self.seed, self.device, folder,
+                              self.edit_guidance_scale, self.edit_image_guidance_scale)
+        scores = {"edits": str(folder)}
+        if self.edit_metrics:
+            scores.update(action_edit_metrics(edited, before, after, [pair.instruction for pair in heldout], embedder))
+        if self.fid:
+            scores.update(fid_to_after=edit_fid(edited, after), fid_to_before=edit_fid(edited, before))
+        if recognizer is not None:
+            scores.update(recognizer_accuracy(recognizer, before, edited, [pair.label for pair in heldout]).summary())
+        return scores
 
     def edit_references(self, heldout: List[ActionPair]) -> tuple[int, torch.Tensor, torch.Tensor]:
         """The held-out images' size, said in one line, and the before and after images at the edit resolution;

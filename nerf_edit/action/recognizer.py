@@ -330,16 +330,7 @@ def train_recognizer(config: RecognizerTrainConfig) -> Path:
     try:
         network, processor = load_for_training(config.model, labels, config.seed)
         recognizer = ActionRecognizer(network, processor, accelerator.device)
-        clip_folder = config.output / "clips"
-        kinds = ("segments", "pairs") if config.clips == "both" else (config.clips,)
-        items = [(pair, kind) for pair in pairs for kind in kinds]
-        clips = []
-        progress = Progress("clips", len(items), "clips", enabled=accelerator.is_main_process)
-        for pair, kind in items:  # every process decodes what it needs; the cache makes a resumed run skip it
-            clips.append(cached_clip(clip_folder, pair, kind, config.videos, recognizer.size, recognizer.frames))
-            progress.advance()
-        progress.close()
-        targets = torch.tensor([labels.index(pair.label) for pair, _ in items])
+        clips, targets = _training_clips(config, pairs, labels, recognizer, accelerator.is_main_process)
         network.train()
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
                                       weight_decay=config.weight_decay)
@@ -347,30 +338,7 @@ def train_recognizer(config: RecognizerTrainConfig) -> Path:
         global_step = resume(accelerator, config.output, config.resume, resume_from)
         if log_with:
             accelerator.init_trackers("action_recognizer", config={k: str(v) for k, v in asdict(config).items()})
-        global_batch = config.batch_size * accelerator.num_processes
-        mine = slice(accelerator.process_index * config.batch_size, (accelerator.process_index + 1) * config.batch_size)
-        progress = Progress("recogniser", config.steps, "steps", every=config.log_every, initial=global_step,
-                            line=_step_line, enabled=accelerator.is_main_process)
-        steps_this_run = 0
-        while global_step < config.steps and (config.stop_after is None or steps_this_run < config.stop_after):
-            indices = global_indices(config.seed, global_step, global_batch, len(items))[mine]
-            pixel_values = recognizer.pixel_values([clips[i] for i in indices])
-            with accelerator.autocast():
-                loss = network(pixel_values=pixel_values, labels=targets[indices].to(accelerator.device)).loss
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(network.parameters(), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad()
-            global_step += 1
-            steps_this_run += 1
-            mean_loss = accelerator.reduce(loss.detach().float().reshape(1), "mean").item()
-            accelerator.log({"loss": mean_loss}, step=global_step)
-            progress.advance(status=f"loss={mean_loss:.4f}")
-            if global_step % config.checkpoint_every == 0 or global_step == config.steps or (
-                config.stop_after is not None and steps_this_run == config.stop_after
-            ):
-                save_checkpoint(accelerator, config.output, global_step, config.checkpoints_total_limit)
-        progress.close()
+        global_step = _train_steps(config, accelerator, network, optimizer, recognizer, clips, targets, global_step)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             _write_result(config, accelerator.unwrap_model(network), processor, labels, global_step)
@@ -378,6 +346,53 @@ def train_recognizer(config: RecognizerTrainConfig) -> Path:
     finally:
         reset_accelerate_state()
     return config.output
+
+
+def _training_clips(config: RecognizerTrainConfig, pairs, labels: list[str], recognizer: "ActionRecognizer",
+                    main_process: bool) -> tuple[list, torch.Tensor]:
+    """Every training item's clip (segments and/or pairs, `config.clips`; cached on disk, so a resumed run skips
+    the decoding) and its class index [M]."""
+    clip_folder = config.output / "clips"
+    kinds = ("segments", "pairs") if config.clips == "both" else (config.clips,)
+    items = [(pair, kind) for pair in pairs for kind in kinds]
+    clips = []
+    progress = Progress("clips", len(items), "clips", enabled=main_process)
+    for pair, kind in items:  # every process decodes what it needs
+        clips.append(cached_clip(clip_folder, pair, kind, config.videos, recognizer.size, recognizer.frames))
+        progress.advance()
+    progress.close()
+    return clips, torch.tensor([labels.index(pair.label) for pair, _ in items])
+
+
+def _train_steps(config: RecognizerTrainConfig, accelerator, network, optimizer, recognizer: "ActionRecognizer",
+                 clips: list, targets: torch.Tensor, global_step: int) -> int:
+    """Optimisation steps from `global_step` until config.steps (or config.stop_after of them), seeded global
+    batches split over the processes, checkpoints as configured. -> the step reached"""
+    global_batch = config.batch_size * accelerator.num_processes
+    mine = slice(accelerator.process_index * config.batch_size, (accelerator.process_index + 1) * config.batch_size)
+    progress = Progress("recogniser", config.steps, "steps", every=config.log_every, initial=global_step,
+                        line=_step_line, enabled=accelerator.is_main_process)
+    steps_this_run = 0
+    while global_step < config.steps and (config.stop_after is None or steps_this_run < config.stop_after):
+        indices = global_indices(config.seed, global_step, global_batch, len(clips))[mine]
+        pixel_values = recognizer.pixel_values([clips[i] for i in indices])
+        with accelerator.autocast():
+            loss = network(pixel_values=pixel_values, labels=targets[indices].to(accelerator.device)).loss
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(network.parameters(), config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        global_step += 1
+        steps_this_run += 1
+        mean_loss = accelerator.reduce(loss.detach().float().reshape(1), "mean").item()
+        accelerator.log({"loss": mean_loss}, step=global_step)
+        progress.advance(status=f"loss={mean_loss:.4f}")
+        if global_step % config.checkpoint_every == 0 or global_step == config.steps or (
+            config.stop_after is not None and steps_this_run == config.stop_after
+        ):
+            save_checkpoint(accelerator, config.output, global_step, config.checkpoints_total_limit)
+    progress.close()
+    return global_step
 
 
 def _write_result(config: RecognizerTrainConfig, network, processor, labels: list[str], global_step: int) -> None:

@@ -13,10 +13,11 @@ def official_zone_config(**settings) -> EditorConfig:
     chain (~15, 27), 20 steps (`--inference_steps`), text guidance 7.5 (its `--image_guidance_scale` argument is
     passed as `guidance_scale`, ~65) and image guidance 1.5 (the sampler's default, null_text_w_ptp.py ~930), the
     solver's last step ending at σ_min as in the diffusers 0.18 it pins (requirements.txt; `final_sigmas="sigma_min"`),
-    and an edge smoother comparing grey levels (utils/mask_utils.py ~252-255: `edge_difference="grey"`). The null-text
+    an edge smoother comparing grey levels (utils/mask_utils.py ~252-255: `edge_difference="grey"`) and blending
+    M_f XOR M_f* (inference.py ~125-129, a uint8 subtraction that wraps: `edge_band="official"`). The null-text
     attention, the cut at 108, the shipped action classifier and the removal of regions under 64 px from M_b and
     M_f (utils/mask_utils.py ~161-163) are ZoneConfig's defaults already."""
-    zone = ZoneConfig(sampler="dpm-solver++", final_sigmas="sigma_min", edge_difference="grey")
+    zone = ZoneConfig(sampler="dpm-solver++", final_sigmas="sigma_min", edge_difference="grey", edge_band="official")
     values = dict(steps=20, guidance_scale=7.5, image_guidance_scale=1.5, zone=zone)
     return EditorConfig(**{**values, **settings})
 

@@ -1,15 +1,12 @@
-"""ZONE's settings (nested in EditorConfig as `zone`) and their checks; the system itself is `nerf_edit.zone`."""
+"""ZONE's settings, as data nested in EditorConfig (`zone`): the system itself, which checks and reads them, is
+`nerf_edit.zone` (its checks: `nerf_edit.zone.checks`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
-from nerf_edit.errors import UsageError
-from nerf_edit.models.loading import MAGICBRUSH_MODEL_ID, MODEL_INDEX, check_model
-from nerf_edit.models.segment import SAM_MODEL_ID
-from nerf_edit.plugins import import_object
-from nerf_edit.validate import check_at_least, check_choice, check_range
+from nerf_edit.model_ids import MAGICBRUSH_MODEL_ID, SAM_MODEL_ID
 
 Action = Literal["add", "remove", "change"]
 ACTIONS: tuple[Action, ...] = ("add", "remove", "change")
@@ -18,6 +15,9 @@ ATTENTION_BRANCHES = {"null-text": (1, 2), "instruction": (0,)}
 # How the edge smoother compares the edited and original layers (ZoneConfig.edge_difference).
 EdgeDifference = Literal["max-channel", "grey"]
 EDGE_DIFFERENCES: tuple[EdgeDifference, ...] = ("max-channel", "grey")
+# Which pixels the edge smoother blends (ZoneConfig.edge_band; zone.ops.blend_layers).
+EdgeBand = Literal["difference", "official"]
+EDGE_BANDS: tuple[EdgeBand, ...] = ("difference", "official")
 
 
 @dataclass
@@ -75,39 +75,9 @@ class ZoneConfig:
     hue change of equal brightness counts; `grey` compares BT.601 luma (0.299 R + 0.587 G + 0.114 B), as the
     official code (utils/mask_utils.py ~252-255, cv2 RGB2GRAY), which misses such a change. (Its inference.py
     ~94-95 hands it BGR-ordered arrays, so in effect it weighs 0.299 B + 0.587 G + 0.114 R; we weigh R, G, B.)"""
+    edge_band: EdgeBand = "difference"
+    """Edge smoother: which pixels get the 0.6/0.4 blend. `difference`: the band the smoother adds around the refined
+    mask (M_f* outside M_f). `official`: M_f XOR M_f*, as the official code's uint8 subtraction
+    (`M_f* - M_f` wraps, inference.py ~125-129), so pixels of M_f the smoother drops are blended too."""
     edge_alpha: float = 0.6
     """Weight of the edit on the band the smoother adds around the refined mask."""
-
-
-def check_zone_config(zone, prefix: str = "--zone.", main_model: Optional[str] = None, check_models: bool = True) -> None:
-    """ZoneConfig's ranges; with `check_models` (ZONE is used) also the action classifier, the fusion model (unless
-    it is `main_model`) and the segmenter."""
-    check_range(f"{prefix}attention-threshold", zone.attention_threshold, 0, 255)
-    check_range(f"{prefix}attention-contrast", zone.attention_contrast, 0, low_open=True)
-    check_choice(f"{prefix}attention-layers", zone.attention_layers, ("coarsest", "all"))
-    check_choice(f"{prefix}attention-branch", zone.attention_branch, tuple(ATTENTION_BRANCHES))
-    check_choice(f"{prefix}sampler", zone.sampler, ("ddim", "dpm-solver++"))
-    check_choice(f"{prefix}final-sigmas", zone.final_sigmas, ("zero", "sigma_min"))
-    check_at_least(f"{prefix}sam-points-per-side", zone.sam_points_per_side, 1)
-    check_at_least(f"{prefix}sam-points-per-batch", zone.sam_points_per_batch, 1)
-    for field_name in ("edge_dilate_px", "edge_radius_px", "edge_close_px"):
-        check_range(prefix + field_name.replace("_", "-"), getattr(zone, field_name), 0)
-    check_range(f"{prefix}edge-threshold", zone.edge_threshold, 0, 255)
-    check_range(f"{prefix}edge-alpha", zone.edge_alpha, 0, 1)
-    check_choice(f"{prefix}edge-difference", zone.edge_difference, EDGE_DIFFERENCES)
-    check_range(f"{prefix}small-regions-px", zone.small_regions_px, 0)
-    if not check_models:
-        return
-    if zone.action not in ("auto", "official", "rules", *ACTIONS):
-        if ":" not in zone.action:
-            raise UsageError(f"unknown {prefix}action {zone.action!r}: use 'auto', 'official', 'rules', one of "
-                             f"{list(ACTIONS)}, "
-                             f"or an import path 'package.module:Name'")
-        import_object(zone.action, "action classifier")
-    if zone.fusion_model not in ("none", main_model):
-        check_model(zone.fusion_model, f"{prefix}fusion-model", MODEL_INDEX)
-    if zone.segmenter != "none":
-        if ":" in zone.segmenter and not zone.segmenter.startswith((".", "/", "~")):
-            import_object(zone.segmenter, "segmenter")
-        else:
-            check_model(zone.segmenter, f"{prefix}segmenter", "config.json")

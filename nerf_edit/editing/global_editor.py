@@ -7,9 +7,9 @@ from nerf_edit.editing.ip2p_editor import IP2PEditor
 
 
 class GlobalEditor(IP2PEditor):
-    """Plain InstructPix2Pix (instruct-nerf2nerf's behaviour): every pixel may change; `mask` and `background` are
-    ignored, and without `--localizer` its relevance is 1 everywhere. Full-strength edits start from pure noise, as
-    diffusers' pipeline."""
+    """Plain InstructPix2Pix (instruct-nerf2nerf's behaviour): the whole image is edited, and without `--localizer`
+    its relevance is 1 everywhere. A caller's mask is applied to the result as to every editor's (`Editor.edit`
+    keeps the background outside it). Full-strength edits start from pure noise, as diffusers' pipeline."""
 
     default_start = "noise"
 

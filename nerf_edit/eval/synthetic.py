@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +222,22 @@ def make_scene(
     _save_json(transforms, output / "transforms.json")
     _save_json({"seed": seed, "objects": objects, "frames": mask_frames}, output / MASKS_FILE)
     return output
+
+
+def with_objects(spec: SceneSpec, *objects) -> SceneSpec:
+    """The scene with `objects` added (labelled after the scene's own, in order): what an instruction that adds
+    something should give, for oracles and ground truth."""
+    return replace(spec, objects=(*spec.objects, *objects))
+
+
+def render_scene_views(scene: Path, spec: SceneSpec, supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """`spec` rendered from every camera of a make_scene folder (its transforms.json, frame order): RGB [N, H, W, 3]
+    in [0, 1] and labels [N, H, W] uint8, as make_scene renders its photos."""
+    transforms = json.loads((Path(scene) / "transforms.json").read_text())
+    width, height, focal = int(transforms["w"]), int(transforms["h"]), float(transforms["fl_x"])
+    views = [render_view(spec, np.array(frame["transform_matrix"]), width, height, focal, supersample)
+             for frame in transforms["frames"]]
+    return np.stack([rgb for rgb, _ in views]), np.stack([labels for _, labels in views])
 
 
 def load_object_masks(scene: Path) -> dict[str, np.ndarray]:

@@ -1,8 +1,11 @@
 """When a 3D edit run edits, which views and how strongly (WYS / instruct-nerf2nerf's iterative dataset update).
 
-One seeded `random.Random` draws the view order and the noise levels, in the order the run asks for them, so a
-seed gives the same run. Settings are read from the pipeline config: `edit_rate`, `edit_count`, `edit_batch`,
-`relevance_warmup_steps`, `edit_start_step`, `lower_bound`, `upper_bound`, `seed`.
+Two schedules: `rate` (WYS, instruct-nerf2nerf: `edit_count` updates of `edit_batch` views every `edit_rate ·
+edit_batch` steps, every view once per cycle in a seeded random order) and `sweep` (instruct-gs2gs,
+igs2gs_pipeline.py ~106-147: every `sweep_every` steps a sweep edits every view once, one update per step, in index
+order). One seeded `random.Random` draws the view order and the noise levels, in the order the run asks for them, so
+a seed gives the same run. Settings are read from the pipeline config: `edit_schedule`, `edit_rate`, `edit_count`,
+`edit_batch`, `sweep_every`, `relevance_warmup_steps`, `edit_start_step`, `lower_bound`, `upper_bound`, `seed`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class EditSchedule:
         self.num_views = num_views
         self.rng = random.Random(config.seed)
         self.order: List[int] = []  # the views still to edit this cycle, for pop()
+        self.sweep: List[int] = []  # the views still to edit in this sweep, in index order
         self.start_step: Optional[int] = None
         self.first_edit_step: Optional[int] = None  # None until relevance is ready (or not used)
 
@@ -50,14 +54,23 @@ class EditSchedule:
         config = self.config
         if paused or not self.editing(step):
             return 0
-        due = (step - self.first_edit_step) % (config.edit_rate * config.edit_batch) == 0
+        since = step - self.first_edit_step
+        if getattr(config, "edit_schedule", "rate") == "sweep":
+            if since % config.sweep_every == 0:
+                self.sweep = list(range(self.num_views))
+            return 1 if self.sweep else 0
+        due = since % (config.edit_rate * config.edit_batch) == 0
         return config.edit_count if due else 0
 
     def next_views(self) -> List[int]:
-        """The next `edit_batch` views: every view once per cycle, in a seeded random order."""
-        return [self.next_view() for _ in range(self.config.edit_batch)]
+        """The next `edit_batch` views (fewer at a sweep's end): every view once per cycle, in a seeded random order,
+        or a sweep's next views in index order."""
+        count = min(self.config.edit_batch, len(self.sweep)) if self.sweep else self.config.edit_batch
+        return [self.next_view() for _ in range(count)]
 
     def next_view(self) -> int:
+        if self.sweep:
+            return self.sweep.pop(0)
         if not self.order:
             self.order = list(range(self.num_views))
             self.rng.shuffle(self.order)

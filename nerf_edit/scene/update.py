@@ -23,8 +23,8 @@ from nerf_edit.scene.targets import RelevanceTargets, RenderView, bchw
 from nerf_edit.scene.views import EditableViews
 from nerf_edit.scene.worker import EditWorker
 
-# (a view's rendered relevance [H, W], τ) -> the pixels its edit may change [H, W] bool
-EditMask = Callable[[torch.Tensor, float], torch.Tensor]
+# (a view's rendered relevance [H, W], its relevance target [H, W] or None, τ) -> the pixels its edit may change [H, W]
+EditMask = Callable[[torch.Tensor, Optional[torch.Tensor], float], torch.Tensor]
 
 
 @dataclass
@@ -67,9 +67,14 @@ class DatasetUpdate:
             outputs = self.render(index)
             renders.append(outputs["rgb"].clamp(0, 1))  # [H, W, 3]
             if self.edit_mask is not None:
-                masks.append(self.edit_mask(outputs["relevance"][..., 0], settings.tau))  # [H, W]
+                masks.append(self.edit_mask(outputs["relevance"][..., 0], self.target_of(index), settings.tau))
         return EditJob(list(indices), torch.stack(renders), torch.stack(masks) if masks else None, strength,
                        settings.prompt)
+
+    def target_of(self, index: int) -> Optional[torch.Tensor]:
+        """View `index`'s relevance target [H, W], None where it has none yet."""
+        batch = self.views.image_batch
+        return batch["relevance"][index, ..., 0] if bool(batch["relevance_valid"][index].any()) else None
 
     def run(self, job: EditJob) -> EditJob:
         """The editor's work (nothing of the scene, so it may run on a worker thread): edits and new targets."""

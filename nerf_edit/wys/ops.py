@@ -4,13 +4,13 @@ SamsungLabs/WatchYourSteps, read only).
 - relevance maps: where an instruction acts, from |ε(z_t, I, T) − ε(z_t, I, ∅)|, clipped at Q3 + k·IQR and
   normalised (`relevance_map`; any noise predictor, so a planted predictor's known answer tests it);
 - the 2D edit's mask and composite: `relevance_mask`, `feathered_weights`, `composite`;
-- the 3D method's: the edit mask from the rendered relevance (`rendered_relevance_mask`) and the relevance field's
-  loss (`masked_relevance_loss`, one rule for both backends).
+- the 3D method's: the edit mask from the rendered relevance (`rendered_relevance_mask`), with the view's own target
+  (`edit_region`), and the relevance field's loss (`masked_relevance_loss`, one rule for both backends).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +100,16 @@ def rendered_relevance_mask(rendered: torch.Tensor, tau: float, normalize: bool 
         low, high = relevance.min(), relevance.max()
         relevance = (relevance - low) / (high - low).clamp_min(1e-12)
     return relevance >= tau
+
+
+def edit_region(rendered: torch.Tensor, tau: float, normalize: bool = True,
+                target: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Pixels a view's edit may change: its rendered relevance's mask (`rendered_relevance_mask`), and with `target`
+    [H, W] (the view's own relevance target: the editor's 2D relevance of it) also the target at or above τ. The
+    rendered relevance can only sit on surfaces the scene has; the target also marks where an instruction adds
+    something (a hat above a head: floor and sky in every other view). -> [H, W] bool"""
+    mask = rendered_relevance_mask(rendered, tau, normalize)
+    return mask if target is None else mask | (target.to(mask.device) >= tau)
 
 
 def masked_relevance_loss(predicted: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -78,8 +78,10 @@ class ZoneEditor(IP2PEditor):
             final = zone.fft_edge_mask(found.canvas, background, found.refined_mask, settings.edge_dilate_px,
                                        settings.edge_radius_px, settings.edge_threshold, settings.edge_close_px,
                                        settings.edge_difference)
-            result = zone.blend_layers(found.canvas, background, final, found.refined_mask, settings.edge_alpha)
-        return EditResult(images=result, relevance=found.refined_mask.float(), mask=final, localization=found)
+            result = zone.blend_layers(found.canvas, background, final, found.refined_mask, settings.edge_alpha,
+                                       band=settings.edge_band)
+        changed = final | found.refined_mask if settings.edge_band == "official" else final  # what the band touches
+        return EditResult(images=result, relevance=found.refined_mask.float(), mask=changed, localization=found)
 
     def _cut_out(self, request: EditRequest, encoded, noise: torch.Tensor) -> ZoneLocalization:
         """The fused edit cut out by another localiser's mask refined by the segments, or by the caller's mask

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from nerf_edit.config.editor import EditorConfig
-from nerf_edit.config.zone import ATTENTION_BRANCHES, check_zone_config
+from nerf_edit.config.zone import ATTENTION_BRANCHES
 from nerf_edit.core.guided import StepCallback, denoise, observe
 from nerf_edit.core.stages import StageTimer
 from nerf_edit.editing.ip2p_editor import step_hook_plugins
@@ -19,6 +19,7 @@ from nerf_edit.editing.localizer import IP2PLocalizer, Localization
 from nerf_edit.models.attention import CrossAttentionRecorder, record_cross_attention
 from nerf_edit.models.ip2p import EncodedInputs, InstructPix2Pix, sd1_dpm_solver_scheduler
 from nerf_edit.zone import ops as zone
+from nerf_edit.zone.checks import check_zone_config
 from nerf_edit.zone.parts import FusionHook, ZoneParts, load_zone_parts, next_attention_step
 
 

@@ -132,10 +132,25 @@ def test_rendered_relevance_is_normalised_per_view_before_tau(trainer):
     rendered = 0.2 + 0.1 * ball.float() + 0.01 * torch.rand(16, 24)  # never reaches τ = 0.5 unnormalised
     normalised = (rendered - rendered.min()) / (rendered.max() - rendered.min())
     tau = pipeline.controls.settings.tau
-    assert torch.equal(pipeline.updates.edit_mask(rendered, tau), normalised >= pipeline.config.editing.tau)
-    assert torch.equal(pipeline.updates.edit_mask(rendered, tau), ball)
+    assert torch.equal(pipeline.updates.edit_mask(rendered, None, tau), normalised >= pipeline.config.editing.tau)
+    assert torch.equal(pipeline.updates.edit_mask(rendered, None, tau), ball)
     pipeline.config.normalize_rendered_relevance = False
-    assert not pipeline.updates.edit_mask(rendered, tau).any()
+    assert not pipeline.updates.edit_mask(rendered, None, tau).any()
+
+
+@pytest.mark.parametrize("region", ["rendered+target", "rendered"])
+def test_the_edit_region_adds_the_views_own_target_where_something_will_stand(scene, tmp_path, region):
+    """An instruction that adds something (a hat above the ball) has relevance where the scene has no surface of
+    it yet: the rendered relevance cannot mark that, the view's own target (its 2D relevance) does. Planted: the
+    target marks a square above the ball, the rendered relevance only the ball."""
+    pipeline = setup_trainer(scene, tmp_path, ["--pipeline.edit-region", region]).pipeline
+    ball, hat = torch.zeros(32, 32, dtype=torch.bool), torch.zeros(32, 32, dtype=torch.bool)
+    ball[12:20, 12:20], hat[4:12, 13:19] = True, True
+    pipeline.datamanager.set_relevance_target(3, (ball | hat).float())
+    rendered = ball.float() * 0.9 + 0.05
+    mask = pipeline.updates.edit_mask(rendered, pipeline.updates.target_of(3), pipeline.controls.settings.tau)
+    assert torch.equal(mask, ball | hat if region == "rendered+target" else ball)
+    assert pipeline.updates.target_of(4) is None  # a view without a target: the rendered relevance alone
 
 
 def test_cameras_are_frozen_once_editing_starts(scene, tmp_path):

@@ -8,6 +8,7 @@ from nerf_edit.wys.editor import RelevanceGuidedEditor
 from nerf_edit.wys.ops import (
     clip_and_normalize,
     composite,
+    edit_region,
     feathered_weights,
     masked_relevance_loss,
     relevance_from_predictions,
@@ -145,3 +146,13 @@ def test_the_relevance_loss_is_the_mean_over_valid_pixels_and_zero_without_any()
     assert predicted.grad[2:].abs().sum() == 0 and predicted.grad[:2].abs().sum() > 0  # no target, no gradient
     none = masked_relevance_loss(predicted, target, torch.zeros_like(valid))
     assert none.item() == 0 and none.requires_grad  # both backends: a step without targets moves nothing
+
+
+def test_the_edit_region_is_the_rendered_mask_or_the_union_with_the_views_target():
+    rendered = torch.zeros(8, 8)
+    rendered[4:, 2:6] = 1.0
+    target = torch.zeros(8, 8)
+    target[1:4, 3:5] = 0.8  # where a new object will stand: no surface renders relevance there yet
+    assert torch.equal(edit_region(rendered, 0.5), rendered > 0)
+    assert torch.equal(edit_region(rendered, 0.5, target=target), (rendered > 0) | (target > 0))
+    assert torch.equal(edit_region(rendered, 0.9, target=target), rendered > 0)  # the target below τ adds nothing
