@@ -8,6 +8,9 @@ falls to 1e-4; gsplat 1.4.0's kernels: cuda/csrc/rasterize_to_pixels_fwd.cu line
 (σ, α, the skip and the stop), isect_tiles.cu lines 60-70 (the tiles), fully_fused_projection_fwd.cu line 167 (the
 3-σ radius)). It works tile by tile (a tile's pixels against every Gaussian touching it, dense within the tile,
 a Python loop over tiles): for tests and small scenes on a CPU, not for real scenes (use a GPU). Autograd differentiates it; gsplat's `means2d` is returned for densification.
+
+`weight_sums` gives each Gaussian's summed compositing weights (and their sum weighted by a 2D target) through either
+renderer, by differentiating a render of zero features.
 """
 
 from __future__ import annotations
@@ -104,6 +107,27 @@ def rasterize_with_channels(means, quats, scales, opacities, sh, channels, viewm
     colours = view_colors(means, sh, viewmats, sh_degree)
     features = torch.cat([colours, channels[None].expand(viewmats.shape[0], *channels.shape)], dim=-1)
     return rasterize(means, quats, scales, opacities, features, viewmats, Ks, width, height, sh_degree=None, **options)
+
+
+def weight_sums(means, quats, scales, opacities, viewmats, Ks, width: int, height: int, targets: torch.Tensor,
+                valid: Optional[torch.Tensor] = None, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per Gaussian, Σ_views Σ_pixels w·R and Σ_views Σ_pixels w, w = α·T its compositing weight at the pixel (what
+    the render adds of its colour there) and R the pixel's target, by the gradient trick: a render is linear in the
+    per-Gaussian features and its weights do not depend on them, so with the geometry detached and 2 feature
+    channels c (zeros), d/dc of Σ_p R(p)·render_0(p) + Σ_p render_1(p) is (Σ w·R, Σ w). One forward and backward
+    of `rasterize` (gsplat's CUDA kernels, whose colour backward accumulates α·T times the output gradient, or the
+    CPU renderer) with the weights of the forward's rules (the 1/255 skip, the transmittance stop). `valid`: only
+    the pixels where it is True count (both sums). `options`: rasterize's (near_plane, rasterize_mode, tile_size).
+    means [N, 3], quats [N, 4], scales [N, 3], opacities [N], viewmats [C, 4, 4], Ks [C, 3, 3], targets [C, H, W],
+    valid [C, H, W] bool -> weighted [N], weights [N]"""
+    features = torch.zeros(means.shape[0], 2, device=means.device, dtype=means.dtype, requires_grad=True)  # [N, 2]
+    with torch.enable_grad():
+        render, _, _ = rasterize(means.detach(), quats.detach(), scales.detach(), opacities.detach(), features,
+                                 viewmats, Ks, width, height, **options)  # [C, H, W, 2]
+        counted = render if valid is None else render * valid[..., None].to(render.dtype)  # [C, H, W, 2]
+        objective = (counted[..., 0] * targets.to(render.dtype)).sum() + counted[..., 1].sum()
+        (gradient,) = torch.autograd.grad(objective, features)  # [N, 2]
+    return gradient[:, 0], gradient[:, 1]
 
 
 def view_colors(means: torch.Tensor, colors: torch.Tensor, viewmats: torch.Tensor, sh_degree: Optional[int],

@@ -1,6 +1,6 @@
 """3D benchmark: `wys` iteration time ÷ `nerfacto` iteration time at the same light CPU config, `wys-splat` (CPU
 renderer, 3000 seed Gaussians) ÷ `wys`, and the time of one dataset update (render a training view + edit it +
-refresh its relevance) of each, measured in one run.
+refresh its relevance) of each, and wys-splat's traced relevance pass per view, measured in one run.
 
     python scripts/benchmarks/bench_3d.py [--iterations 40] [--size 64]
 
@@ -107,6 +107,14 @@ def update_and_render(pipeline) -> tuple[float, float]:
     return statistics.median(updates), statistics.median(renders)
 
 
+def trace_seconds(pipeline, views: int = 3) -> float:
+    """Seconds per view of a traced relevance pass (the model's trace_relevance over `views` training views, random
+    targets at their resolution: one forward and one backward of the renderer each)."""
+    cameras = pipeline.datamanager.train_dataset.cameras[:views]
+    targets = torch.rand(views, int(cameras.height[0]), int(cameras.width[0]))
+    return timed(lambda: pipeline.model.trace_relevance(cameras, targets, camera_indices=range(views))) / views
+
+
 def measure(options) -> list[tuple[str, str]]:
     """(row name, value) pairs."""
     torch.set_num_threads(options.threads)
@@ -115,6 +123,7 @@ def measure(options) -> list[tuple[str, str]]:
     nerfacto_s, wys_s, splat_s = seconds["nerfacto"], seconds["wys"], seconds["splat"]
     update_s, render_s = update_and_render(trainers["wys"].pipeline)
     splat_update_s, splat_render_s = update_and_render(trainers["splat"].pipeline)
+    trace_s = trace_seconds(trainers["splat"].pipeline)
     edit_rate = trainers["wys"].pipeline.config.edit_rate
     setting = f"light CPU config, {options.size}² scene, {options.threads} threads"
     return [
@@ -128,6 +137,7 @@ def measure(options) -> list[tuple[str, str]]:
         ("3D wys-splat dataset update, one view (tiny IP2P)",
          f"{splat_update_s * 1000:.1f} ms (render {splat_render_s * 1000:.1f} ms)"),
         ("3D wys-splat ÷ wys dataset update", f"{splat_update_s / update_s:.3f}"),
+        ("3D wys-splat traced relevance pass (seconds per view, CPU renderer, 3000 Gaussians)", f"{trace_s:.3f} s"),
         ("3D wys-splat on a GPU (512², 60 views: wall time, peak memory)", "not measured: no GPU"),
     ]
 

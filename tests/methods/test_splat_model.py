@@ -1,6 +1,7 @@
 """WysSplatModel (methods/splat/model.py) on the CPU: splatfacto's model with a relevance value per Gaussian,
 rendered with the colour in one pass, trained by the relevance loss, loaded from a plain splatfacto state, frozen."""
 
+import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.scene_box import SceneBox
@@ -161,3 +162,108 @@ def test_while_only_the_relevance_trains_no_other_parameter_gets_a_gradient():
     assert splats.gauss_params["relevance"].grad.abs().sum() > 0
     assert all(p.grad is None for name, p in splats.gauss_params.items() if name != "relevance")
     splats.step_post_backward(splats.step)  # densification is skipped (it would need screen-space gradients)
+
+
+def test_on_the_cpu_growth_uses_the_plain_gradient_threshold_and_decides_as_the_gpu_rule():
+    """splatfacto's densify_grad_thresh 0.0008 is tuned for gsplat's absolute gradients (CUDA); the CPU renderer gives
+    plain ones, for which the tuned value is 0.0002 (the ratio carried over to any setting). With gradients whose
+    absolute sum is that ratio (4x) above the plain ones, the CPU model's strategy grows and splits exactly what
+    splatfacto's own GPU strategy (nerfstudio's DefaultStrategy: absgrad, 0.0008) does."""
+    from gsplat.strategy import DefaultStrategy
+
+    from nerf_edit_methods.splat.model import ABSGRAD_THRESHOLD, PLAIN_GRAD_THRESHOLD, growth_gradient_rule
+
+    assert (ABSGRAD_THRESHOLD, PLAIN_GRAD_THRESHOLD) == (0.0008, 0.0002)
+    assert growth_gradient_rule(0.0008, use_absgrad=True, on_cuda=True) == (True, 0.0008)
+    assert growth_gradient_rule(0.0008, use_absgrad=True, on_cuda=False) == (False, 0.0002)
+    assert growth_gradient_rule(0.0012, use_absgrad=True, on_cuda=False) == (False, pytest.approx(0.0003))
+    assert growth_gradient_rule(0.0005, use_absgrad=False, on_cuda=False) == (False, 0.0005)  # plain as asked
+    splats = model(seed=10)
+    assert splats.strategy.absgrad is False and splats.strategy.grow_grad2d == pytest.approx(0.0002)
+    with offline_lpips():
+        gpu_rule = SplatfactoModelConfig(num_random=40, sh_degree=1).setup(
+            scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])), num_train_data=1, metadata={}).strategy
+    assert isinstance(gpu_rule, DefaultStrategy) and gpu_rule.absgrad and gpu_rule.grow_grad2d == 0.0008
+    g = torch.Generator().manual_seed(11)
+    width, height = 200, 100  # radii of 1 px: below the screen-size split (0.05 of the image)
+    ndc = (torch.rand(1, 40, 2, generator=g) - 0.5) * 6e-4  # [1, N, 2]: norms 0 .. 4.2e-4 around the 0.0002
+    grad = ndc / torch.tensor([width / 2, height / 2])  # the pixel gradients the renderer gives
+    decisions = []
+    for strategy, kind in ((splats.strategy, "grad"), (gpu_rule, "absgrad")):
+        torch.manual_seed(12)  # split's samples
+        params = torch.nn.ParameterDict({k: v.detach().clone() for k, v in splats.gauss_params.items()})
+        with torch.no_grad():
+            params["opacities"][:] = 2.0  # none faint: growth is what differs
+        optimizers = {name: torch.optim.Adam([p], lr=0.01) for name, p in params.items()}
+        means2d = torch.zeros(1, 40, 2, requires_grad=True)
+        setattr(means2d, kind, grad.abs() * 4 if kind == "absgrad" else grad)  # the gradients each device gives
+        info = dict(means2d=means2d, radii=torch.ones(1, 40, dtype=torch.int32), width=width, height=height,
+                    n_cameras=1, gaussian_ids=None)
+        strategy.step_post_backward(params, optimizers, strategy.initialize_state(), 600, info)  # a refine step
+        decisions.append(params)
+    ours, gpu = decisions
+    assert 40 < len(gpu["means"]) < 80  # some grew, not all
+    for name in gpu:
+        assert torch.equal(ours[name], gpu[name]), name
+
+
+def continued_model():
+    """A model loaded from a state (splatfacto's load: step 30000, past stop_split_at 15000) with nerfstudio's
+    optimisers, the means' schedule at its end (1.6e-6) as a 30000-step checkpoint's. Every Gaussian at opacity 0.6
+    (above the reset's 0.2); refining every 3 steps, from phase step 3, the reset period 9. -> model, optimizers"""
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from nerf_edit_methods.splat.configs import splatfacto_optimizers
+
+    trained = model(seed=13)
+    with torch.no_grad():
+        trained.gauss_params["opacities"][:] = torch.logit(torch.tensor(0.6))
+    splats = model(seed=14, num_random=10, densify_grad_thresh=1e-9, warmup_length=0, refine_every=3,
+                   reset_alpha_every=3)
+    splats.load_state_dict(trained.state_dict())
+    assert splats.step == 30000 and splats.strategy.refine_stop_iter == 15000
+    optimizers = Optimizers(splatfacto_optimizers(), splats.get_param_groups())
+    schedule = optimizers.schedulers["means"]
+    schedule.load_state_dict({**schedule.state_dict(), "last_epoch": 30000})
+    for group in optimizers.optimizers["means"].param_groups:
+        group["lr"] = group["initial_lr"] * schedule.lr_lambdas[0](30000)
+    assert optimizers.optimizers["means"].param_groups[0]["lr"] == pytest.approx(1.6e-6)
+    with torch.no_grad():
+        splats.gauss_params["relevance"][:] = torch.where(torch.arange(40) % 3 == 0, 4.0, -4.0)[:, None]
+    return splats, optimizers
+
+
+def test_a_continued_run_refines_again_in_its_edit_phase_and_frozen_rows_stay_bit_identical():
+    """Continued past stop_split_at (gsplat would never densify again), start_edit_phase(30001) at the first edit
+    puts the means' learning rate back at 1.6e-4 and the strategy refines again, counted from there (paused 1 + 3
+    steps after a reset: a refinement at phase step 6, an opacity reset at 9, none at 0). The Gaussian count
+    changes, and every frozen row is bit-identical after both. The phase start is saved with the model."""
+    splats, optimizers = continued_model()
+    counts = []
+    for step in range(30001, 30011):  # phase steps 0 .. 9
+        splats.step_cb(optimizers, step)
+        if step == 30001:  # the pipeline's first edit: freeze, then the edit phase
+            splats.freeze_irrelevant(0.5)
+            frozen_values = {name: p.detach()[splats.frozen].clone() for name, p in splats.gauss_params.items()}
+            splats.start_edit_phase(step)
+            assert optimizers.optimizers["means"].param_groups[0]["lr"] == pytest.approx(1.6e-4, rel=1e-9)
+        loss = splats.get_loss_dict(splats.get_outputs(camera()), {"image": torch.rand(HEIGHT, WIDTH, 3)})
+        optimizers.zero_grad_all()
+        loss["main_loss"].backward()
+        optimizers.optimizer_step_all()
+        optimizers.scheduler_step_all(step)
+        splats.step_post_backward(step)
+        counts.append(splats.num_points)
+        if step == 30001:  # the phase's step 0 resets nothing (the edit starts from a trained scene)
+            assert torch.sigmoid(splats.gauss_params["opacities"].detach()).min() > 0.5
+        for name, values in frozen_values.items():
+            assert torch.equal(splats.gauss_params[name].detach()[splats.frozen], values), (step, name)
+    # the restarted schedule, 10 steps on: 10 of its 30000 steps from 1.6e-4 towards 1.6e-6
+    assert optimizers.optimizers["means"].param_groups[0]["lr"] == pytest.approx(1.6e-4 * 0.01 ** (10 / 30000))
+    assert counts[:6] == [40] * 6 and counts[6] > 40  # refined at phase step 6 (3 was within the pause)
+    opacities = torch.sigmoid(splats.gauss_params["opacities"].detach()).flatten()
+    assert opacities[~splats.frozen].max() <= 0.2 + 1e-6 < 0.5 < opacities[splats.frozen].min()  # reset at 9
+    assert int(splats.state_dict()["edit_start"]) == 30001
+    restored = model(seed=15)
+    restored.load_state_dict(splats.state_dict())
+    assert restored.edit_start == 30001 and torch.equal(restored.frozen, splats.frozen)
