@@ -1,8 +1,10 @@
-"""nerf-edit-export-relevant: the Gaussians of a `wys-splat` run that the instruction acted on (relevance >= τ), or
-all the others (`--invert`), as a .ply in `ns-export gaussian-splat`'s format.
+"""nerf-edit-export-relevant: the Gaussians of a `wys-splat` run that the instruction acted on (relevance >= τ), all
+the others (`--invert`, or `--set irrelevant`), the frozen ones (`--set frozen`: what stayed the reconstruction's)
+or the free ones (`--set free`), as a .ply in `ns-export gaussian-splat`'s format.
 
     nerf-edit-export-relevant --load-config outputs/scene/wys-splat/<run>/config.yml --output-dir exports/
     nerf-edit-export-relevant --load-config ... --output-dir exports/ --invert   # the scene without the edited part
+    nerf-edit-export-relevant --load-config ... --output-dir exports/ --set frozen
 
 The .ply has the properties `ns-export gaussian-splat` writes (the 3DGS layout: position, normal, SH coefficients,
 opacity, scale, rotation; nerfstudio 1.1.5 scripts/exporter.py ~575-620) and is written by its public
@@ -15,7 +17,7 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -66,9 +68,13 @@ class ExportRelevant:
     threshold: float = 0.5
     """τ: a Gaussian is relevant when its relevance (sigmoid of its logit) is at least this."""
     invert: bool = False
-    """Export the Gaussians below τ instead: the scene without the part the instruction acted on."""
+    """Export the Gaussians below τ instead: the scene without the part the instruction acted on (= --set
+    irrelevant)."""
+    set: Literal["relevant", "irrelevant", "frozen", "free"] = "relevant"
+    """Which Gaussians: relevance at or above τ, below it, the frozen ones (the reconstruction's, unchanged by the
+    edit) or the free ones."""
     output_filename: Optional[str] = None
-    """Name of the .ply (default: relevant.ply, or irrelevant.ply with --invert)."""
+    """Name of the .ply (default: <set>.ply)."""
 
     def validate(self) -> None:
         """Every setting, before the run is loaded (one UsageError line each)."""
@@ -92,20 +98,37 @@ class ExportRelevant:
         if "relevance" not in getattr(model, "gauss_params", {}):
             raise UsageError(f"{str(self.load_config)!r} is not a wys-splat run (its model has no relevance per "
                              f"Gaussian): export other splat runs with ns-export gaussian-splat")
-        relevance = torch.sigmoid(model.gauss_params["relevance"].detach()).squeeze(-1)  # [N]
-        keep = relevance < self.threshold if self.invert else relevance >= self.threshold
-        total, kept = len(relevance), int(keep.sum())
-        side = f"below {self.threshold}" if self.invert else f"at or above {self.threshold}"
+        keep, side = self.selection(model)
+        total, kept = len(keep), int(keep.sum())
         if kept == 0:
-            raise UsageError(f"no Gaussian of {total} has relevance {side}: lower or raise --threshold")
+            raise UsageError(f"no Gaussian of {total} is {side}: {self.hint}")
         properties = ply_properties(model, keep.to(model.gauss_params["relevance"].device))
-        name = self.output_filename or ("irrelevant.ply" if self.invert else "relevant.ply")
+        name = self.output_filename or f"{self.chosen}.ply"
         self.output_dir.mkdir(parents=True, exist_ok=True)
         temporary = self.output_dir / f".{name}.tmp"
         ExportGaussianSplat.write_ply(str(temporary), len(properties["x"]), properties)
         os.replace(temporary, self.output_dir / name)  # a reader never sees half a .ply
-        print(f"wrote {kept} of {total} Gaussians (relevance {side}) to {self.output_dir / name}")
+        print(f"wrote {kept} of {total} Gaussians ({side}) to {self.output_dir / name}")
         return {"kept": kept, "total": total, "path": str(self.output_dir / name)}
+
+    @property
+    def chosen(self) -> str:
+        return "irrelevant" if self.invert else self.set
+
+    @property
+    def hint(self) -> str:
+        return ("the run froze none (it made no edit, or --pipeline.freeze-irrelevant was off)"
+                if self.chosen in ("frozen", "free") else "lower or raise --threshold")
+
+    def selection(self, model) -> tuple[torch.Tensor, str]:
+        """The Gaussians of the chosen set [N] bool, and how to say it."""
+        if self.chosen in ("frozen", "free"):
+            frozen = model.frozen
+            return (frozen, "frozen") if self.chosen == "frozen" else (~frozen, "free (not frozen)")
+        relevance = model.relevance.detach()  # [N]
+        if self.chosen == "irrelevant":
+            return relevance < self.threshold, f"relevance below {self.threshold}"
+        return relevance >= self.threshold, f"relevance at or above {self.threshold}"
 
 
 def entrypoint() -> None:

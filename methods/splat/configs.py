@@ -121,6 +121,7 @@ def igs2gs_trainer_config() -> TrainerConfig:
     config.steps_per_save = 500
     pipeline, editing = config.pipeline, config.pipeline.editing
     pipeline.edit_schedule, pipeline.sweep_every = "sweep", 2500
+    pipeline.refine_in_edit = False  # loaded from a finished splatfacto run, it never densifies again either
     pipeline.lower_bound, pipeline.upper_bound = 0.70, 0.98
     editing.steps, editing.guidance_scale, editing.image_guidance_scale = 20, 12.5, 1.5
     config.optimizers["camera_opt"] = _adam(1e-3, 5e-5)  # no warm-up (igs2gs_config.py ~80-83)

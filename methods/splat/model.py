@@ -225,7 +225,9 @@ class WysSplatModel(SplatfactoModel):
             super().step_post_backward(step)
 
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
-        """splatfacto's outputs (rgb, depth, accumulation, background) and `relevance` [H, W, 1], on any device."""
+        """splatfacto's outputs (rgb, depth, accumulation, background), `relevance` [H, W, 1] and `frozen` [H, W, 1]
+        (how much of each pixel frozen Gaussians cover: their share of the accumulated opacity; the viewer and
+        ns-render show it), on any device."""
         if not isinstance(camera, Cameras):
             return {}
         if self.training:
@@ -236,7 +238,8 @@ class WysSplatModel(SplatfactoModel):
         seen = self.seen_params()
         if seen is None:  # the crop box holds no Gaussian
             empty = self.get_empty_outputs(int(camera.width.item()), int(camera.height.item()), self.background_color)
-            return {**empty, "relevance": torch.zeros_like(empty["accumulation"])}
+            return {**empty, "relevance": torch.zeros_like(empty["accumulation"]),
+                    "frozen": torch.zeros_like(empty["accumulation"])}
         viewmat, Ks, width, height = self.camera_matrices(camera, camera_to_world)
         with_depth = self.config.output_depth_during_training or not self.training
         sh = torch.cat([seen["features_dc"][:, None, :], seen["features_rest"]], dim=1)  # [N, K, 3]
@@ -246,10 +249,10 @@ class WysSplatModel(SplatfactoModel):
             sh, sh_degree = torch.sigmoid(sh).squeeze(1), None
         render, alpha, self.info = rasterize_with_channels(
             seen["means"], seen["quats"], torch.exp(seen["scales"]), torch.sigmoid(seen["opacities"]).squeeze(-1),
-            sh, torch.sigmoid(seen["relevance"]), viewmat, Ks, width, height, sh_degree,
+            sh, torch.cat([torch.sigmoid(seen["relevance"]), seen["frozen"]], dim=-1), viewmat, Ks, width, height, sh_degree,
             near_plane=0.01, far_plane=1e10, render_mode="RGB+ED" if with_depth else "RGB",
             rasterize_mode=self.config.rasterize_mode, absgrad=self.strategy.absgrad,
-        )  # [1, H, W, 3 + 1 (+ 1)], [1, H, W, 1]
+        )  # [1, H, W, 3 + 2 (+ 1)], [1, H, W, 1]
         if self.training and not self.relevance_only:
             self.strategy.step_pre_backward(self.gauss_params, self.optimizers, self.strategy_state, self.step,
                                             self.info)
@@ -259,18 +262,20 @@ class WysSplatModel(SplatfactoModel):
             rgb = self._apply_bilateral_grid(rgb, camera.metadata["cam_idx"], height, width)
         depth = None
         if with_depth:
-            depth = render[..., 4:5]
+            depth = render[..., 5:6]
             depth = torch.where(alpha > 0, depth, depth.detach().max()).squeeze(0)
         if background.shape[0] == 3 and not self.training:
             background = background.expand(height, width, 3)
         return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background,
-                "relevance": render[..., 3:4].squeeze(0)}  # relevance composited as a colour: 0 where nothing is
+                "relevance": render[..., 3:4].squeeze(0),  # composited as a colour: 0 where nothing is
+                "frozen": render[..., 4:5].squeeze(0).detach()}
 
     def seen_params(self) -> Optional[Dict[str, torch.Tensor]]:
         """The Gaussians' parameters as the renderer sees them: frozen rows detached (and, while only the relevance
         trains, everything but it), less what the crop box leaves out when rendering for the viewer; None when it
         leaves nothing."""
         seen = {name: detach_frozen(value, self.strategy_state) for name, value in self.gauss_params.items()}
+        seen["frozen"] = self.frozen.float()[:, None]  # [N, 1], rendered as a channel
         if self.relevance_only:
             seen = {name: value if name == "relevance" else value.detach() for name, value in seen.items()}
         if self.crop_box is not None and not self.training:

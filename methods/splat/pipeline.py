@@ -15,6 +15,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nerf_edit_methods.pipeline import WYSPipeline, WYSPipelineConfig
 from nerf_edit_methods.splat.datamanager import WYSSplatDataManagerConfig
 from nerf_edit_methods.splat.model import WysSplatModel, WysSplatModelConfig
+from nerf_edit_methods.splat.ops import clone_relevant
 
 
 @dataclass
@@ -29,9 +30,18 @@ class WYSSplatPipelineConfig(WYSPipelineConfig):
     neither densified nor pruned, so the background stays the reconstruction's exactly. Off: every Gaussian trains
     (plain masked image supervision)."""
     freeze_threshold: float = 0.5
-    """Relevance below which a Gaussian is frozen: every Gaussian starts at 0.5 and the warm-up moves each seen one
-    towards its relevance (on the synthetic scene after 40 steps: background 0.05-0.35, the object above 0.9);
-    Gaussians no view showed keep 0.5 and stay free."""
+    """Relevance below which a Gaussian is frozen, the relevance traced from the training views' targets (the mean
+    of the targets over the pixels it covers, weighted by how much it covers them). With 0/1 targets a Gaussian on
+    the object traces to ~1, one of the background to ~0; 0.5 splits what covers the object mostly from what
+    covers the background mostly. Gaussians no training view shows (traced weight 0) are frozen too: no edit can
+    be about them, and they stay the reconstruction's."""
+    refine_in_edit: bool = True
+    """From the instruction's first edit the free Gaussians densify again (a refinement window counted from that
+    step, splatfacto's period) and the learning-rate schedules restart: a run continued from a finished
+    reconstruction (past splatfacto's stop_split_at) could otherwise never grow what an edit adds."""
+    seed_relevant: float = 0.25
+    """At the first edit, seed this many new Gaussians per relevant one: jittered copies of relevant free Gaussians
+    (ops.clone_relevant), from which an object the instruction adds (a hat on a head) can grow; 0 seeds none."""
 
 
 class WYSSplatPipeline(WYSPipeline):
@@ -65,12 +75,32 @@ class WYSSplatPipeline(WYSPipeline):
         if not self.schedule.editing(step):
             return
         self.model.relevance_only = False
-        # Freeze once per instruction, at its first edit: the set lives in the checkpoint, so a resumed run keeps
-        # it; a run resumed from a checkpoint written before its first edit has none yet and freezes now.
+        # Once per instruction, at its first edit: the set lives in the checkpoint, so a resumed run keeps it; a run
+        # resumed from a checkpoint written before its first edit has none yet and decides now.
         if self.config.freeze_irrelevant and self.config.use_relevance and not self.model.has_frozen_set:
-            frozen = self.model.freeze_irrelevant(self.config.freeze_threshold)
-            CONSOLE.print(f"[green]Frozen {frozen} of {self.model.num_points} Gaussians (relevance below "
-                          f"{self.config.freeze_threshold}): they stay the reconstruction's")
+            self.freeze_from_evidence()
+        if self.config.refine_in_edit and self.model.edit_start is None:
+            self.model.start_edit_phase(step)
+
+    def freeze_from_evidence(self) -> None:
+        """Trace each Gaussian's relevance from the training views' targets (deterministic, whatever the warm-up),
+        set its relevance to it, freeze those below freeze_threshold and those no view shows, and seed new
+        Gaussians from the relevant ones (seed_relevant)."""
+        views = self.datamanager
+        trace = self.model.trace_relevance(views.train_dataset.cameras, views.image_batch["relevance"],
+                                           views.image_batch["relevance_valid"],
+                                           camera_indices=range(views.num_views))
+        relevance = torch.where(trace.unseen, torch.zeros_like(trace.relevance), trace.relevance)
+        self.model.set_relevance(relevance)
+        total, tau = self.model.num_points, self.config.freeze_threshold
+        frozen = self.model.freeze_irrelevant(tau)
+        relevant = self.model.relevance.detach() >= tau
+        added = clone_relevant(self.model.gauss_params, self.model.optimizers, self.model.strategy_state, relevant,
+                               round(self.config.seed_relevant * int(relevant.sum())),
+                               generator=torch.Generator().manual_seed(self.config.seed))
+        CONSOLE.print(f"[green]Frozen {frozen} of {total} Gaussians (traced relevance below {tau}, "
+                      f"{int(trace.unseen.sum())} of them seen by no training view): they stay the reconstruction's; "
+                      f"{len(added)} new Gaussians seeded from the {int(relevant.sum())} relevant ones")
 
 
 @dataclass

@@ -19,9 +19,10 @@ DefaultStrategy's internal method signatures (gsplat >= 1.5 adds a `scene` argum
 
 **Edit phase.** A run continued from a reconstruction of 30000 steps is past refine_stop_iter (splatfacto's
 stop_split_at, 15000): DefaultStrategy never densifies it again. `start_edit_phase(state, step)` records the step in
-`state["edit_start"]`; from then on the refine window [refine_start_iter, refine_stop_iter), the refine period and
-the opacity-reset period are counted from that step, except that the phase's own step 0 does not reset opacities
-(gsplat >= 1.5's rule `step > 0`: the edit starts from a trained scene, not from a fresh one).
+`state["edit_start"]`; from then on the refine window (0, refine_stop_iter), the refine period and the opacity-reset
+period are counted from that step (the first refinement one refine period into the edit: the scene is trained, only
+what the edit adds must grow), except that the phase's own step 0 does not reset opacities (gsplat >= 1.5's rule
+`step > 0`: the edit starts from a trained scene, not from a fresh one).
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ class FrozenBackgroundStrategy(Strategy):
             return
         update_screen_statistics(state, info, len(params["means"]), absgrad=self.absgrad, packed=packed,
                                  key=self.key_for_gradient, track_radii=self.refine_scale2d_stop_iter > 0)
-        if (phase > self.refine_start_iter and phase % self.refine_every == 0
+        # an edit phase refines from its first period on: the scene is trained, only what the edit adds must grow
+        start = self.refine_start_iter if state.get("edit_start") is None else 0
+        if (phase > start and phase % self.refine_every == 0
                 and phase % self.reset_every >= self.pause_refine_after_reset):
             self.refine(params, optimizers, state, step, phase)
         if phase % self.reset_every == 0 and (phase > 0 or state.get("edit_start") is None):

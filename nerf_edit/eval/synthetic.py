@@ -240,6 +240,90 @@ def render_scene_views(scene: Path, spec: SceneSpec, supersample: int = 2) -> tu
     return np.stack([rgb for rgb, _ in views]), np.stack([labels for _, labels in views])
 
 
+# ------------------------------------------------------------------------------------ a capture of photos
+# A user's capture has no poses: JPEG photos of a textured tabletop, for COLMAP to register (ns-process-data). The
+# floor and a back wall carry multi-scale grey noise (features for SIFT); the red ball and a yellow box stand on it.
+CAPTURE_OBJECTS = (Sphere("red_ball", (-0.35, -0.1, 0.28), 0.28, (0.85, 0.12, 0.1)),
+                   Box("yellow_box", (0.38, 0.18, 0.22), (0.2, 0.2, 0.22), (0.95, 0.8, 0.1)))
+WALL_Y, TABLE_HALF = 1.8, 2.5
+
+
+def noise_texture(rng: np.random.Generator, size: int = 512) -> np.ndarray:
+    """Multi-octave value noise in grey (no hue a colour key would take for an object), [size, size] in [0, 1]."""
+    texture = np.zeros((size, size))
+    for cells, amplitude in ((8, 0.5), (32, 0.3), (128, 0.25), (256, 0.2)):
+        grid = rng.uniform(-1, 1, (cells + 1, cells + 1))
+        x = np.linspace(0, cells, size, endpoint=False)
+        i, f = x.astype(int), x - x.astype(int)
+        texture += amplitude * (grid[i][:, i] * np.outer(1 - f, 1 - f) + grid[i + 1][:, i] * np.outer(f, 1 - f)
+                                + grid[i][:, i + 1] * np.outer(1 - f, f) + grid[i + 1][:, i + 1] * np.outer(f, f))
+    return np.clip(0.5 + 0.35 * texture / np.abs(texture).max(), 0, 1)
+
+
+def _lookup(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Nearest texel of u, v in [0, 1] (clamped). -> [...]"""
+    last = texture.shape[0] - 1
+    return texture[np.clip((v * last).astype(int), 0, last), np.clip((u * last).astype(int), 0, last)]
+
+
+def _textured_planes(origins, directions, floor, wall):
+    """The table (z = 0) and the back wall (y = WALL_Y), textured: colour [..., 3] and distance [...] (inf: sky)."""
+    color = (0.75 + 0.2 * directions[..., 2:3]) * np.array([0.62, 0.75, 0.95])
+    depth = np.full(directions.shape[:-1], np.inf)
+    for axis, offset, texture, tint in ((2, 0.0, floor, (0.9, 0.85, 0.75)), (1, WALL_Y, wall, (0.7, 0.72, 0.78))):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (offset - origins[..., axis]) / directions[..., axis]
+        point = origins + directions * np.where(np.isfinite(t), t, 0)[..., None]
+        inside = (np.abs(point[..., 0]) < TABLE_HALF) & ((point[..., 1] if axis == 2 else point[..., 2]) < TABLE_HALF)
+        inside &= (np.abs(point[..., 1]) < TABLE_HALF) if axis == 2 else (point[..., 2] > 0)
+        u = (point[..., 0] + TABLE_HALF) / (2 * TABLE_HALF)
+        v = (point[..., 1] + TABLE_HALF) / (2 * TABLE_HALF) if axis == 2 else point[..., 2] / TABLE_HALF
+        hit = (t > 1e-6) & inside & (t < depth)
+        color = np.where(hit[..., None], _lookup(texture, u, v)[..., None] * np.array(tint), color)
+        depth = np.where(hit, t, depth)
+    return color, depth
+
+
+def render_photo(c2w: np.ndarray, width: int, height: int, focal: float, floor, wall, supersample: int = 2):
+    """One photo of the capture scene: RGB [H, W, 3] in [0, 1], supersampled."""
+    origins, directions = camera_rays(c2w, width, height, focal, supersample)
+    color, depth = _textured_planes(origins, directions, floor, wall)
+    light = np.array(SceneSpec.light_direction) / np.linalg.norm(SceneSpec.light_direction)
+    for obj in CAPTURE_OBJECTS:
+        t, normals = intersect_sphere(origins, directions, obj) if isinstance(obj, Sphere) else \
+            intersect_box(origins, directions, obj)
+        nearer = t < depth
+        shade = np.array(obj.color) * (0.35 + 0.65 * np.clip(np.sum(normals * light, axis=-1), 0, 1))[..., None]
+        color, depth = np.where(nearer[..., None], shade, color), np.where(nearer, t, depth)
+    return np.clip(color, 0, 1).reshape(height, supersample, width, supersample, 3).mean(axis=(1, 3))
+
+
+def make_photo_capture(output: Path, count: int = 16, width: int = 240, height: int = 180, seed: int = 0,
+                       rotated: tuple = (), quality: int = 92) -> Path:
+    """`count` JPEG photos of the capture scene, no poses (as a phone leaves them): cameras on a 120° arc facing
+    the back wall, at a 60° horizontal field of view. Photos in `rotated` are stored turned a quarter with an EXIF
+    orientation tag (6: "rotate 90° clockwise to show"), as a phone held upright writes them. -> `output`"""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    floor, wall = noise_texture(rng), noise_texture(rng)
+    focal = width / 2 / math.tan(math.radians(60) / 2)
+    for i in range(count):
+        azimuth = math.radians(-150 + 120 * i / max(count - 1, 1))
+        elevation = math.radians(30 + 8 * math.sin(2 * math.pi * i / count))
+        position = 2.6 * np.array([math.cos(azimuth) * math.cos(elevation), math.sin(azimuth) * math.cos(elevation),
+                                   math.sin(elevation)])
+        rgb = render_photo(look_at(position, np.array([0.0, 0.0, 0.15])), width, height, focal, floor, wall)
+        image = Image.fromarray((rgb * 255 + 0.5).astype(np.uint8))
+        exif = Image.Exif()
+        if i in rotated:
+            image, exif[0x0112] = image.transpose(Image.Transpose.ROTATE_90), 6
+        path = output / f"IMG_{i:04d}.jpg"
+        atomic_write(path, lambda tmp, image=image, exif=exif: image.save(tmp, format="JPEG", quality=quality,
+                                                                          exif=exif))
+    return output
+
+
 def load_object_masks(scene: Path) -> dict[str, np.ndarray]:
     """Ground-truth label maps by image path (relative to the scene), from masks.json."""
     scene = Path(scene)

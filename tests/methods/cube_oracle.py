@@ -3,8 +3,10 @@
 The colorkey editor tells objects apart by colour, so once the ball is blue it can't edit the blue cube alone.
 This oracle knows the scene: for each view it is handed it finds the photo of the scene nearest to it (the views of a
 stacked run differ from the photos only where an earlier edit acted) and takes that photo's ground-truth cube mask
-(label 2) as the relevance; the edit recolours the cube green (colorkey's recolouring: shading kept). With a mask,
-pixels outside it are the background's (default the input), as every editor guarantees.
+(label 2) as the relevance; the edit recolours the cube green (colorkey's recolouring: shading kept) and, as IP2P does,
+over-edits the rest of the view: its colours drift OVER_EDIT of the way towards the green (so without a mask an
+earlier edit, the blue ball, loses some of its blue). With a mask, pixels outside it are the background's (default
+the input), as every editor guarantees.
 
 The scene is the bundled one unless $CUBE_ORACLE_SCENE names another (a make_scene folder): the editor is built
 by import path from an EditorConfig, which knows no scene.
@@ -23,6 +25,8 @@ from nerf_edit.eval.synthetic import load_object_masks
 
 BUNDLED_SCENE = Path(__file__).resolve().parents[2] / "data" / "synthetic"
 CUBE = 2  # label of the cube in masks.json
+OVER_EDIT = 0.4  # how far the rest of the view drifts towards the green
+GREEN = (0.15, 0.75, 0.2)
 
 
 class CubeOracleEditor(Editor):
@@ -49,7 +53,8 @@ class CubeOracleEditor(Editor):
     def run(self, request: EditRequest) -> EditResult:
         images, source = request.images, request.conditioning.to(request.images)
         cube = self.cube_masks(source)[:, None]  # [B, 1, H, W]
-        edited = torch.where(cube, recolour(source, HUES["green"]).clamp(0, 1), source)
+        drifted = source + OVER_EDIT * (torch.tensor(GREEN).to(source)[None, :, None, None] - source)
+        edited = torch.where(cube, recolour(source, HUES["green"]).clamp(0, 1), drifted)
         if request.mask is not None:
             edited = torch.where(request.mask[:, None].to(images.device), edited, request.background.to(images))
         return EditResult(images=edited, mask=request.mask)

@@ -65,3 +65,19 @@ class HatOracleEditor(Editor):
         if request.mask is not None:
             edited = torch.where(request.mask[:, None].to(edited.device), edited, request.background.to(edited))
         return EditResult(images=edited, mask=request.mask)
+
+
+def hat_metrics(run: Path, scene: Path) -> dict:
+    """On a finished run's held-out views (every 4th, as wys_runs.HOLD_OUT): how much purpler than the photo the
+    render is inside the true hat (`gain`), what the truth gives there (`truth`), and the background PSNR against
+    the photos away from the objects and the hat (`background`)."""
+    from wys_runs import away_from_objects, held_out_views, psnr
+
+    rgbs, _, photos, labels = held_out_views(run, scene)
+    _, after, hat, _ = scene_with_hat(str(scene))
+    held = [i for i in range(len(after)) if i % 4 == 0]
+    hat, after = hat[held].numpy(), after[held].permute(0, 2, 3, 1).numpy()
+    background = away_from_objects(labels) & ~hat
+    return {"gain": float((purpleness(rgbs) - purpleness(photos))[hat].mean()),
+            "truth": float((purpleness(after) - purpleness(photos))[hat].mean()),
+            "background": psnr(rgbs[background], photos[background])}

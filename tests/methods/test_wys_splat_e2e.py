@@ -31,6 +31,12 @@ from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
 pytestmark = pytest.mark.slow
 
 ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
+HAT = ["--pipeline.editor", "hat_oracle:HatOracleEditor", "--pipeline.prompt", "put a purple hat on the red ball"]
+# The reconstruction below stops at step 300: past a stop_split_at of 250, where splatfacto would never densify again
+# (gsplat default.py ~162). Refinement every 25 steps and an opacity reset every 100 (4 x 25) put a refinement and
+# a reset inside the edit phase of a CPU run (pause after a reset: 18 views + 25 steps).
+PAST_STOP_SPLIT = ["--pipeline.model.stop-split-at", "250", "--pipeline.model.refine-every", "25",
+                   "--pipeline.model.reset-alpha-every", "4"]
 # Short CPU runs: colours learn at 10x splatfacto's rate (0.0025, set for 30000 steps). A continued run takes its
 # checkpoint's learning rates, so the reconstruction gets the same setting.
 SHORT_RUN = ["--optimizers.features-dc.optimizer.lr", "0.025"]
@@ -129,8 +135,9 @@ def test_frozen_gaussians_are_the_reconstructions_bit_for_bit(base_run, wys_run)
     assert (matched >= 0).all() and (matched.diff() > 0).all()
     for name in GAUSSIANS[:-1]:
         assert torch.equal(edited[name][frozen], base[name][matched]), name
-    free = ~frozen
-    assert not torch.equal(edited["features_dc"][free], base["features_dc"][free])  # the rest did train
+    base_rows = {bytes(row.numpy().tobytes()) for row in base["features_dc"]}
+    trained = [bytes(row.numpy().tobytes()) not in base_rows for row in edited["features_dc"][~frozen]]
+    assert sum(trained) > 0.5 * len(trained)  # the rest did train
 
 
 def test_ns_render_writes_the_edited_splats_and_their_relevance(wys_run, tmp_path):
@@ -205,3 +212,97 @@ def test_export_of_the_relevant_gaussians_alone(wys_run, tmp_path):
     dc = np.stack([inside[f"f_dc_{i}"] for i in range(3)], axis=-1)
     opacity = 1 / (1 + np.exp(-np.asarray(inside["opacity"])))
     assert ((dc[:, 2] - dc[:, 0]) * opacity).sum() / opacity.sum() > 0.3  # the exported part is the blue ball
+
+
+@pytest.fixture(scope="module")
+def hat_run(scene, outputs, base_run):
+    """"put a purple hat on the red ball" (hat_oracle.py), continued from the 300-step reconstruction past its
+    stop_split_at, 300 steps with refinements at edit-phase steps 50, 75, 150, 175, ... and resets at 100, 200."""
+    import os
+
+    previous = os.environ.get("HAT_ORACLE_SCENE")
+    os.environ["HAT_ORACLE_SCENE"] = str(scene)
+    try:
+        return train("wys-splat", scene, outputs, "hat",
+                     HAT + PAST_STOP_SPLIT + ["--load-dir", str(base_run / "nerfstudio_models"), "--max-num-iterations",
+                                              "300", "--pipeline.edit-rate", "4", "--pipeline.relevance-warmup-steps",
+                                              "40"])
+    finally:
+        os.environ.pop("HAT_ORACLE_SCENE") if previous is None else os.environ.update(HAT_ORACLE_SCENE=previous)
+
+
+def test_an_added_object_grows_from_new_gaussians_on_held_out_views(scene, base_run, hat_run):
+    """The hat stands where the reconstruction has no Gaussian: seeded copies of the ball's and the edit phase's
+    densification grow it (measured 2026-12-06: gain 0.202 of 0.206, background 26.57 dB against the
+    reconstruction's 26.86). Without seeds and edit-phase refinement (--pipeline.refine-in-edit False
+    --pipeline.seed-relevant 0) the free Gaussians alone reach 0.124 (60 %): the bar here is 75 %."""
+    from hat_oracle import hat_metrics
+
+    edited, control = hat_metrics(hat_run, scene), hat_metrics(base_run, scene)
+    print(f"hat: gain {edited['gain']:.3f} of {edited['truth']:.3f}, background {edited['background']:.2f} dB "
+          f"(control: gain {control['gain']:.3f}, background {control['background']:.2f} dB)")
+    assert edited["gain"] >= 0.75 * edited["truth"] and control["gain"] < 0.25 * edited["truth"]
+    assert edited["background"] >= control["background"] - 1.0
+
+
+def test_the_edit_phase_densifies_past_stop_split_at_and_the_frozen_rows_stay(base_run, hat_run):
+    """The checkpoint it continued is past stop_split_at, yet the Gaussian count changed in the edit phase (seeds,
+    growth, pruning of free Gaussians), across refinements and opacity resets (the run's edit phase reached step
+    ~260 of a 100-step reset period), and every frozen Gaussian is the reconstruction's, bit for bit."""
+    base, edited = gaussians(base_run), gaussians(hat_run)
+    base_step = int(next((base_run / "nerfstudio_models").glob("*.ckpt")).stem.split("-")[1])
+    assert base_step >= 250 and int(edited["edit_start"]) >= base_step
+    assert len(edited["means"]) != len(base["means"])
+    frozen = edited["frozen"]
+    assert 0.5 * len(base["means"]) < int(frozen.sum()) < len(frozen)
+    rows = {bytes(row.numpy().tobytes()): index for index, row in enumerate(base["means"])}
+    matched = torch.tensor([rows.get(bytes(row.numpy().tobytes()), -1) for row in edited["means"][frozen]])
+    assert (matched >= 0).all() and (matched.diff() > 0).all()
+    for name in GAUSSIANS[:-1]:
+        assert torch.equal(edited[name][frozen], base[name][matched]), name  # opacities too: no reset reached them
+
+
+def test_a_run_killed_before_its_first_edit_freezes_once_when_resumed(scene, outputs, base_run):
+    """Killed during the relevance warm-up (every target on disk, no edit yet, nothing frozen), the resumed run
+    takes the targets back, freezes at its first edit, once, from the traced relevance, and its frozen Gaussians are
+    the reconstruction's, bit for bit."""
+    killed, resumed, saved, after, stdout = killed_then_resumed(
+        "wys-splat", LIGHT_CPU_SPLAT_ARGS + SHORT_RUN, scene, outputs / "early", base_run / "nerfstudio_models",
+        ["--pipeline.relevance-warmup-steps", "100000"], before_first_edit=True)
+    assert saved == {} and "frozen" not in gaussians_at(killed, "latest")
+    assert stdout.count("Frozen") == 1 and "Restored 0 edited views and 18 relevance targets" in stdout
+    final, base = gaussians(resumed), gaussians(base_run)
+    rows = {bytes(row.numpy().tobytes()): index for index, row in enumerate(base["means"])}
+    matched = [rows[bytes(row.numpy().tobytes())] for row in final["means"][final["frozen"]]]  # KeyError: moved
+    assert len(matched) > 0.5 * len(base["means"])
+    for name in ("scales", "quats", "features_dc", "opacities"):
+        assert torch.equal(final[name][final["frozen"]], base[name][matched]), name
+
+
+def test_a_second_edit_on_top_keeps_the_first_where_it_does_not_act(scene, outputs, wys_run):
+    """A two-step chain on wys-splat: the blue ball's run, then "turn the blue cube green" (the cube oracle, which
+    over-edits the rest towards green) as a new edit on top: the relevance is traced anew, the set frozen anew (the
+    ball now among the frozen), and on held-out views the ball stays as blue as the first run left it."""
+    import os
+
+    from wys_runs import held_out_views
+
+    previous = os.environ.get("CUBE_ORACLE_SCENE")
+    os.environ["CUBE_ORACLE_SCENE"] = str(scene)
+    try:
+        second = train("wys-splat", scene, outputs, "cube_green",
+                       edit_args(wys_run) + ["--pipeline.editor", "cube_oracle:CubeOracleEditor",
+                                             "--pipeline.prompt", "turn the blue cube green"])
+    finally:
+        os.environ.pop("CUBE_ORACLE_SCENE") if previous is None else os.environ.update(CUBE_ORACLE_SCENE=previous)
+    before, _, _, labels = held_out_views(wys_run, scene)
+    after, _, _, _ = held_out_views(second, scene)
+    ball, cube = labels == 1, labels == 2
+    blue = [float(rgb[ball][:, 2].mean() - rgb[ball][:, 0].mean()) for rgb in (before, after)]
+    green = [float(rgb[cube][:, 1].mean() - np.maximum(rgb[cube][:, 0], rgb[cube][:, 2]).mean()) for rgb in (before, after)]
+    print(f"ball blue {blue[0]:.3f} -> {blue[1]:.3f}, cube green {green[0]:.3f} -> {green[1]:.3f}")
+    assert blue[0] > 0.2 and blue[1] > blue[0] - 0.05 and green[1] > green[0] + 0.2
+    first, now = gaussians(wys_run), gaussians(second)
+    ball_gaussians = {bytes(row.numpy().tobytes()) for row in first["means"][torch.sigmoid(first["relevance"][:, 0]) >= 0.5]}
+    frozen_now = {bytes(row.numpy().tobytes()) for row in now["means"][now["frozen"]]}
+    assert len(ball_gaussians & frozen_now) >= 0.5 * len(ball_gaussians)  # the first edit's Gaussians, frozen now

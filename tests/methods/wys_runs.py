@@ -130,10 +130,12 @@ def check_ns_render_video(run_dir: Path, video: Path) -> None:
 
 
 def killed_then_resumed(method: str, cpu_args: Sequence[str], scene: Path, outputs: Path, load_dir: Path,
-                        extra: Sequence[str] = ()) -> Tuple[Path, Path, dict, dict, str]:
+                        extra: Sequence[str] = (), before_first_edit: bool = False,
+                        resume_extra: Sequence[str] = ()) -> Tuple[Path, Path, dict, dict, str]:
     """`ns-train METHOD` (the originals-only oracle, an edit every 2nd step) from `load_dir`, killed with SIGKILL
-    once 6 edits and a checkpoint are on disk, then resumed from its checkpoints for 6 steps. -> (killed run, resumed
-    run, the killed run's edited views {name: uint8 array}, the resumed run's, the resumed run's stdout)"""
+    once 6 edits and a checkpoint are on disk (`before_first_edit`: once every relevance target and a checkpoint
+    are, the warm-up not over), then resumed from its checkpoints for 6 steps (with `resume_extra`). -> (killed run,
+    resumed run, the killed run's edited views {name: uint8 array}, the resumed run's, the resumed run's stdout)"""
     import os
     import signal
     import subprocess
@@ -155,9 +157,10 @@ def killed_then_resumed(method: str, cpu_args: Sequence[str], scene: Path, outpu
          "--max-num-iterations", "100000", "--steps-per-save", "10", *HOLD_OUT],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+    folder, count, what = ("relevance", 18, "every relevance target") if before_first_edit else ("images", 6, "6 edits")
     try:
-        wait_for(lambda: len(list((killed / "edits" / "images").glob("*.png"))) >= 6
-                 and list((killed / "nerfstudio_models").glob("*.ckpt")), "6 edits and a checkpoint", process, 0.5)
+        wait_for(lambda: len(list((killed / "edits" / folder).glob("*.*"))) >= count
+                 and list((killed / "nerfstudio_models").glob("*.ckpt")), f"{what} and a checkpoint", process, 0.5)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -166,7 +169,7 @@ def killed_then_resumed(method: str, cpu_args: Sequence[str], scene: Path, outpu
     resumed = outputs / scene.name / method / "resumed"
     result = subprocess.run(
         [cli("ns-train"), method, *common, "--timestamp", "resumed", "--load-dir", str(killed / "nerfstudio_models"),
-         "--max-num-iterations", "6", *HOLD_OUT],
+         "--max-num-iterations", "6", *resume_extra, *HOLD_OUT],
         env=env, capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert result.returncode == 0, result.stderr[-3000:]
