@@ -79,6 +79,21 @@ def chain_of(run: Path) -> List[EditStep]:
     return [step] if step is not None else []
 
 
+def shown_settings(editor: str) -> tuple:
+    """The settings worth showing for a step made with `editor`: the model only for editors that load IP2P (the
+    colorkey demonstration editor and plug-ins of other kinds use none); an editor that can no longer be imported
+    (a plug-in gone) shows all."""
+    from nerf_edit.editing.editor import editor_class
+    from nerf_edit.editing.ip2p_editor import IP2PEditor
+    from nerf_edit.errors import UsageError
+
+    try:
+        uses_ip2p = issubclass(editor_class(editor), IP2PEditor)
+    except UsageError:
+        uses_ip2p = True
+    return SHOWN_SETTINGS if uses_ip2p else tuple(key for key in SHOWN_SETTINGS if key != "model")
+
+
 def same_folder(a: Path, b: Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
@@ -165,7 +180,8 @@ def chain_table(chain: List[EditStep], run: Path, pages: Dict[str, Path], folder
             name = f"<a href='{os.path.relpath(pages[step.run] / 'index.html', folder)}'>{name}</a>"
         elif step.run not in pages:
             name += " (folder gone)"
-        settings = ", ".join(f"{key} {step.settings.get(key)}" for key in SHOWN_SETTINGS if key in step.settings)
+        settings = ", ".join(f"{key} {step.settings.get(key)}" for key in shown_settings(step.editor)
+                             if key in step.settings)
         rows.append(f"<tr{' style=font-weight:bold' if here else ''}><td>{number}</td><td>{name}</td>"
                     f"<td>{html.escape(step.continued_as)}</td><td>{html.escape(step.prompt)}</td>"
                     f"<td>{html.escape(step.editor)}</td><td>{html.escape(step.localizer)}</td>"

@@ -23,10 +23,12 @@ else
     echo "$WANT" > "$STAMP"
 fi
 
-# System packages from apt: ffmpeg (ns-render refuses to run without it), Chromium and its driver (the browser
+# System packages from apt: ffmpeg (ns-render and ns-process-data refuse to run without it), COLMAP 3.8 (ns-process-data
+# poses a user's photos with it; Debian's is built without CUDA: pass --no-gpu), Chromium and its driver (the browser
 # test of the viewer drives Debian's Chromium through selenium; nothing downloads a browser of its own).
 MISSING=()
 command -v ffmpeg >/dev/null 2>&1 || MISSING+=(ffmpeg)
+command -v colmap >/dev/null 2>&1 || MISSING+=(colmap)
 command -v chromium >/dev/null 2>&1 || MISSING+=(chromium)
 [ -x /usr/bin/chromedriver ] || MISSING+=(chromium-driver)
 if [ ${#MISSING[@]} -gt 0 ]; then

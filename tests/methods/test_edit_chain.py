@@ -232,6 +232,7 @@ def test_the_report_shows_each_views_files_and_the_chain(scene, tmp_path):
     page = index.read_text()
     assert index == second.base_dir / "report" / "index.html"
     assert FIRST in page and SECOND in page and "new-edit" in page and "31.5000" in page
+    assert "tau" in page and "instruct-pix2pix" not in page  # colorkey loads no model: none is named
     other = list((second.base_dir / "report").glob("*/index.html"))
     assert len(other) == 1 and SECOND in other[0].read_text()  # the first run's page, linked from this one
     store = EditStore.for_run(second.base_dir)
