@@ -5,10 +5,10 @@ not take, or a command that does not exist, fails here."""
 import re
 import shlex
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import tyro
 
 REPO = Path(__file__).resolve().parents[1]
