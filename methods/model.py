@@ -1,4 +1,5 @@
-"""Nerfacto with a relevance field: a scalar head rendered with the main field's detached weights."""
+"""Nerfacto with a relevance field: a scalar head rendered with the main field's detached weights (nerfacto's forward
+pass written out with its public parts, so the final pass's samples and weights are at hand)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLPWithHashEncoding
 from nerfstudio.field_components.spatial_distortions import SceneContraction
+from nerfstudio.model_components.losses import orientation_loss, pred_normal_loss, scale_gradients_by_distance_squared
 from nerfstudio.model_components.renderers import SemanticRenderer
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import colormaps
@@ -164,30 +166,52 @@ class WYSModel(NerfactoModel):
         return param_groups
 
     def get_outputs(self, ray_bundle: RayBundle):
-        # Nerfacto's final pass keeps its samples and weights to itself; record them from the field call.
-        final_pass: Dict[str, object] = {}
-        main_forward = self.field.forward
-
-        def recording_forward(ray_samples, compute_normals=False):
-            field_outputs = main_forward(ray_samples, compute_normals=compute_normals)
-            final_pass["ray_samples"], final_pass["density"] = ray_samples, field_outputs[FieldHeadNames.DENSITY]
-            return field_outputs
-
-        self.field.forward = recording_forward
-        try:
-            outputs = super().get_outputs(ray_bundle)
-        finally:
-            del self.field.forward  # back to the class method
-        ray_samples = final_pass["ray_samples"]
-        # Detached: the relevance loss must not move the main field's geometry.
-        weights = ray_samples.get_weights(final_pass["density"]).detach()  # [..., S, 1]
+        """nerfacto's outputs and `relevance` [..., 1]: the relevance field rendered with the final pass's weights."""
+        outputs, ray_samples, weights = self.render_scene(ray_bundle)
+        weights = weights.detach()  # the relevance loss must not move the main field's geometry
         # Only samples that contribute to the render are worth a field query (most of them are empty space).
         contributing = weights[..., 0] > self.config.relevance_min_weight  # [..., S]
-        relevance = torch.zeros_like(weights)
+        relevance = torch.zeros_like(weights)  # [..., S, 1]
         if contributing.any():
             positions = ray_samples.frustums.get_positions()[contributing]  # [K, 3]
             relevance[contributing] = self.relevance_field(positions).to(relevance.dtype)
         outputs["relevance"] = self.renderer_relevance(relevance, weights=weights)  # [..., 1]
+        return outputs
+
+    def render_scene(self, ray_bundle: RayBundle):
+        """nerfacto 1.1.5's forward pass (models/nerfacto.py lines 298-348), written out with its public parts so
+        that the final pass's samples and weights are kept (nerfacto keeps them to itself outside training).
+        -> (nerfacto's outputs, the final ray samples [..., S], their weights [..., S, 1])"""
+        if self.training:
+            self.camera_optimizer.apply_to_raybundle(ray_bundle)
+        ray_samples, weights_list, ray_samples_list = self.proposal_sampler(ray_bundle, density_fns=self.density_fns)
+        field_outputs = self.field.forward(ray_samples, compute_normals=self.config.predict_normals)
+        if self.config.use_gradient_scaling:
+            field_outputs = scale_gradients_by_distance_squared(field_outputs, ray_samples)
+        weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        weights_list.append(weights)
+        ray_samples_list.append(ray_samples)
+        rgb = self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights)
+        with torch.no_grad():
+            depth = self.renderer_depth(weights=weights, ray_samples=ray_samples)
+        outputs = {"rgb": rgb, "accumulation": self.renderer_accumulation(weights=weights), "depth": depth,
+                   "expected_depth": self.renderer_expected_depth(weights=weights, ray_samples=ray_samples)}
+        if self.config.predict_normals:
+            outputs.update(self.rendered_normals(field_outputs, weights, ray_bundle))
+        if self.training:  # nerfacto keeps these for training's losses only (their memory)
+            outputs["weights_list"], outputs["ray_samples_list"] = weights_list, ray_samples_list
+        for i in range(self.config.num_proposal_iterations):
+            outputs[f"prop_depth_{i}"] = self.renderer_depth(weights=weights_list[i], ray_samples=ray_samples_list[i])
+        return outputs, ray_samples, weights
+
+    def rendered_normals(self, field_outputs, weights: torch.Tensor, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
+        """nerfacto's normal outputs and, in training, their losses (nerfacto.py lines 325-344)."""
+        normals, predicted = field_outputs[FieldHeadNames.NORMALS], field_outputs[FieldHeadNames.PRED_NORMALS]
+        outputs = {"normals": self.normals_shader(self.renderer_normals(normals=normals, weights=weights)),
+                   "pred_normals": self.normals_shader(self.renderer_normals(predicted, weights=weights))}
+        if self.training:
+            outputs["rendered_orientation_loss"] = orientation_loss(weights.detach(), normals, ray_bundle.directions)
+            outputs["rendered_pred_normal_loss"] = pred_normal_loss(weights.detach(), normals.detach(), predicted)
         return outputs
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None):

@@ -118,3 +118,38 @@ def test_lpips_loss_compares_whole_ray_patches():
     torch.testing.assert_close(fallback, 0.5 * (out_patches - gt_patches).abs().mean())
     with pytest.raises(ValueError, match="patch-size 4"):
         model.patch_lpips(outputs["rgb"][:60], targets["image"][:60])
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("normals", [False, True])
+def test_the_forward_pass_is_nerfactos_own(training, normals):
+    """WYSModel writes nerfacto's forward pass out (to keep the final samples and weights, which nerfacto keeps to
+    itself outside training): every output equals nerfstudio's NerfactoModel.get_outputs on the same weights, rays
+    and random draws (the proposal sampler's jitter), in training and in evaluation, with predicted normals too."""
+    from nerfstudio.models.nerfacto import NerfactoModel
+
+    from nerf_edit_methods.compat import offline_lpips
+
+    config = WYSModelConfig(implementation="torch", num_proposal_samples_per_ray=(16, 8), num_nerf_samples_per_ray=8,
+                            log2_hashmap_size=12, use_lpips=False, predict_normals=normals)
+    config.camera_optimizer.mode = "off"
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]))
+    torch.manual_seed(0)
+    ours = config.setup(scene_box=box, num_train_data=4, metadata={})
+    with offline_lpips():  # nerfacto's LPIPS metric: its AlexNet weights can't be downloaded here
+        reference = NerfactoModel(config, scene_box=box, num_train_data=4, metadata={})
+    state = {key: value for key, value in ours.state_dict().items() if not key.startswith("relevance_field.")}
+    reference.load_state_dict(state, strict=False)
+    ours.train(training), reference.train(training)
+    outputs = {}
+    for name, model in (("ours", ours), ("nerfacto", reference)):
+        torch.manual_seed(3)
+        with torch.set_grad_enabled(training):
+            outputs[name] = model.get_outputs(rays())
+    assert set(outputs["ours"]) == set(outputs["nerfacto"]) | {"relevance"}
+    for key, value in outputs["nerfacto"].items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(outputs["ours"][key], value, msg=key)
+    if training:
+        for mine, theirs in zip(outputs["ours"]["weights_list"], outputs["nerfacto"]["weights_list"]):
+            torch.testing.assert_close(mine, theirs)
