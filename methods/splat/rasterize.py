@@ -71,9 +71,9 @@ def rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width
     depth, "ED" expected depth (accumulated / alpha), "RGB+D" / "RGB+ED" both, depth last; "antialiased" scales
     each opacity by gsplat's compensation sqrt(|Σ'| / |Σ' + eps2d·I|)."""
     covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_covar=True, compute_preci=False)  # [N, 3, 3]
-    radii, means2d, depths, conics, compensations = _fully_fused_projection(
+    radii, means2d, depths, conics, compensations = project_in_front(
         means, covars, viewmats, Ks, width, height, eps2d, near_plane, far_plane,
-        calc_compensations=rasterize_mode == "antialiased")  # [C, N], [C, N, 2], [C, N], [C, N, 3], [C, N]
+        rasterize_mode == "antialiased")  # [C, N], [C, N, 2], [C, N], [C, N, 3], [C, N] or None
     opacities = opacities[None].expand_as(depths) if compensations is None else opacities[None] * compensations
     features = view_colors(means, colors, viewmats, sh_degree, radii > 0)  # [C, N, D]
     # the depth channel's background is 0, as gsplat's
@@ -97,6 +97,29 @@ def rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width
     meta = dict(means2d=means2d, radii=radii, depths=depths, conics=conics, width=width, height=height,
                 n_cameras=viewmats.shape[0], tile_size=tile_size, gaussian_ids=None)
     return torch.stack(renders), torch.stack(alphas), meta
+
+
+def project_in_front(means, covars, viewmats, Ks, width: int, height: int, eps2d: float, near_plane: float,
+                     far_plane: float, antialiased: bool):
+    """gsplat's `_fully_fused_projection` of each camera's Gaussians between its near and far planes; the others get
+    radius 0 (as there) and zeros, and no part of the projection: it divides by their depth, which near the camera
+    gives infinities, and a zero gradient times an infinite derivative is NaN in every parameter of that Gaussian
+    (the CUDA kernels cull them before projecting too). means [N, 3], covars [N, 3, 3]
+    -> radii [C, N], means2d [C, N, 2], depths [C, N], conics [C, N, 3], compensations [C, N] or None"""
+    with torch.no_grad():
+        depths_all = means @ viewmats[:, 2, :3].T + viewmats[:, 2, 3]  # [N, C]: the camera-space z
+    count, parts = means.shape[0], []
+    for camera in range(viewmats.shape[0]):
+        depth = depths_all[:, camera]
+        keep = torch.nonzero((depth > near_plane) & (depth < far_plane)).squeeze(1)  # [K]
+        projected = _fully_fused_projection(means[keep], covars[keep], viewmats[camera : camera + 1],
+                                            Ks[camera : camera + 1], width, height, eps2d, near_plane, far_plane,
+                                            calc_compensations=antialiased)
+        parts.append([None if value is None else value[0].new_zeros((count, *value.shape[2:])).index_put(
+            (keep,), value[0]) for value in projected])  # [N, ...] each, zeros where culled
+    radii, means2d, depths, conics, compensations = (
+        None if values[0] is None else torch.stack(values) for values in zip(*parts))
+    return radii, means2d, depths, conics, compensations
 
 
 def rasterize_with_channels(means, quats, scales, opacities, sh, channels, viewmats, Ks, width: int, height: int,

@@ -287,6 +287,30 @@ def test_gradients_reach_every_gaussian_parameter_and_the_2d_means():
     assert meta["means2d"].grad.shape == (1, 3, 2) and meta["means2d"].grad.abs().sum() > 0
 
 
+def test_gaussians_at_or_behind_the_camera_get_no_nan_gradient_and_change_nothing():
+    """A Gaussian in the camera's plane (depth 1e-9) or behind it is culled before the projection (radius 0, as
+    gsplat's kernels cull it): the render is the one without it, and every gradient is finite (projecting it divides
+    by its depth: 0 × ∞ = NaN in all its parameters, which a 300-step reconstruction met)."""
+    width, height = 16, 12
+    viewmat, K = camera(width, height, focal=20.0)
+    means, quats, scales, opacities, colors = gaussians(4, 7)
+    plane = torch.linalg.solve(viewmat, torch.tensor([0.3, 0.2, 1e-9, 1.0]))[:3]  # camera-space z = 1e-9
+    behind = torch.linalg.solve(viewmat, torch.tensor([0.1, 0.0, -0.5, 1.0]))[:3]
+    means = torch.cat([means, plane[None], behind[None]])
+    quats, scales = torch.cat([quats, torch.randn(2, 4)]), torch.cat([scales, torch.full((2, 3), 0.2)])
+    opacities, colors = torch.cat([opacities, torch.full((2,), 0.9)]), torch.cat([colors, torch.rand(2, 3)])
+    parameters = [t.clone().requires_grad_() for t in (means, quats, scales, opacities, colors)]
+    image, _, meta = rasterize_torch(*parameters, viewmat[None], K[None], width, height)
+    without, _, _ = rasterize_torch(*(t[:4] for t in (means, quats, scales, opacities, colors)), viewmat[None],
+                                    K[None], width, height)
+    assert meta["radii"][0, 4:].tolist() == [0, 0]
+    torch.testing.assert_close(image, without)
+    image.square().mean().backward()
+    for parameter in parameters:
+        assert torch.isfinite(parameter.grad).all()
+        assert parameter.grad[4:].abs().sum() == 0
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("modes", [dict(), dict(render_mode="RGB+ED", rasterize_mode="antialiased", sh_degree=1)])
 def test_equals_gsplats_cuda_rasteriser(modes):

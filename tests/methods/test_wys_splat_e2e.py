@@ -172,30 +172,33 @@ def test_export_writes_the_edited_splats_with_the_frozen_ones_unchanged(base_run
     assert done.returncode == 0, done.stderr[-2000:]
     vertices = PlyData.read(str(tmp_path / "splat.ply"))["vertex"]
     edited, base = gaussians(wys_run), gaussians(base_run)
-    assert len(vertices) == len(edited["means"])
+    written = (edited["opacities"][:, 0] >= -5.5373).numpy()  # ns-export leaves out those fainter than 1/255
+    assert len(vertices) == int(written.sum()) >= 0.95 * len(written)
     dc = np.stack([vertices[f"f_dc_{i}"] for i in range(3)], axis=-1)  # [N, 3] SH degree-0 coefficients
     xyz = np.stack([vertices[axis] for axis in "xyz"], axis=-1)
-    np.testing.assert_array_equal(xyz, edited["means"].numpy())
-    np.testing.assert_array_equal(dc, edited["features_dc"].numpy())
-    relevant = torch.sigmoid(edited["relevance"][:, 0]).numpy() > 0.75  # the ball's Gaussians
+    np.testing.assert_array_equal(xyz, edited["means"].numpy()[written])
+    np.testing.assert_array_equal(dc, edited["features_dc"].numpy()[written])
+    relevant = torch.sigmoid(edited["relevance"][:, 0]).numpy()[written] > 0.75  # the ball's Gaussians
     opacity = 1 / (1 + np.exp(-np.asarray(vertices["opacity"])))
     blue_over_red = (dc[relevant, 2] - dc[relevant, 0]) * opacity[relevant]
     # as the views show them (faint Gaussians hardly do): blue over red, where the reconstruction had red
     assert relevant.sum() > 20 and blue_over_red.sum() / opacity[relevant].sum() > 0.3
     rows = {bytes(row.numpy().tobytes()): index for index, row in enumerate(base["means"])}
-    frozen = edited["frozen"].numpy()
+    frozen = edited["frozen"].numpy()[written]
     matched = [rows[bytes(row.tobytes())] for row in xyz[frozen]]
     np.testing.assert_array_equal(dc[frozen], base["features_dc"].numpy()[matched])  # the reconstruction's
 
 
 def test_export_of_the_relevant_gaussians_alone(wys_run, tmp_path):
     """nerf-edit-export-relevant: the Gaussians at or above τ (the ball's, now blue) in one .ply, the others with
-    --invert; together they are the run's Gaussians, each once, with its own parameters."""
+    --invert; together they are the run's Gaussians ns-export would write (those fainter than 1/255 left out), each
+    once, with its own parameters."""
     from plyfile import PlyData
 
-    from nerf_edit_scripts.export_relevant import ExportRelevant
+    from nerf_edit_scripts.export_relevant import LOW_OPACITY_LOGIT, ExportRelevant
 
     edited = gaussians(wys_run)
+    written = edited["opacities"][:, 0] >= LOW_OPACITY_LOGIT  # as ns-export: Gaussians fainter than 1/255 left out
     relevant = torch.sigmoid(edited["relevance"][:, 0]) >= 0.5  # [N]
     for invert in (False, True):
         export = ExportRelevant(load_config=wys_run / "config.yml", output_dir=tmp_path, invert=invert)
@@ -203,8 +206,8 @@ def test_export_of_the_relevant_gaussians_alone(wys_run, tmp_path):
         export.main()
     inside, outside = (PlyData.read(str(tmp_path / name))["vertex"] for name in ("relevant.ply", "irrelevant.ply"))
     assert not list(tmp_path.glob(".*.tmp"))
-    assert 20 < len(inside) == int(relevant.sum()) and len(outside) == int((~relevant).sum())
-    for vertices, rows in ((inside, relevant), (outside, ~relevant)):
+    assert 20 < len(inside) == int((relevant & written).sum()) and len(outside) == int((~relevant & written).sum())
+    for vertices, rows in ((inside, relevant & written), (outside, ~relevant & written)):
         xyz = np.stack([vertices[axis] for axis in "xyz"], axis=-1)
         np.testing.assert_array_equal(xyz, edited["means"][rows].numpy())  # the same Gaussians, in the run's order
         dc = np.stack([vertices[f"f_dc_{i}"] for i in range(3)], axis=-1)
