@@ -8,7 +8,7 @@ from nerfstudio.plugins.types import MethodSpecification
 from waiting import HANG_GUARD
 
 METHODS = {"wys", "wys-small", "wys-tiny", "wys-global", "wys-reconstruct",
-           "wys-splat", "wys-splat-small", "wys-splat-global", "wys-splat-reconstruct"}
+           "wys-splat", "wys-splat-small", "wys-splat-global", "wys-splat-igs2gs", "wys-splat-reconstruct"}
 
 
 def test_entry_points_register_our_methods_under_their_names():
@@ -147,3 +147,25 @@ def test_wys_and_wys_splat_continue_only_their_own_kind_of_run(tmp_path):
     other_degree = type(splat_model)(sh_degree=1)
     with pytest.raises(UsageError, match="--pipeline.model.sh-degree 3, this run has 1"):
         check_loadable_run(runs["splat"], other_degree)
+
+
+def test_the_igs2gs_preset_is_instruct_gs2gs_as_its_code_runs():
+    """cvachha/instruct-gs2gs: igs2gs_pipeline.py ~45-59 (guidance 12.5 / 1.5, gs_steps 2500, 20 diffusion steps,
+    bounds 0.70 / 0.98, fp16 IP2P), igs2gs_config.py ~45-83 (7500 iterations, camera 1e-3 -> 5e-5 accumulated over
+    100 steps, splatfacto's other rates), no relevance, nothing frozen, no densification after the reconstruction."""
+    from nerf_edit_methods.splat.configs import splatfacto_optimizers, wys_splat_igs2gs_method
+
+    config = wys_splat_igs2gs_method.config
+    pipeline, editing = config.pipeline, config.pipeline.editing
+    assert (pipeline.edit_schedule, pipeline.sweep_every, pipeline.lower_bound, pipeline.upper_bound) == \
+        ("sweep", 2500, 0.70, 0.98)
+    assert (editing.guidance_scale, editing.image_guidance_scale, editing.steps, editing.dtype) == (12.5, 1.5, 20, "fp16")
+    assert (pipeline.editor, pipeline.use_relevance, pipeline.freeze_irrelevant, pipeline.refine_in_edit) == \
+        ("global", False, False, False)
+    assert config.max_num_iterations == 7500 and config.gradient_accumulation_steps == {"camera_opt": 100}
+    camera = config.optimizers["camera_opt"]
+    assert (camera["optimizer"].lr, camera["scheduler"].lr_final, camera["scheduler"].max_steps) == (1e-3, 5e-5, 30000)
+    assert camera["scheduler"].warmup_steps == 0
+    others = splatfacto_optimizers()
+    for name in ("means", "features_dc", "features_rest", "opacities", "scales", "quats"):
+        assert config.optimizers[name]["optimizer"].lr == others[name]["optimizer"].lr, name
