@@ -35,7 +35,7 @@ def test_presets_differ_as_documented():
     rays = {spec.config.method_name: spec.config.pipeline.datamanager.train_num_rays_per_batch
             for spec in (wys_method, wys_small_method, wys_tiny_method)}
     assert rays["wys-small"] * 2 == rays["wys"] and rays["wys-tiny"] * 4 == rays["wys"]  # README: ½ and ¼ of wys
-    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    readme = " ".join((Path(__file__).resolve().parents[2] / "docs" / "3d.md").read_text().split())  # the settings page
     config = wys_method.config
     assert f"an edit every {config.pipeline.edit_rate} steps; {config.max_num_iterations} iterations" in readme
 
