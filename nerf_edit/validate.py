@@ -3,8 +3,8 @@
 Plain checks of numbers, text, devices and paths. Every command validates its settings first (the 2D CLI, the
 evaluation commands, the `ns-train wys` config, `IP2PEditor` itself), so a bad value stops in a second with
 `error: ...` instead of a traceback after minutes of loading. Each check raises `UsageError`; commands end through
-`nerf_edit.errors.usage_exit`. Model checks are in `nerf_edit.models.loading`, editor settings' in
-`nerf_edit.config.checks`.
+`nerf_edit.errors.exits_on_user_error`. Model checks are in `nerf_edit.models.loading`, the shared editor settings'
+in `nerf_edit.config.checks`, each editor's and system's own in its `check_settings`.
 """
 
 from __future__ import annotations

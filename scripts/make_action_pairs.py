@@ -1,4 +1,4 @@
-"""nerf-edit-make-action-pairs: synthetic before/after action pairs from our scene renderer (scripts/make_scene.py).
+"""nerf-edit-make-action-pairs: synthetic before/after action pairs from our scene renderer (nerf_edit.eval.synthetic).
 
 Each pair is one fixed camera looking at the red ball and the blue cube at random floor positions (before), and
 the same scene after one action (after): an object moved to the left or right (in the camera's frame), lifted, or

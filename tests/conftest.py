@@ -43,6 +43,11 @@ def weights_available(model: str) -> bool:
     return True
 
 
+# Minutes of one worker the longest groups take (measured 2026-12-07, docs/testing.md): they are handed out first,
+# longest first, so the two workers end close together; other groups count as shorter than these.
+GROUP_MINUTES = {"tests/methods/test_wys_e2e.py": 12, "demo": 10, "conformance": 7,
+                 "tests/methods/test_photos_e2e.py": 5, "tests/methods/test_wys_splat_e2e.py": 5}
+
 # Tests that share a session fixture run on one worker, so it is built once per `make test`: `make demo`'s two runs
 # (reconstruct + edit) serve the demo, ns-tools and browser tests.
 SHARED_SESSION_FIXTURES = {"demo_base": "demo", "demo_runs": "demo"}
@@ -81,12 +86,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"needs the weights of {', '.join(missing)}: "
                                                     f"`huggingface-cli download {missing[0]}` on a networked machine"))
         item.add_marker(pytest.mark.xdist_group(groups[test_file(item)]))
-    # The groups holding multi-minute tests (slow or conformance) start first (`--dist loadgroup
+    # The groups holding multi-minute tests (slow or conformance) start first, the longest first (`--dist loadgroup
     # --no-loadscope-reorder` hands groups out in this order, the next to whichever worker is free), so the short
     # ones fill in around them at the end.
     heavy = {groups[test_file(item)] for item in items
              if item.get_closest_marker("slow") is not None or item.get_closest_marker("conformance") is not None}
-    items.sort(key=lambda item: groups[test_file(item)] not in heavy)  # stable: order within a group kept
+    items.sort(key=lambda item: (groups[test_file(item)] not in heavy,  # stable: order within a group kept
+                                 -GROUP_MINUTES.get(groups[test_file(item)], 0)))
 
 
 def pytest_configure(config):

@@ -8,7 +8,8 @@ the localiser has one (WYS relevance), else None (ZONE's masks are 0/1). Editors
 
 Registered by name in `nerf_edit.registry.LOCALIZERS` (`relevance`: WYS, `zone`, `vimaedit`), or given as an import
 path `package.module:Class` with `--localizer` (2D) or `--pipeline.editing.localizer` (3D). A localiser that loads
-models of its own may have a classmethod `check_models(config)`, which editors call before any model loads.
+settings or models of its own may have a classmethod `check_settings(config, prefix, check_models)`, which editors
+call before any model loads.
 """
 
 from __future__ import annotations
