@@ -129,7 +129,8 @@ class WYSPipeline(VanillaPipeline):
         if self.training_run and config.makes_edits:
             self.editor = self._make_editor()
             self.targets = RelevanceTargets(self.datamanager, self.editor, lambda i: self.render_train_view(i),
-                                            self.device, batch=config.edit_batch, terminal=CONSOLE.is_terminal)
+                                            self.device, batch=config.edit_batch, terminal=CONSOLE.is_terminal,
+                                            seed=config.seed)
             mask = self.edit_region if config.use_relevance else None
             self.updates = DatasetUpdate(self.datamanager, self.editor, lambda i: self.render_train_view(i), mask,
                                          self.targets if config.use_relevance else None, self.chain, config.seed,

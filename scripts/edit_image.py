@@ -79,7 +79,8 @@ class EditImage:
             result = editor.edit(image[None], self.instruction, generator=generator)
             relevance = result.relevance
             if relevance is None and hasattr(editor, "relevance"):
-                relevance = editor.relevance(image[None], self.instruction)
+                relevance = editor.relevance(image[None], self.instruction,
+                                             generator=torch.Generator().manual_seed(self.seed))
             self.write(path.stem, image, result.images[0], relevance[0] if relevance is not None else None,
                        result.mask[0] if result.mask is not None else None)
             self.write_localization(path.stem, image, getattr(result, "localization", None))

@@ -18,12 +18,16 @@ RenderView = Callable[[int], Dict[str, torch.Tensor]]
 
 class RelevanceTargets:
     """The targets of `views` for one prompt at a time, computed by `editor` in batches of `batch` views, kept in
-    `views` (what trains the field) and in `store` (what a resume restores)."""
+    `views` (what trains the field) and in `store` (what a resume restores). Their noise comes from their own
+    generator seeded with `seed`, never from torch's global one: the targets then do not depend on what else drew
+    random numbers before (or, with --pipeline.overlap-edits, at the same time on another thread), and an editor
+    that draws image by image (IP2P's) gives each view the same target whatever `batch` is."""
 
     def __init__(self, views: EditableViews, editor: Editor, render: RenderView, device: torch.device,
-                 store: Optional[EditStore] = None, batch: int = 1, terminal: bool = False):
+                 store: Optional[EditStore] = None, batch: int = 1, terminal: bool = False, seed: int = 0):
         """`render(index)` renders a training view on `device` (the scene's)."""
         self.views, self.editor, self.render, self.device, self.store = views, editor, render, device, store
+        self.generator = torch.Generator().manual_seed(seed)
         self.batch, self.terminal = batch, terminal
         self.ready = False  # every view has a target
         self.prompt: Optional[str] = None  # the prompt they are for (None: not known yet)
@@ -61,8 +65,9 @@ class RelevanceTargets:
         originals themselves, the editor's default). -> [K, H, W] on the CPU"""
         originals = self.views.original_images[list(indices)]
         if renders is None:
-            return self.editor.relevance(bchw(originals.to(self.device)), prompt).cpu()
-        return self.editor.relevance(bchw(originals.to(renders)), prompt, conditioning=bchw(renders)).cpu()
+            return self.editor.relevance(bchw(originals.to(self.device)), prompt, generator=self.generator).cpu()
+        return self.editor.relevance(bchw(originals.to(renders)), prompt, conditioning=bchw(renders),
+                                     generator=self.generator).cpu()
 
     def save(self, indices: Sequence[int], relevance: torch.Tensor) -> None:
         """relevance [K, H, W] as the targets of views `indices`, in memory and on disk."""

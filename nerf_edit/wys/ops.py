@@ -54,19 +54,32 @@ def relevance_map(
 
     z0 is noised to `timestep` (WYS: 0.8·T) with `add_noise(z0, noise, t)` (a scheduler's), the raw relevance is
     averaged over `num_samples` noise draws, then clipped, normalised and bilinearly resized to `output_size`.
+    The noise is drawn image by image from `generator` (see `per_image_noise`), so a batch's maps equal its images'
+    maps computed one by one with the same generator.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     t = torch.tensor([timestep], device=latents.device)
     total = torch.zeros(latents.shape[0], *latents.shape[2:], device=latents.device)
-    for _ in range(num_samples):
-        noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+    noises = per_image_noise(latents, num_samples, generator)  # [S, B, C, h, w]
+    for noise in noises:
         eps_text, eps_null = predict(add_noise(latents, noise, t), t)
         total += relevance_from_predictions(eps_text, eps_null)
     relevance = clip_and_normalize(total / num_samples, iqr_k)
     if output_size is not None and tuple(output_size) != tuple(relevance.shape[1:]):
         relevance = F.interpolate(relevance[:, None], size=output_size, mode="bilinear", align_corners=False)[:, 0]
     return relevance.clamp(0, 1)
+
+
+def per_image_noise(latents: torch.Tensor, num_samples: int, generator: Optional[torch.Generator] = None
+                    ) -> torch.Tensor:
+    """`num_samples` standard normal draws shaped like `latents` [B, C, h, w] -> [S, B, C, h, w], drawn image by
+    image (all of one image's samples, then the next image's) on the generator's device: the same generator then
+    gives an image the same noise whether it comes alone or in a batch."""
+    device = generator.device if generator is not None else latents.device
+    shape = (num_samples, *latents.shape[1:])
+    noise = torch.stack([torch.randn(shape, generator=generator, device=device) for _ in range(latents.shape[0])], 1)
+    return noise.to(device=latents.device, dtype=latents.dtype)
 
 
 def relevance_mask(relevance: torch.Tensor, tau: float = 0.5, dilate_px: int = 0) -> torch.Tensor:

@@ -152,9 +152,9 @@ def test_a_prompt_changed_in_the_viewer_retargets_every_view_before_the_next_edi
     calls = []
     relevance = pipeline.editor.relevance
 
-    def counting(images, instruction, conditioning=None):
+    def counting(images, instruction, conditioning=None, generator=None):
         calls.append((instruction, len(images)))
-        return relevance(images, instruction, conditioning)
+        return relevance(images, instruction, conditioning, generator)
 
     pipeline.editor.relevance = counting
     edit_calls = []

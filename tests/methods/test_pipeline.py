@@ -106,8 +106,8 @@ def test_relevance_targets_are_conditioned_on_the_renders_unless_the_editor_read
     pipeline = trainer.pipeline
     calls, rendered = [], []
     relevance, render = pipeline.editor.relevance, pipeline.render_train_view
-    pipeline.editor.relevance = lambda images, instruction, conditioning=None: (
-        calls.append((images, conditioning)) or relevance(images, instruction, conditioning))
+    pipeline.editor.relevance = lambda images, instruction, conditioning=None, generator=None: (
+        calls.append((images, conditioning)) or relevance(images, instruction, conditioning, generator))
     if not reads_conditioning:
         pipeline.editor.relevance_reads_conditioning = False
     pipeline.render_train_view = lambda index: rendered.append(index) or render(index)

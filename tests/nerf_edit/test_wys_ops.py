@@ -87,6 +87,26 @@ def test_samples_are_averaged():
         relevance_map(predict, latents, scheduler.add_noise, timestep=800, num_samples=0)
 
 
+def test_a_batch_gets_the_maps_its_images_get_one_by_one_from_the_same_generator():
+    """The noise is drawn image by image, so a batch of 3 (2 samples each) equals the 3 images computed alone with
+    one generator, in order; a predictor whose relevance is the noise itself makes any other draw order show."""
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+
+    def noise_reader(noisy, t):  # relevance follows z_t, i.e. the draws
+        return noisy, torch.zeros_like(noisy)
+
+    def maps(batch, generator):
+        return relevance_map(noise_reader, batch, scheduler.add_noise, timestep=800, num_samples=2,
+                             generator=generator)
+
+    batched = maps(latents, torch.Generator().manual_seed(7))
+    generator = torch.Generator().manual_seed(7)
+    alone = torch.cat([maps(latents[k : k + 1], generator) for k in range(3)])
+    torch.testing.assert_close(batched, alone)
+    assert not torch.allclose(batched[0], batched[1])  # the images got different draws
+
+
 def test_tiny_model_relevance_shape_range_and_timestep(tiny_ip2p):
     editor = RelevanceGuidedEditor(EditorConfig(model="tiny"), ip2p=tiny_ip2p)
     seen = []

@@ -60,9 +60,11 @@ def test_eval_action_reports_fid_to_the_input_and_to_the_ground_truth(pairs, tmp
 
 
 def parsed(monkeypatch, *argv) -> EvaluateAction:
-    """What `nerf-edit-eval-action ARGV` parses to (its run is replaced: no model loads)."""
+    """What `nerf-edit-eval-action ARGV` parses to (its checks and run are replaced: no model is looked for or
+    loads; the checks have their own tests)."""
     seen = []
     monkeypatch.setattr(sys, "argv", ["nerf-edit-eval-action", *argv])
+    monkeypatch.setattr(EvaluateAction, "validate", lambda self: None)
     monkeypatch.setattr(EvaluateAction, "main", lambda self: seen.append(self))
     evaluate_action.entrypoint()
     return seen[0]
