@@ -123,7 +123,7 @@ class WYSPipeline(VanillaPipeline):
         self.training_run = test_mode == "val"  # ns-train; ns-render/ns-eval need no editor
         self.editor: Optional[Editor] = None
         self._optimizers = None  # the trainer's (nerfstudio Optimizers), for resetting the relevance field's state
-        self.controls = ViewerControls(EditSettings.of(config.prompt, config.editing), self.reset_edits)
+        self.controls = ViewerControls(EditSettings.of(config.prompt, config.editing))
         self.chain = EditChain(None, self.datamanager, say=lambda line: CONSOLE.print(f"[green]{line}"))
         self.schedule = EditSchedule(config, self.datamanager.num_views) if self.training_run else None
         if self.training_run and config.makes_edits:
@@ -200,9 +200,14 @@ class WYSPipeline(VanillaPipeline):
         settings = self.controls.take(self.editor)
         if settings.prompt != applied:  # a prompt applied in the viewer: the run's record says so
             self.chain.record_prompt(settings.prompt)
+        if self.controls.take_reset():
+            self.reset_edits()
         if not self.schedule.started(step):
             return
         if self.config.use_relevance and self.targets.needed_for(settings.prompt):
+            # Edits still in flight (--pipeline.overlap-edits) are the old instruction's: they land first, as they
+            # would have without overlap, and their refreshed targets must not overwrite the new instruction's.
+            self.updates.finish()
             self.reset_relevance_field()
             self.targets.compute(settings.prompt)
             self.schedule.warm_up_from(step)
@@ -258,7 +263,9 @@ class WYSPipeline(VanillaPipeline):
             optimizer.state.clear()
 
     def reset_edits(self) -> None:
-        """Viewer button: back to the original views (the dataset on disk was never touched)."""
+        """The viewer's "Reset edits", at a step boundary: back to the original views (the dataset on disk was never
+        touched); edits still in flight were started before the reset and are dropped."""
+        self.updates.discard()
         self.datamanager.reset_views()
         if self.chain.store is not None:
             self.chain.store.clear_images()

@@ -112,6 +112,13 @@ class DatasetUpdate:
         self.worker = self.worker or EditWorker(device)
         self.in_flight = self.worker.submit(self.run, job)
 
+    def discard(self) -> None:
+        """Wait for the edits in flight, if any, and drop them (a reset of the edits was asked for after they
+        started: they must not come back)."""
+        if self.in_flight is not None:
+            self.worker.result(self.in_flight)
+            self.in_flight = None
+
     def finish(self) -> None:
         """Wait for the edits in flight, if any, and put them into training."""
         if self.in_flight is not None:

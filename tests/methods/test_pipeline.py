@@ -223,13 +223,29 @@ def test_a_new_instruction_trains_a_fresh_relevance_field(trainer):
 
 
 def test_reset_restores_the_original_views(trainer):
+    """"Reset edits" (the viewer's thread) takes effect at the next step boundary, never in the middle of one."""
     pipeline = trainer.pipeline
     pipeline.targets.ready = True
     pipeline.edit_views([0])
     assert pipeline.chain.store.num_images() == 1
     pipeline.controls.reset.cb_hook(pipeline.controls.reset)
+    assert pipeline.chain.store.num_images() == 1  # not yet: training may be inside a step
+    pipeline.controls.pause.value = True  # no new edit at that step
+    pipeline.update_dataset(10**6)
     assert torch.equal(pipeline.datamanager.image_batch["image"], pipeline.datamanager.original_images)
     assert pipeline.chain.store.num_images() == 0
+
+
+def test_a_reset_drops_the_edits_in_flight(scene, tmp_path):
+    """--pipeline.overlap-edits: an edit started before "Reset edits" never lands after it."""
+    pipeline = seeded_pipeline(scene, tmp_path, [*TINY_RELEVANCE, "--pipeline.overlap-edits", "True"])
+    pipeline.update_dataset(0)  # view edited on the worker, not yet applied
+    pipeline.controls.request_reset()
+    pipeline.controls.pause.value = True
+    pipeline.update_dataset(1)
+    pipeline.updates.finish()
+    assert pipeline.updates.done == 0
+    assert torch.equal(pipeline.datamanager.image_batch["image"], pipeline.datamanager.original_images)
 
 
 def test_restore_puts_back_saved_edits(trainer, scene, tmp_path):
@@ -428,6 +444,23 @@ def test_overlapped_updates_land_one_edit_step_later_with_the_same_result(scene,
                                rtol=0, atol=1e-6)
     store = EditStore.for_run(overlapped.chain.store.root.parent) if overlapped.chain.store else None
     assert store is None or store.num_images() == 2
+
+
+def test_a_new_prompt_lets_the_edits_in_flight_land_before_its_targets(scene, tmp_path):
+    """--pipeline.overlap-edits with a prompt applied in the viewer while an edit is in flight: the old prompt's
+    edit lands first and the new prompt's targets are computed after it, so views and targets equal the sequential
+    run's (without that, the in-flight edit's refreshed target, of the old prompt, overwrites the new one's)."""
+    runs = {}
+    for name, extra in (("overlap", ["--pipeline.overlap-edits", "True"]), ("sequential", [])):
+        pipeline = seeded_pipeline(scene, tmp_path / name, [*TINY_RELEVANCE, *extra])
+        pipeline.update_dataset(0)
+        pipeline.controls.request_prompt("make the red ball green")
+        pipeline.update_dataset(1)
+        pipeline.updates.finish()
+        runs[name] = pipeline.datamanager.image_batch
+    assert runs["overlap"] is not runs["sequential"]
+    for key in ("image", "relevance"):
+        torch.testing.assert_close(runs["overlap"][key], runs["sequential"][key], rtol=0, atol=1e-6)
 
 
 def test_vimaedit_grounding_trains_the_relevance_field(scene, tmp_path):

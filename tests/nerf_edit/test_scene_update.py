@@ -80,3 +80,14 @@ def test_overlapped_edits_land_at_the_next_edit_step(tmp_path):
     assert update.done == 1 and not torch.equal(views.image_batch["image"][0], before[0])
     update.finish()
     assert update.done == 2 and not torch.equal(views.image_batch["image"][1], before[1])
+
+
+def test_discarded_edits_in_flight_never_land(tmp_path):
+    views = Views(count=2)
+    update, editor, store = update_over(views, tmp_path)
+    before = views.image_batch["image"].clone()
+    update.overlap([0], SETTINGS, 0.5, torch.device("cpu"))
+    update.discard()
+    update.finish()  # nothing left to apply
+    assert len(editor.requests) == 1 and update.done == 0  # it ran, and was dropped
+    assert torch.equal(views.image_batch["image"], before) and store.num_images() == 0
