@@ -41,6 +41,10 @@ from nerf_edit_methods.datamanager import WYSDataManager, WYSDataManagerConfig
 from nerf_edit_methods.model import WYSModelConfig
 from nerf_edit_methods.validate import check_pipeline_config, read_run_config
 
+# The targets' noise stream is not the edits' (same --pipeline.seed): a view's edit must not start from the very
+# noise its relevance target was estimated with.
+TARGETS_SEED_OFFSET = 1_000_003
+
 
 @dataclass
 class WYSPipelineConfig(VanillaPipelineConfig):
@@ -126,11 +130,13 @@ class WYSPipeline(VanillaPipeline):
         self.controls = ViewerControls(EditSettings.of(config.prompt, config.editing))
         self.chain = EditChain(None, self.datamanager, say=lambda line: CONSOLE.print(f"[green]{line}"))
         self.schedule = EditSchedule(config, self.datamanager.num_views) if self.training_run else None
+        self.targets: Optional[RelevanceTargets] = None
+        self.updates: Optional[DatasetUpdate] = None
         if self.training_run and config.makes_edits:
             self.editor = self._make_editor()
             self.targets = RelevanceTargets(self.datamanager, self.editor, lambda i: self.render_train_view(i),
                                             self.device, batch=config.edit_batch, terminal=CONSOLE.is_terminal,
-                                            seed=config.seed)
+                                            seed=config.seed + TARGETS_SEED_OFFSET)
             mask = self.edit_region if config.use_relevance else None
             self.updates = DatasetUpdate(self.datamanager, self.editor, lambda i: self.render_train_view(i), mask,
                                          self.targets if config.use_relevance else None, self.chain, config.seed,
@@ -189,8 +195,11 @@ class WYSPipeline(VanillaPipeline):
             self.schedule.resume(edited)
 
     def get_train_loss_dict(self, step: int):
-        if self.training_run and self.editor is not None:
-            self.update_dataset(step)
+        if self.training_run:
+            if self.controls.take_reset():  # also in a run that makes no edits but restored some (--load-dir)
+                self.reset_edits()
+            if self.editor is not None:
+                self.update_dataset(step)
         return super().get_train_loss_dict(step)
 
     def update_dataset(self, step: int) -> None:
@@ -200,8 +209,6 @@ class WYSPipeline(VanillaPipeline):
         settings = self.controls.take(self.editor)
         if settings.prompt != applied:  # a prompt applied in the viewer: the run's record says so
             self.chain.record_prompt(settings.prompt)
-        if self.controls.take_reset():
-            self.reset_edits()
         if not self.schedule.started(step):
             return
         if self.config.use_relevance and self.targets.needed_for(settings.prompt):
@@ -227,10 +234,12 @@ class WYSPipeline(VanillaPipeline):
         """Edit views `indices` now in one editor call, with the viewer's current settings (`strength`: the noise
         level; drawn by the schedule unless given). For scripts and benchmarks; training edits by the schedule."""
         strength = self.schedule.strength() if strength is None else strength
+        self.updates.finish()  # one thread at a time uses the editor and its generators
         self.updates.edit(indices, self.controls.settings, strength)
 
     def compute_relevance_targets(self) -> None:
         """Every view's relevance target for the current prompt, now."""
+        self.updates.finish()
         self.targets.compute(self.controls.settings.prompt)
 
     def freeze_cameras(self) -> None:
@@ -265,7 +274,8 @@ class WYSPipeline(VanillaPipeline):
     def reset_edits(self) -> None:
         """The viewer's "Reset edits", at a step boundary: back to the original views (the dataset on disk was never
         touched); edits still in flight were started before the reset and are dropped."""
-        self.updates.discard()
+        if self.updates is not None:
+            self.updates.discard()
         self.datamanager.reset_views()
         if self.chain.store is not None:
             self.chain.store.clear_images()

@@ -113,11 +113,14 @@ class DatasetUpdate:
         self.in_flight = self.worker.submit(self.run, job)
 
     def discard(self) -> None:
-        """Wait for the edits in flight, if any, and drop them (a reset of the edits was asked for after they
-        started: they must not come back)."""
+        """Wait for the edits in flight, if any, and drop their edited views (a reset of the edits was asked for
+        after they started: they must not come back). Their refreshed relevance targets are kept, as a reset keeps
+        the targets of edits that landed before it: the run stays the sequential run's."""
         if self.in_flight is not None:
-            self.worker.result(self.in_flight)
+            job = self.worker.result(self.in_flight)
             self.in_flight = None
+            if job.relevance is not None:
+                self.targets.save(job.indices, job.relevance)
 
     def finish(self) -> None:
         """Wait for the edits in flight, if any, and put them into training."""

@@ -231,21 +231,45 @@ def test_reset_restores_the_original_views(trainer):
     pipeline.controls.reset.cb_hook(pipeline.controls.reset)
     assert pipeline.chain.store.num_images() == 1  # not yet: training may be inside a step
     pipeline.controls.pause.value = True  # no new edit at that step
-    pipeline.update_dataset(10**6)
+    pipeline.get_train_loss_dict(10**6)
     assert torch.equal(pipeline.datamanager.image_batch["image"], pipeline.datamanager.original_images)
     assert pipeline.chain.store.num_images() == 0
 
 
-def test_a_reset_drops_the_edits_in_flight(scene, tmp_path):
-    """--pipeline.overlap-edits: an edit started before "Reset edits" never lands after it."""
-    pipeline = seeded_pipeline(scene, tmp_path, [*TINY_RELEVANCE, "--pipeline.overlap-edits", "True"])
-    pipeline.update_dataset(0)  # view edited on the worker, not yet applied
+def test_reset_works_in_a_run_that_makes_no_edits(scene, tmp_path):
+    """wys-reconstruct continued from an edited run trains on its edited views (--load-dir): the viewer's Reset
+    puts the originals back there too, at the next step."""
+    config = method_config("wys-reconstruct", LIGHT_CPU_ARGS + ["--data", str(scene), "--output-dir", str(tmp_path)]
+                           + HOLD_OUT)
+    config.set_timestamp()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    pipeline = trainer.pipeline
+    assert pipeline.editor is None and pipeline.updates is None
+    views = pipeline.datamanager
+    views.set_view(2, 1 - views.original_images[2])  # as a restored edit
     pipeline.controls.request_reset()
-    pipeline.controls.pause.value = True
-    pipeline.update_dataset(1)
-    pipeline.updates.finish()
-    assert pipeline.updates.done == 0
-    assert torch.equal(pipeline.datamanager.image_batch["image"], pipeline.datamanager.original_images)
+    pipeline.get_train_loss_dict(0)
+    assert torch.equal(views.image_batch["image"], views.original_images)
+
+
+def test_a_reset_drops_the_edits_in_flight(scene, tmp_path):
+    """--pipeline.overlap-edits: an edit started before "Reset edits" never lands after it; the views and their
+    relevance targets are then the sequential run's (whose edit landed, then was reset: its target kept)."""
+    runs = {}
+    for name, extra in (("overlap", ["--pipeline.overlap-edits", "True"]), ("sequential", [])):
+        pipeline = seeded_pipeline(scene, tmp_path / name, [*TINY_RELEVANCE, *extra])
+        pipeline.update_dataset(0)  # overlap: the view is edited on the worker, not yet applied
+        pipeline.controls.request_reset()
+        pipeline.controls.pause.value = True
+        pipeline.get_train_loss_dict(1)
+        pipeline.updates.finish()
+        runs[name] = pipeline
+    assert runs["overlap"].updates.done == 0 and runs["sequential"].updates.done == 1
+    for pipeline in runs.values():
+        assert torch.equal(pipeline.datamanager.image_batch["image"], pipeline.datamanager.original_images)
+    torch.testing.assert_close(runs["overlap"].datamanager.image_batch["relevance"],
+                               runs["sequential"].datamanager.image_batch["relevance"], rtol=0, atol=1e-6)
 
 
 def test_restore_puts_back_saved_edits(trainer, scene, tmp_path):

@@ -91,3 +91,5 @@ def test_discarded_edits_in_flight_never_land(tmp_path):
     update.finish()  # nothing left to apply
     assert len(editor.requests) == 1 and update.done == 0  # it ran, and was dropped
     assert torch.equal(views.image_batch["image"], before) and store.num_images() == 0
+    images, relevance = store.load()
+    assert list(relevance) == ["view_0"]  # its refreshed target kept, as for an edit that landed before a reset
