@@ -126,7 +126,7 @@ class WYSPipeline(VanillaPipeline):
         super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
         self.training_run = test_mode == "val"  # ns-train; ns-render/ns-eval need no editor
         self.editor: Optional[Editor] = None
-        self._optimizers = None  # the trainer's (nerfstudio Optimizers), for resetting the relevance field's state
+        self._optimizers = None  # the trainer's (nerfstudio Optimizers): the relevance field's reset, the splat edit phase
         self.controls = ViewerControls(EditSettings.of(config.prompt, config.editing))
         self.chain = EditChain(None, self.datamanager, say=lambda line: CONSOLE.print(f"[green]{line}"))
         self.schedule = EditSchedule(config, self.datamanager.num_views) if self.training_run else None

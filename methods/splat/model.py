@@ -142,19 +142,13 @@ class WysSplatModel(SplatfactoModel):
         """The step this instruction's edit phase started at (start_edit_phase), or None."""
         return self.strategy_state.get("edit_start")
 
-    def step_cb(self, optimizers: Optimizers, step):
-        """splatfacto's (the step and the optimisers, before each iteration), also keeping nerfstudio's Optimizers
-        for the schedules start_edit_phase restarts."""
-        super().step_cb(optimizers, step)
-        self.optimizer_schedules = optimizers
-
     def start_edit_phase(self, step: int, optimizers: Optional[Optimizers] = None) -> None:
         """The instruction's first edit: the strategy refines again, its window and reset period counted from `step`
         (the free Gaussians only), and the Gaussian parameter groups' learning-rate schedules start over, as for a
         fresh training (config.edit_lr_scales multiplying them), e.g. means back at 1.6e-4 from the 1.6e-6 a
-        30000-step reconstruction ends at. `optimizers`: nerfstudio's (default: those step_cb saw)."""
+        30000-step reconstruction ends at. `optimizers`: the trainer's (nerfstudio's Optimizers, with their
+        schedules); None restarts no schedule."""
         self.strategy.start_edit_phase(self.strategy_state, step)
-        optimizers = optimizers if optimizers is not None else getattr(self, "optimizer_schedules", None)
         if optimizers is None:
             return
         for name in self.gauss_params:

@@ -80,7 +80,7 @@ class WYSSplatPipeline(WYSPipeline):
         if self.config.freeze_irrelevant and self.config.use_relevance and not self.model.has_frozen_set:
             self.freeze_from_evidence()
         if self.config.refine_in_edit and self.model.edit_start is None:
-            self.model.start_edit_phase(step)
+            self.model.start_edit_phase(step, self._optimizers)
 
     def freeze_from_evidence(self) -> None:
         """Trace each Gaussian's relevance from the training views' targets (deterministic, whatever the warm-up),

@@ -245,7 +245,7 @@ def test_a_continued_run_refines_again_in_its_edit_phase_and_frozen_rows_stay_bi
         if step == 30001:  # the pipeline's first edit: freeze, then the edit phase
             splats.freeze_irrelevant(0.5)
             frozen_values = {name: p.detach()[splats.frozen].clone() for name, p in splats.gauss_params.items()}
-            splats.start_edit_phase(step)
+            splats.start_edit_phase(step, optimizers)
             assert optimizers.optimizers["means"].param_groups[0]["lr"] == pytest.approx(1.6e-4, rel=1e-9)
         loss = splats.get_loss_dict(splats.get_outputs(camera()), {"image": torch.rand(HEIGHT, WIDTH, 3)})
         optimizers.zero_grad_all()
