@@ -153,13 +153,35 @@ def write_point_cloud(path: Path, points: np.ndarray, colors: np.ndarray) -> Non
     atomic_write(path, lambda tmp: tmp.write_text("\n".join(header + rows) + "\n"))
 
 
-def _shade(spec: SceneSpec, origins, directions):
-    light = np.array(spec.light_direction) / np.linalg.norm(spec.light_direction)
-    # Sky: a vertical gradient.
+def _sky(directions):
+    """The sky, a vertical gradient: colour [..., 3] of unit ray directions [..., 3]."""
     up = np.clip(directions[..., 2], -1, 1)[..., None]
-    color = (0.75 + 0.2 * up) * np.array([0.62, 0.75, 0.95])
-    depth = np.full(directions.shape[:-1], np.inf)
+    return (0.75 + 0.2 * up) * np.array([0.62, 0.75, 0.95])
+
+
+def _shade_objects(objects, light, origins, directions, color, depth):
+    """The objects where they are nearer than `depth` [...], Lambert-shaded under the unit `light`, over `color`
+    [..., 3]. -> colour [..., 3], depth [...], labels [...] (0: none of them, k: objects[k - 1])"""
     labels = np.zeros(directions.shape[:-1], dtype=np.int64)
+    for label, obj in enumerate(objects, start=1):
+        t, normals = intersect_sphere(origins, directions, obj) if isinstance(obj, Sphere) else intersect_box(origins, directions, obj)
+        nearer = t < depth
+        lambert = np.clip(np.sum(normals * light, axis=-1), 0, 1)[..., None]
+        obj_color = np.array(obj.color) * (0.35 + 0.65 * lambert)
+        color = np.where(nearer[..., None], obj_color, color)
+        labels = np.where(nearer, label, labels)
+        depth = np.where(nearer, t, depth)
+    return color, depth, labels
+
+
+def _unit(vector) -> np.ndarray:
+    return np.array(vector) / np.linalg.norm(vector)
+
+
+def _shade(spec: SceneSpec, origins, directions):
+    light = _unit(spec.light_direction)
+    color = _sky(directions)
+    depth = np.full(directions.shape[:-1], np.inf)
     # Floor: a checkered disk in the z = 0 plane.
     with np.errstate(divide="ignore", invalid="ignore"):
         t_floor = -origins[..., 2] / directions[..., 2]
@@ -170,14 +192,7 @@ def _shade(spec: SceneSpec, origins, directions):
     floor_color = floor_color * (0.55 + 0.45 * light[2])
     color = np.where(on_floor[..., None], floor_color, color)
     depth = np.where(on_floor, t_floor, depth)
-    for label, obj in enumerate(spec.objects, start=1):
-        t, normals = intersect_sphere(origins, directions, obj) if isinstance(obj, Sphere) else intersect_box(origins, directions, obj)
-        nearer = t < depth
-        lambert = np.clip(np.sum(normals * light, axis=-1), 0, 1)[..., None]
-        obj_color = np.array(obj.color) * (0.35 + 0.65 * lambert)
-        color = np.where(nearer[..., None], obj_color, color)
-        labels = np.where(nearer, label, labels)
-        depth = np.where(nearer, t, depth)
+    color, depth, labels = _shade_objects(spec.objects, light, origins, directions, color, depth)
     return np.clip(color, 0, 1), labels, depth
 
 
@@ -268,7 +283,7 @@ def _lookup(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def _textured_planes(origins, directions, floor, wall):
     """The table (z = 0) and the back wall (y = WALL_Y), textured: colour [..., 3] and distance [...] (inf: sky)."""
-    color = (0.75 + 0.2 * directions[..., 2:3]) * np.array([0.62, 0.75, 0.95])
+    color = _sky(directions)
     depth = np.full(directions.shape[:-1], np.inf)
     for axis, offset, texture, tint in ((2, 0.0, floor, (0.9, 0.85, 0.75)), (1, WALL_Y, wall, (0.7, 0.72, 0.78))):
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -288,13 +303,7 @@ def render_photo(c2w: np.ndarray, width: int, height: int, focal: float, floor, 
     """One photo of the capture scene: RGB [H, W, 3] in [0, 1], supersampled."""
     origins, directions = camera_rays(c2w, width, height, focal, supersample)
     color, depth = _textured_planes(origins, directions, floor, wall)
-    light = np.array(SceneSpec.light_direction) / np.linalg.norm(SceneSpec.light_direction)
-    for obj in CAPTURE_OBJECTS:
-        t, normals = intersect_sphere(origins, directions, obj) if isinstance(obj, Sphere) else \
-            intersect_box(origins, directions, obj)
-        nearer = t < depth
-        shade = np.array(obj.color) * (0.35 + 0.65 * np.clip(np.sum(normals * light, axis=-1), 0, 1))[..., None]
-        color, depth = np.where(nearer[..., None], shade, color), np.where(nearer, t, depth)
+    color, _, _ = _shade_objects(CAPTURE_OBJECTS, _unit(SceneSpec.light_direction), origins, directions, color, depth)
     return np.clip(color, 0, 1).reshape(height, supersample, width, supersample, 3).mean(axis=(1, 3))
 
 

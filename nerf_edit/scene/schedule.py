@@ -55,7 +55,7 @@ class EditSchedule:
         if paused or not self.editing(step):
             return 0
         since = step - self.first_edit_step
-        if getattr(config, "edit_schedule", "rate") == "sweep":
+        if config.edit_schedule == "sweep":
             if since % config.sweep_every == 0:
                 self.sweep = list(range(self.num_views))
             return 1 if self.sweep else 0
