@@ -40,9 +40,9 @@ from nerf_edit.core.progress import Progress
 from nerf_edit.editing.editor import check_edit_settings, check_prompt, editor_class
 from nerf_edit.errors import EditorError, ImageReadError, UsageError
 from nerf_edit.scene.settings import EditSettings
-from nerf_edit.scene.views import view_names
 from nerf_edit_methods.editor_settings import wys_editing
 from nerf_edit_scripts.cli import run
+from nerf_edit_scripts.shared import scene_frames
 
 COLUMNS = ("photo", "relevance", "mask", "edit")
 DEFAULT_VIEWS = 4
@@ -296,15 +296,10 @@ def scene_views(data: Optional[Path]) -> List[View]:
     if not transforms.is_file():
         raise UsageError(f"--data {str(data)!r} has no transforms.json: pass a nerfstudio scene folder "
                          f"(ns-process-data makes one from photos or a video)")
-    try:
-        frames = json.loads(transforms.read_text())["frames"]
-        paths = sorted(str(frame["file_path"]) for frame in frames)
-    except (ValueError, KeyError, TypeError, OSError) as error:
-        raise UsageError(f"{str(transforms)!r} is not a nerfstudio transforms file ({type(error).__name__}): it "
-                         f"needs a 'frames' list with a file_path each") from error
-    if not paths:
+    frames = scene_frames(transforms)
+    if not frames:
         raise UsageError(f"{str(transforms)!r} lists no frames: the scene has no images")
-    return [View(name, Path(data) / path) for name, path in zip(view_names(paths), paths)]
+    return [View(name, path) for name, path in frames]
 
 
 def named_views(views: List[View], names: Tuple[str, ...]) -> List[View]:

@@ -25,7 +25,7 @@ from nerf_edit.errors import RunNotFoundError
 from nerf_edit.scene.history import EditStep, previous_step, read_history
 from nerf_edit.scene.store import EditStore
 from nerf_edit_scripts.cli import run
-from nerf_edit_scripts.shared import read_run_config
+from nerf_edit_scripts.shared import read_run_config, scene_frames
 
 REPORT_FOLDER = "report"
 # The settings shown for each step (all are in edit_history.json).
@@ -110,8 +110,7 @@ def photos_of(run: Path) -> Dict[str, Path]:
     transforms = data if data.suffix == ".json" else data / "transforms.json"
     if not transforms.is_file():
         return {}
-    frames = json.loads(transforms.read_text())["frames"]
-    return {Path(frame["file_path"]).stem: transforms.parent / frame["file_path"] for frame in frames}
+    return dict(scene_frames(transforms))
 
 
 def view_names(store: EditStore) -> List[str]:

@@ -1,4 +1,5 @@
-"""What several commands share: reading a finished ns-train run, checking the CLIP model, writing metric results.
+"""What several commands share: reading a finished ns-train run and a scene's frames, checking the CLIP model, writing
+metric results.
 Commands import this module and `cli`, never each other (import-linter checks it)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from nerf_edit.core.io import atomic_write
 from nerf_edit.errors import RunNotFoundError, UsageError
 from nerf_edit.eval.metrics import TINY_CLIP
 from nerf_edit.models.loading import check_model
+from nerf_edit.scene.views import view_names
 
 
 def load_run(config_path: Path):
@@ -69,3 +71,16 @@ def plot_per_frame(per_frame: dict, path: Path) -> None:
     figure.tight_layout()
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
     plt.close(figure)
+
+
+def scene_frames(transforms: Path) -> list[tuple[str, Path]]:
+    """The images a nerfstudio transforms.json lists, sorted by file path (nerfstudio's frame order), each named as
+    the 3D run names its views (nerf_edit.scene.views.view_names): [(name, image path)]. One UsageError line for a
+    file that is not a transforms file."""
+    try:
+        frames = json.loads(Path(transforms).read_text())["frames"]
+        paths = sorted(str(frame["file_path"]) for frame in frames)
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        raise UsageError(f"{str(transforms)!r} is not a nerfstudio transforms file ({type(error).__name__}): it "
+                         f"needs a 'frames' list with a file_path each") from error
+    return [(name, Path(transforms).parent / path) for name, path in zip(view_names(paths), paths)]
