@@ -55,6 +55,4 @@ class CubeOracleEditor(Editor):
         cube = self.cube_masks(source)[:, None]  # [B, 1, H, W]
         drifted = source + OVER_EDIT * (torch.tensor(GREEN).to(source)[None, :, None, None] - source)
         edited = torch.where(cube, recolour(source, HUES["green"]).clamp(0, 1), drifted)
-        if request.mask is not None:
-            edited = torch.where(request.mask[:, None].to(images.device), edited, request.background.to(images))
-        return EditResult(images=edited, mask=request.mask)
+        return EditResult(images=edited.to(images))  # Editor.edit keeps the background outside a mask
