@@ -10,25 +10,22 @@ their cameras is told to anything here. The truth on a held-out view is its phot
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from oracle_editor import red_region
 from waiting import HANG_GUARD
-from wys_runs import QUIET, cli, psnr
+from wys_runs import SHORT_SPLAT_RUN, cli, held_out_renders, psnr, train
 
 from nerf_edit.core.masks import dilate, mask_iou
 from nerf_edit.eval.synthetic import make_photo_capture
-from nerf_edit_methods.configs import LIGHT_CPU_ARGS, method_config
+from nerf_edit_methods.configs import LIGHT_CPU_ARGS
 from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
 
 pytestmark = pytest.mark.slow
 
-PROMPT = "turn the red ball blue"
 ORACLE = ["--pipeline.editor", "oracle_editor:OracleEditor"]
 # The dataparser's own settings (a subcommand, last): every 4th photo held out, the photos at a quarter size.
 DATA = ["nerfstudio-data", "--eval-mode", "interval", "--eval-interval", "4", "--downscale-factor", "4"]
-SHORT_SPLAT = ["--optimizers.features-dc.optimizer.lr", "0.025"]  # colours at 10x splatfacto's rate (as the splat e2e)
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +47,8 @@ def outputs(tmp_path_factory):
     return tmp_path_factory.mktemp("outputs")
 
 
-def train(method: str, args, scene: Path, outputs: Path, timestamp: str, backend_args) -> Path:
-    from nerfstudio.scripts.train import main as train_main
-
-    config = method_config(method, backend_args + QUIET + ["--data", str(scene), "--output-dir", str(outputs),
-                                                          "--timestamp", timestamp, "--pipeline.prompt", PROMPT,
-                                                          *args] + DATA)
-    train_main(config)
-    return config.get_base_dir()
-
-
 BACKENDS = {"wys": ("wys-reconstruct", LIGHT_CPU_ARGS, 300, 120),
-            "wys-splat": ("wys-splat-reconstruct", LIGHT_CPU_SPLAT_ARGS + SHORT_SPLAT, 300, 200)}
+            "wys-splat": ("wys-splat-reconstruct", LIGHT_CPU_SPLAT_ARGS + SHORT_SPLAT_RUN, 300, 200)}
 
 
 @pytest.fixture(scope="module")
@@ -69,32 +56,18 @@ def runs(scene, outputs):
     """Per backend: (the reconstruction, the edit continued from it)."""
     done = {}
     for method, (reconstruct, backend_args, steps, edit_steps) in BACKENDS.items():
-        base = train(reconstruct, ["--max-num-iterations", str(steps)], scene, outputs, "base", backend_args)
-        edited = train(method, ORACLE + ["--load-dir", str(base / "nerfstudio_models"), "--max-num-iterations",
-                                          str(edit_steps), "--pipeline.edit-rate", "4",
-                                          "--pipeline.relevance-warmup-steps", "40"], scene, outputs, "edited",
-                       backend_args)
+        base = train(reconstruct, scene, outputs, "base", ["--max-num-iterations", str(steps)], backend_args, DATA)
+        edited = train(method, scene, outputs, "edited",
+                       ORACLE + ["--load-dir", str(base / "nerfstudio_models"), "--max-num-iterations",
+                                 str(edit_steps), "--pipeline.edit-rate", "4", "--pipeline.relevance-warmup-steps",
+                                 "40"], backend_args, DATA)
         done[method] = (base, edited)
     return done
 
 
-def held_out(run: Path):
-    """The run's renders of its held-out cameras: rgb [N, H, W, 3], relevance [N, H, W], and the photos there."""
-    from PIL import Image
-
-    from nerf_edit_scripts.evaluate_scene import render_cameras
-    from nerf_edit_scripts.shared import load_run
-
-    _, pipeline = load_run(run / "config.yml")
-    outputs = pipeline.datamanager.dataparser.get_dataparser_outputs(split="test")
-    rgbs, relevances = render_cameras(pipeline, outputs.cameras)
-    photos = np.stack([np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255 for f in outputs.image_filenames])
-    return rgbs.permute(0, 2, 3, 1).numpy(), relevances.numpy(), photos
-
-
 def measure(base: Path, edited: Path) -> dict:
-    before, _, photos = held_out(base)
-    after, relevance, _ = held_out(edited)
+    before, _, photos, _ = held_out_renders(base)
+    after, relevance, _, _ = held_out_renders(edited)
     ball = red_region(torch.from_numpy(photos).permute(0, 3, 1, 2)).numpy()  # [N, H, W]: the truth
     away = ~dilate(torch.from_numpy(ball), 3).numpy()
 

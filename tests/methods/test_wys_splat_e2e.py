@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import wys_runs
 from wys_runs import (
-    HOLD_OUT,
-    PROMPT,
-    QUIET,
+    SHORT_SPLAT_RUN,
     check_every_finished_edit_kept,
     check_ns_render_video,
     cli,
@@ -25,7 +24,6 @@ from wys_runs import (
 )
 
 from nerf_edit.eval.synthetic import make_scene
-from nerf_edit_methods.configs import method_config
 from nerf_edit_methods.splat.configs import LIGHT_CPU_SPLAT_ARGS
 
 pytestmark = pytest.mark.slow
@@ -37,20 +35,11 @@ HAT = ["--pipeline.editor", "hat_oracle:HatOracleEditor", "--pipeline.prompt", "
 # a reset inside the edit phase of a CPU run (pause after a reset: 18 views + 25 steps).
 PAST_STOP_SPLIT = ["--pipeline.model.stop-split-at", "250", "--pipeline.model.refine-every", "25",
                    "--pipeline.model.reset-alpha-every", "4"]
-# Short CPU runs: colours learn at 10x splatfacto's rate (0.0025, set for 30000 steps). A continued run takes its
-# checkpoint's learning rates, so the reconstruction gets the same setting.
-SHORT_RUN = ["--optimizers.features-dc.optimizer.lr", "0.025"]
 GAUSSIANS = ("means", "scales", "quats", "features_dc", "features_rest", "opacities", "relevance")
 
 
 def train(method: str, scene: Path, output_dir: Path, timestamp: str, args) -> Path:
-    from nerfstudio.scripts.train import main as train_main
-
-    config = method_config(method, LIGHT_CPU_SPLAT_ARGS + SHORT_RUN + QUIET + [
-        "--data", str(scene), "--output-dir", str(output_dir), "--timestamp", timestamp, "--pipeline.prompt", PROMPT,
-        *args] + HOLD_OUT)
-    train_main(config)
-    return config.get_base_dir()
+    return wys_runs.train(method, scene, output_dir, timestamp, args, cpu_args=LIGHT_CPU_SPLAT_ARGS + SHORT_SPLAT_RUN)
 
 
 def gaussians(run: Path) -> dict:
@@ -150,7 +139,7 @@ def test_kill_and_resume_keeps_every_edit_and_the_frozen_gaussians(scene, output
     """kill -9 a wys-splat run after its Gaussians were frozen; the resumed run restores every edit on disk and the
     frozen set from the checkpoint (no second freeze: the same Gaussians, still the reconstruction's bit for bit)."""
     killed, resumed, saved, after, stdout = killed_then_resumed(
-        "wys-splat", LIGHT_CPU_SPLAT_ARGS + SHORT_RUN, scene, outputs, base_run / "nerfstudio_models",
+        "wys-splat", LIGHT_CPU_SPLAT_ARGS + SHORT_SPLAT_RUN, scene, outputs, base_run / "nerfstudio_models",
         ["--pipeline.relevance-warmup-steps", "10"])
     check_every_finished_edit_kept(saved, after, stdout)
     assert "Frozen" not in stdout  # the resumed run took the frozen set from its checkpoint
@@ -270,7 +259,7 @@ def test_a_run_killed_before_its_first_edit_freezes_once_when_resumed(scene, out
     takes the targets back, freezes at its first edit, once, from the traced relevance, and its frozen Gaussians are
     the reconstruction's, bit for bit."""
     killed, resumed, saved, after, stdout = killed_then_resumed(
-        "wys-splat", LIGHT_CPU_SPLAT_ARGS + SHORT_RUN, scene, outputs / "early", base_run / "nerfstudio_models",
+        "wys-splat", LIGHT_CPU_SPLAT_ARGS + SHORT_SPLAT_RUN, scene, outputs / "early", base_run / "nerfstudio_models",
         ["--pipeline.relevance-warmup-steps", "100000"], before_first_edit=True)
     assert saved == {} and "frozen" not in gaussians_at(killed, "latest")
     assert stdout.count("Frozen") == 1 and "Restored 0 edited views and 18 relevance targets" in stdout

@@ -19,20 +19,26 @@ PROMPT = "turn the red ball blue"
 HOLD_OUT = ["nerfstudio-data", "--eval-mode", "interval", "--eval-interval", "4"]
 QUIET = ["--steps-per-eval-batch", "1000000", "--steps-per-eval-image", "1000000", "--steps-per-eval-all-images", "1000000"]
 
+# Short CPU splat runs: colours learn at 10x splatfacto's rate (0.0025, set for 30000 steps). A continued run takes
+# its checkpoint's learning rates, so the reconstruction gets the same setting.
+SHORT_SPLAT_RUN = ["--optimizers.features-dc.optimizer.lr", "0.025"]
+
 
 def cli(name: str) -> str:
     """A console script of this environment (its bin folder need not be on PATH)."""
     return str(Path(sys.executable).parent / name)
 
 
-def train(method: str, scene: Path, output_dir: Path, timestamp: str, args: Sequence[str]) -> Path:
-    """ns-train METHOD in this process; returns the run folder."""
+def train(method: str, scene: Path, output_dir: Path, timestamp: str, args: Sequence[str],
+          cpu_args: Sequence[str] = LIGHT_CPU_ARGS, data: Sequence[str] = HOLD_OUT) -> Path:
+    """ns-train METHOD in this process (`cpu_args`: the backend's light CPU settings; `data`: the dataparser
+    subcommand, last); returns the run folder."""
     from nerfstudio.scripts.train import main as train_main
 
     config = method_config(
         method,
-        LIGHT_CPU_ARGS + QUIET + ["--data", str(scene), "--output-dir", str(output_dir), "--timestamp", timestamp,
-                                  "--pipeline.prompt", PROMPT, *args] + HOLD_OUT,
+        [*cpu_args, *QUIET, "--data", str(scene), "--output-dir", str(output_dir), "--timestamp", timestamp,
+         "--pipeline.prompt", PROMPT, *args, *data],
     )
     train_main(config)
     return config.get_base_dir()
@@ -43,10 +49,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def held_out_views(run_dir: Path, scene: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def held_out_renders(run_dir: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, List[Path]]:
     """A finished run's renders of the held-out cameras (loaded from its checkpoint, as ns-render does): rgb
-    [N, H, W, 3] and relevance [N, H, W], with the scene's photos there [N, H, W, 3] and their ground-truth
-    labels [N, H, W] (0 background, 1 ball, 2 cube)."""
+    [N, H, W, 3] and relevance [N, H, W], with the photos there [N, H, W, 3] and their files."""
     from PIL import Image
 
     from nerf_edit_scripts.evaluate_scene import load_run, render_cameras
@@ -54,10 +59,17 @@ def held_out_views(run_dir: Path, scene: Path) -> Tuple[np.ndarray, np.ndarray, 
     _, pipeline = load_run(run_dir / "config.yml")
     outputs = pipeline.datamanager.dataparser.get_dataparser_outputs(split="test")
     rgbs, relevances = render_cameras(pipeline, outputs.cameras)
-    masks = load_object_masks(scene)
     photos = np.stack([np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255 for f in outputs.image_filenames])
-    labels = np.stack([masks[str(Path(f).relative_to(scene))] for f in outputs.image_filenames])
-    return rgbs.permute(0, 2, 3, 1).numpy(), relevances.numpy(), photos, labels
+    return rgbs.permute(0, 2, 3, 1).numpy(), relevances.numpy(), photos, list(outputs.image_filenames)
+
+
+def held_out_views(run_dir: Path, scene: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`held_out_renders` of a generated scene, with the photos' ground-truth labels [N, H, W] (0 background, 1
+    ball, 2 cube) in place of their files."""
+    rgbs, relevances, photos, files = held_out_renders(run_dir)
+    masks = load_object_masks(scene)
+    labels = np.stack([masks[str(Path(f).relative_to(scene))] for f in files])
+    return rgbs, relevances, photos, labels
 
 
 def away_from_objects(labels: np.ndarray) -> np.ndarray:
