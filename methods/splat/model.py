@@ -34,7 +34,7 @@ from torch.nn import Parameter
 
 from nerf_edit.wys.ops import masked_relevance_loss
 from nerf_edit_methods.compat import offline_lpips
-from nerf_edit_methods.splat.ops import detach_frozen, freeze_rows, frozen_mask
+from nerf_edit_methods.splat.ops import detach_frozen, free_mask, freeze_rows, frozen_mask, lift_clamped_colors
 from nerf_edit_methods.splat.rasterize import rasterize_with_channels, weight_sums
 from nerf_edit_methods.splat.strategy import FrozenBackgroundStrategy
 
@@ -136,6 +136,14 @@ class WysSplatModel(SplatfactoModel):
         """Freeze every Gaussian whose relevance is below `tau`; returns how many are frozen now."""
         freeze_rows(self.gauss_params, self.optimizers, self.strategy_state, self.relevance.detach() < tau)
         return int(self.frozen.sum())
+
+    def unclamp_free_colors(self) -> int:
+        """Keep every free Gaussian's colour channels where gsplat's clamp at 0 still passes a gradient
+        (ops.lift_clamped_colors); frozen ones are untouched. With sh_degree 0 colours are a sigmoid: nothing to do.
+        -> how many channels were raised"""
+        if self.config.sh_degree <= 0:
+            return 0
+        return lift_clamped_colors(self.gauss_params["features_dc"].data, free_mask(self.strategy_state))
 
     @property
     def edit_start(self) -> Optional[int]:

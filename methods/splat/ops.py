@@ -22,6 +22,11 @@ from gsplat.utils import normalized_quat_to_rotmat
 Params = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
 Optimizers = Dict[str, torch.optim.Optimizer]
 
+SH_C0 = 0.2820947917738781  # the degree-0 spherical harmonic (gsplat cuda/_torch_impl.py ~639)
+# The least colour a free Gaussian's channel has while an edit runs (lift_clamped_colors): above gsplat's clamp at 0,
+# so the channel has a gradient, and under a 255th, so a render changes by less than one 8-bit level there.
+EDIT_COLOR_FLOOR = 1e-3
+
 
 def frozen_mask(state: Dict[str, Any]) -> Optional[torch.Tensor]:
     """The state's [N] bool mask of frozen Gaussians, or None before anything was frozen."""
@@ -154,6 +159,21 @@ def reset_free_opacities(params: Params, optimizers: Optimizers, state: Dict[str
     reset_opa(params=params, optimizers=optimizers, state=state, value=value)
     if frozen is not None:
         params["opacities"][frozen] = kept  # reset_opa made a new Parameter: write into that one
+
+
+@torch.no_grad()
+def lift_clamped_colors(features_dc: torch.Tensor, rows: Optional[torch.Tensor], floor: float = EDIT_COLOR_FLOOR) -> int:
+    """Raise each channel of the degree-0 colour of `rows` [N] bool (None: every Gaussian) to at least `floor`.
+    gsplat turns SH into colour as max(SH·Y + 0.5, 0) (rendering.py ~392): a channel the reconstruction drove below
+    0 renders as 0 and gets no gradient, so no edit can bring it back (a red ball's blue: a blue target turned it
+    black). Raised to `floor` it renders (nearly) the same and can move both ways. features_dc [N, 3] (SH
+    coefficients, changed in place) -> how many channels were raised."""
+    least = (floor - 0.5) / SH_C0  # the coefficient whose colour is `floor`
+    low = features_dc < least  # [N, 3]
+    if rows is not None:
+        low &= rows[:, None]
+    features_dc[low] = least
+    return int(low.sum())
 
 
 @torch.no_grad()

@@ -81,6 +81,9 @@ class WYSSplatPipeline(WYSPipeline):
             self.freeze_from_evidence()
         if self.config.refine_in_edit and self.model.edit_start is None:
             self.model.start_edit_phase(step, self._optimizers)
+        # At every edit step, not only the first: the targets change as views are edited again, and a channel a
+        # later target needs back must not have died on the way.
+        self.model.unclamp_free_colors()
 
     def freeze_from_evidence(self) -> None:
         """Trace each Gaussian's relevance from the training views' targets (deterministic, whatever the warm-up),

@@ -267,3 +267,49 @@ def test_a_continued_run_refines_again_in_its_edit_phase_and_frozen_rows_stay_bi
     restored = model(seed=15)
     restored.load_state_dict(splats.state_dict())
     assert restored.edit_start == 30001 and torch.equal(restored.frozen, splats.frozen)
+
+
+def test_a_colour_channel_below_gsplats_clamp_is_raised_so_an_edit_can_bring_it_back():
+    """A red reconstruction's blue lies below gsplat's clamp (colour = max(SH·Y + 0.5, 0)): it renders 0 and gets no
+    gradient, so a blue target turns the ball black. unclamp_free_colors raises the free Gaussians' channels to
+    EDIT_COLOR_FLOOR: the render moves by less than that, the frozen rows stay bit-identical, and the same training
+    towards a blue target then makes the view blue (without it the blue stays exactly 0)."""
+    from nerf_edit_methods.splat.ops import EDIT_COLOR_FLOOR, SH_C0
+
+    def render(splats) -> torch.Tensor:
+        with torch.no_grad():
+            rgb = splats.eval().get_outputs(camera())["rgb"]
+        splats.train()
+        return rgb
+
+    def trained_blue(unclamp: bool) -> tuple:
+        splats = model(seed=5, background_color="black").train()
+        splats.step = 10000  # full resolution
+        splats.optimizers = {name: torch.optim.Adam([p], lr=0.05) for name, p in splats.gauss_params.items()}
+        with torch.no_grad():
+            splats.gauss_params["opacities"][:] = torch.logit(torch.tensor(0.9))
+            splats.gauss_params["features_rest"].zero_()
+            splats.gauss_params["features_dc"][:] = (torch.tensor([0.8, 0.05, -0.3]) - 0.5) / SH_C0  # red
+            splats.gauss_params["relevance"][:10] = -4.0
+        splats.freeze_irrelevant(0.5)
+        frozen_dc = splats.gauss_params["features_dc"][:10].clone()
+        before = render(splats)
+        raised = splats.unclamp_free_colors() if unclamp else 0
+        after = render(splats)
+        target = before[..., [2, 1, 0]].clamp_min(0)  # the red turned blue
+        for _ in range(40):
+            loss = (splats.get_outputs(camera())["rgb"] - target).abs().mean()
+            for optimizer in splats.optimizers.values():
+                optimizer.zero_grad()
+            loss.backward()
+            for optimizer in splats.optimizers.values():
+                optimizer.step()
+        rendered = render(splats)
+        assert torch.equal(splats.gauss_params["features_dc"][:10], frozen_dc)
+        return raised, float((after - before).abs().max()), float(before[..., 2].max()), float(rendered[..., 2].mean())
+
+    raised, moved, blue_at_start, blue_without = trained_blue(unclamp=False)
+    assert raised == 0 and moved == 0 and blue_at_start == 0 and blue_without == 0
+    raised, moved, _, blue_with = trained_blue(unclamp=True)
+    assert raised == 30 and moved <= EDIT_COLOR_FLOOR
+    assert blue_with > 0.2, blue_with
