@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from gsplat.strategy.ops import duplicate, remove, reset_opa, split
 from gsplat.utils import normalized_quat_to_rotmat
+from nerfstudio.models.splatfacto import RGB2SH
 
 Params = Union[Dict[str, torch.nn.Parameter], torch.nn.ParameterDict]
 Optimizers = Dict[str, torch.optim.Optimizer]
 
-SH_C0 = 0.2820947917738781  # the degree-0 spherical harmonic (gsplat cuda/_torch_impl.py ~639)
 # The least colour a free Gaussian's channel has while an edit runs (lift_clamped_colors): above gsplat's clamp at 0,
 # so the channel has a gradient, and under a 255th, so a render changes by less than one 8-bit level there.
 EDIT_COLOR_FLOOR = 1e-3
@@ -168,7 +168,7 @@ def lift_clamped_colors(features_dc: torch.Tensor, rows: Optional[torch.Tensor],
     0 renders as 0 and gets no gradient, so no edit can bring it back (a red ball's blue: a blue target turned it
     black). Raised to `floor` it renders (nearly) the same and can move both ways. features_dc [N, 3] (SH
     coefficients, changed in place) -> how many channels were raised."""
-    least = (floor - 0.5) / SH_C0  # the coefficient whose colour is `floor`
+    least = RGB2SH(floor)  # the coefficient whose colour is `floor` (splatfacto's own conversion)
     low = features_dc < least  # [N, 3]
     if rows is not None:
         low &= rows[:, None]

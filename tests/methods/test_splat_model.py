@@ -274,7 +274,9 @@ def test_a_colour_channel_below_gsplats_clamp_is_raised_so_an_edit_can_bring_it_
     gradient, so a blue target turns the ball black. unclamp_free_colors raises the free Gaussians' channels to
     EDIT_COLOR_FLOOR: the render moves by less than that, the frozen rows stay bit-identical, and the same training
     towards a blue target then makes the view blue (without it the blue stays exactly 0)."""
-    from nerf_edit_methods.splat.ops import EDIT_COLOR_FLOOR, SH_C0
+    from nerfstudio.models.splatfacto import RGB2SH
+
+    from nerf_edit_methods.splat.ops import EDIT_COLOR_FLOOR
 
     def render(splats) -> torch.Tensor:
         with torch.no_grad():
@@ -289,7 +291,7 @@ def test_a_colour_channel_below_gsplats_clamp_is_raised_so_an_edit_can_bring_it_
         with torch.no_grad():
             splats.gauss_params["opacities"][:] = torch.logit(torch.tensor(0.9))
             splats.gauss_params["features_rest"].zero_()
-            splats.gauss_params["features_dc"][:] = (torch.tensor([0.8, 0.05, -0.3]) - 0.5) / SH_C0  # red
+            splats.gauss_params["features_dc"][:] = RGB2SH(torch.tensor([0.8, 0.05, -0.3]))  # red
             splats.gauss_params["relevance"][:10] = -4.0
         splats.freeze_irrelevant(0.5)
         frozen_dc = splats.gauss_params["features_dc"][:10].clone()
